@@ -1,0 +1,181 @@
+"""Creating tensors: from data, filled, ranges, identity and random."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .random import _rng
+from .tensor import Tensor, _default_float, as_dtype
+
+
+def _shape(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        return tuple(int(s) for s in size[0])
+    return tuple(int(s) for s in size)
+
+
+def _make(arr, dtype, requires_grad, device):
+    dev = backend.normalize_device(device)
+    if dtype is not None:
+        arr = arr.astype(as_dtype(dtype), copy=False)
+    t = Tensor._wrap(backend.to_device(arr, dev))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None):
+    """A new tensor holding a copy of ``data`` (floats default to float32, ints to int64)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    return Tensor(backend.to_numpy(data).copy() if hasattr(data, "dtype") else data,
+                  dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def as_tensor(data, dtype=None, device=None):
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return Tensor(data.data if isinstance(data, Tensor) else data, dtype=dtype, device=device)
+
+
+def from_numpy(a):
+    """A tensor sharing memory with the NumPy array ``a``."""
+    return Tensor._wrap(a)
+
+
+def zeros(*size, dtype=None, requires_grad=False, device=None):
+    return _make(np.zeros(_shape(size), as_dtype(dtype) or _default_float), None, requires_grad,
+                 device)
+
+
+def ones(*size, dtype=None, requires_grad=False, device=None):
+    return _make(np.ones(_shape(size), as_dtype(dtype) or _default_float), None, requires_grad,
+                 device)
+
+
+def empty(*size, dtype=None, requires_grad=False, device=None):
+    return _make(np.empty(_shape(size), as_dtype(dtype) or _default_float), None, requires_grad,
+                 device)
+
+
+def full(size, fill_value, dtype=None, requires_grad=False, device=None):
+    if dtype is None:
+        dtype = (np.bool_ if isinstance(fill_value, bool) else
+                 np.int64 if isinstance(fill_value, int) else _default_float)
+    return _make(np.full(tuple(size), fill_value, as_dtype(dtype)), None, requires_grad, device)
+
+
+def _like(x, fn, dtype, requires_grad, device, *args):
+    dtype = as_dtype(dtype) or x.dtype
+    return _make(fn(tuple(x.shape), *args, dtype=dtype), None, requires_grad,
+                 device or x.device)
+
+
+def zeros_like(x, dtype=None, requires_grad=False, device=None):
+    return _like(x, np.zeros, dtype, requires_grad, device)
+
+
+def ones_like(x, dtype=None, requires_grad=False, device=None):
+    return _like(x, np.ones, dtype, requires_grad, device)
+
+
+def empty_like(x, dtype=None, requires_grad=False, device=None):
+    return _like(x, np.empty, dtype, requires_grad, device)
+
+
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+    return _like(x, np.full, dtype, requires_grad, device, fill_value)
+
+
+def rand_like(x, dtype=None, requires_grad=False, device=None):
+    return rand(tuple(x.shape), dtype=dtype or x.dtype, requires_grad=requires_grad,
+                device=device or x.device)
+
+
+def randn_like(x, dtype=None, requires_grad=False, device=None):
+    return randn(tuple(x.shape), dtype=dtype or x.dtype, requires_grad=requires_grad,
+                 device=device or x.device)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_float = any(isinstance(v, float) for v in (start, end, step))
+        dtype = _default_float if is_float else np.int64
+    return _make(np.arange(start, end, step, dtype=as_dtype(dtype)), None, requires_grad, device)
+
+
+def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):
+    return _make(np.linspace(start, end, steps, dtype=as_dtype(dtype) or _default_float), None,
+                 requires_grad, device)
+
+
+def eye(n, m=None, dtype=None, requires_grad=False, device=None):
+    return _make(np.eye(n, m, dtype=as_dtype(dtype) or _default_float), None, requires_grad,
+                 device)
+
+
+def rand(*size, dtype=None, requires_grad=False, device=None, generator=None):
+    rng = generator or _rng()
+    dt = as_dtype(dtype) or _default_float
+    return _make(rng.random(_shape(size), dtype=dt if dt in (np.float32, np.float64) else None),
+                 dt, requires_grad, device)
+
+
+def randn(*size, dtype=None, requires_grad=False, device=None, generator=None):
+    rng = generator or _rng()
+    dt = as_dtype(dtype) or _default_float
+    return _make(rng.standard_normal(_shape(size), dtype=dt if dt in (np.float32, np.float64)
+                                     else None), dt, requires_grad, device)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
+    if high is None:
+        low, high = 0, low
+    rng = generator or _rng()
+    return _make(rng.integers(low, high, size=tuple(size), dtype=np.int64), dtype, False, device)
+
+
+def randperm(n, dtype=None, device=None, generator=None):
+    rng = generator or _rng()
+    return _make(rng.permutation(n).astype(np.int64), dtype, False, device)
+
+
+def multinomial(probs, num_samples=1, replacement=False, generator=None):
+    """Draw indices from each row of ``probs`` (non-negative weights)."""
+    rng = generator or _rng()
+    p = backend.to_numpy(probs.data if isinstance(probs, Tensor) else probs).astype(np.float64)
+    flat = p.reshape(-1, p.shape[-1])
+    out = np.empty((flat.shape[0], num_samples), dtype=np.int64)
+    for i, row in enumerate(flat):
+        s = row.sum()
+        if not np.isfinite(s) or s <= 0 or (row < 0).any():
+            raise ValueError("multinomial: probabilities must be finite, non-negative, sum > 0")
+        out[i] = rng.choice(row.shape[0], size=num_samples, replace=replacement, p=row / s)
+    return Tensor._wrap(out.reshape(p.shape[:-1] + (num_samples,)))
+
+__all__ = [
+    "tensor",
+    "as_tensor",
+    "from_numpy",
+    "zeros",
+    "ones",
+    "empty",
+    "full",
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "arange",
+    "linspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "multinomial",
+]

@@ -1,0 +1,127 @@
+"""Matrix products: matmul (1-d, 2-d, batched with broadcast batch dims) and einsum."""
+
+from __future__ import annotations
+
+import string
+
+from ..autograd import Op
+
+
+class Matmul(Op):
+    """y = a @ b;  da = g @ b^T, db = a^T @ g (1-d operands promoted as in NumPy; batch dims
+    broadcast and summed back by the engine)."""
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(
+                f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and "
+                f"{tuple(b.shape)}; use * for scalars"
+            )
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            k2 = b.shape[-2 if b.ndim > 1 else 0]
+            raise ValueError(
+                f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: inner dims {a.shape[-1]} and {k2} "
+                "differ"
+            )
+        self.save(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        xp = self.xp
+        a1, b1 = a.ndim == 1, b.ndim == 1
+        if a1 and b1:
+            return (g * b if self.needs[0] else None), (g * a if self.needs[1] else None)
+        if a1:
+            a = a.reshape((1, a.shape[0]))
+            g = xp.expand_dims(g, -2)
+        if b1:
+            b = b.reshape((b.shape[0], 1))
+            g = xp.expand_dims(g, -1)
+        ga = gb = None
+        if self.needs[0]:
+            if b.ndim == 2 and a.ndim > 2:
+                ga = g @ b.T  # (..., n, m) @ (m, k)
+            else:
+                ga = g @ xp.swapaxes(b, -1, -2)
+            if a1:
+                ga = ga.reshape(ga.shape[:-2] + (ga.shape[-1],))
+        if self.needs[1]:
+            if b.ndim == 2 and a.ndim > 2:
+                # fold the batch into the rows: one GEMM instead of a batch summed afterwards
+                k, m = a.shape[-1], g.shape[-1]
+                gb = a.reshape((-1, k)).T @ g.reshape((-1, m))
+            else:
+                gb = xp.swapaxes(a, -1, -2) @ g
+            if b1:
+                gb = gb.reshape(gb.shape[:-1])
+        return ga, gb
+
+
+def parse_einsum(subscripts, shapes):
+    """Split 'ij,jk->ik' into input and output subscript strings, expanding '...'."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        lhs, out = subscripts.split("->")
+    else:
+        lhs, out = subscripts, None
+    ins = lhs.split(",")
+    if len(ins) != len(shapes):
+        raise ValueError(f"einsum: {len(ins)} operand subscripts but {len(shapes)} operands")
+    used = set(subscripts) - {".", ",", "-", ">"}
+    free = [c for c in string.ascii_letters if c not in used]
+    ell_len = max((len(s) - (len(sub) - 3) for sub, s in zip(ins, shapes) if "..." in sub),
+                  default=0)
+    ell = "".join(free[:ell_len])
+    exp = []
+    for sub, s in zip(ins, shapes):
+        if "..." in sub:
+            n = len(s) - (len(sub) - 3)
+            sub = sub.replace("...", ell[ell_len - n:])
+        if len(sub) != len(s):
+            raise ValueError(f"einsum: subscripts '{sub}' do not fit an operand of shape {s}")
+        exp.append(sub)
+    if out is None:
+        counts = {}
+        for sub in exp:
+            for c in sub:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c not in ell))
+    else:
+        out = out.replace("...", ell)
+    return exp, out
+
+
+class Einsum(Op):
+    """y = einsum(subscripts, *xs);  dx_i = einsum(g and the other operands -> x_i's indices),
+    broadcast over the indices only x_i carries."""
+
+    def forward(self, *xs, subscripts=""):
+        self.ins, self.out = parse_einsum(subscripts, [x.shape for x in xs])
+        for sub in self.ins:
+            if len(set(sub)) != len(sub):
+                raise NotImplementedError(
+                    f"einsum: repeated index within one operand ('{sub}') has no gradient here"
+                )
+        self.save(*xs)
+        spec = ",".join(self.ins) + "->" + self.out
+        return self.xp.einsum(spec, *xs, optimize=len(xs) > 2)
+
+    def backward(self, g):
+        xs = self.saved
+        xp = self.xp
+        grads = []
+        for i, (x, sub) in enumerate(zip(xs, self.ins)):
+            if not self.needs[i]:
+                grads.append(None)
+                continue
+            others = [(s, o) for j, (s, o) in enumerate(zip(self.ins, xs)) if j != i]
+            avail = set(self.out).union(*[set(s) for s, _ in others])
+            target = "".join(c for c in sub if c in avail)
+            spec = ",".join([self.out] + [s for s, _ in others]) + "->" + target
+            gi = xp.einsum(spec, g, *[o for _, o in others])
+            if target != sub:  # indices only this operand has: the gradient is constant there
+                shape = tuple(n if c in avail else 1 for c, n in zip(sub, x.shape))
+                gi = xp.broadcast_to(gi.reshape(shape), x.shape)
+            grads.append(gi)
+        return tuple(grads)

@@ -1,0 +1,520 @@
+"""Tensor: an array, the op that made it, and the gradient that backward leaves in it.
+
+Operators and methods are one-line calls into the functional ops (``chainrule.ops``), so a
+Tensor method and the free function of the same name are the same code path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+float16 = np.dtype("float16")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+uint8 = np.dtype("uint8")
+bool_ = np.dtype("bool")
+_default_float = float32
+
+_DTYPE_NAMES = {
+    "float32": float32, "float": float32, "float64": float64, "double": float64,
+    "float16": float16, "half": float16, "int64": int64, "long": int64, "int32": int32,
+    "int": int32, "uint8": uint8, "bool": bool_,
+}
+
+
+def as_dtype(dtype):
+    """Normalise a dtype given as numpy dtype, Python type or name ('float32')."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        if dtype in _DTYPE_NAMES:
+            return _DTYPE_NAMES[dtype]
+        raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
+    if dtype is float:
+        return _default_float
+    if dtype is int:
+        return int64
+    if dtype is bool:
+        return bool_
+    return np.dtype(dtype)
+
+
+def is_floating(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
+
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "name",
+                 "__weakref__")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data, dtype=None, requires_grad=False, device=None):
+        dtype = as_dtype(dtype)
+        if isinstance(data, Tensor):
+            data = data.data
+        dev = backend.normalize_device(device) if device is not None else None
+        if dev is None:
+            dev = backend.device_of(data) if not isinstance(data, (list, tuple)) else "cpu"
+        xp = backend.xp_for_device(dev)
+        if dtype is None and not hasattr(data, "dtype"):
+            probe = np.asarray(data)
+            dtype = _default_float if probe.dtype.kind == "f" else probe.dtype
+            data = probe
+            if dtype.kind == "i":
+                dtype = int64
+        arr = xp.asarray(backend.to_device(data, dev) if dev == "cpu" or hasattr(data, "dtype")
+                         else data, dtype=dtype)
+        if dev == "cuda" and not isinstance(arr, backend._cupy.ndarray):  # pragma: no cover
+            arr = backend.to_device(arr, "cuda")
+        self.data = arr
+        self.grad = None
+        self.grad_fn = None
+        self._vc = [0]
+        self._hooks = None
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _wrap(data, grad_fn=None, requires_grad=None):
+        """Fast internal constructor around an existing array (no copy, no checks)."""
+        t = Tensor.__new__(Tensor)
+        t.data = data
+        t.grad = None
+        t.grad_fn = grad_fn
+        t.requires_grad = grad_fn is not None if requires_grad is None else requires_grad
+        t._vc = [0]
+        t._hooks = None
+        t.name = None
+        return t
+
+    # -- attributes -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return Size(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def xp(self):
+        return backend.array_module(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    def size(self, dim=None):
+        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def element_size(self) -> int:
+        return self.data.itemsize
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self):
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype != float32 and self.data.dtype != int64 and self.data.dtype != bool_:
+            extra += f", dtype={self.data.dtype}"
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
+        if self.grad_fn is not None:
+            extra += f", grad_fn=<{self.grad_fn.name}Backward>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def __hash__(self):
+        return id(self)
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of one element can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = backend.to_numpy(self.data)
+        return a if dtype is None else a.astype(dtype)
+
+    # -- autograd ---------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad: bool = True):
+        if requires_grad and not is_floating(self.data.dtype):
+            raise RuntimeError(
+                f"only floating-point tensors can require grad, got dtype {self.data.dtype}; "
+                "convert with .float() first"
+            )
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError(
+                "requires_grad_(False) on a non-leaf tensor; use .detach() to cut it from the graph"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def detach(self):
+        """The same array (shared, not copied) as a new leaf outside the graph."""
+        t = Tensor._wrap(self.data)
+        t._vc = self._vc
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
+        replaces the gradient. Returns a handle with ``.remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook on a tensor that does not require grad")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        else:
+            if self.grad_fn.hooks is None:
+                self.grad_fn.hooks = []
+            hooks = self.grad_fn.hooks
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if self.grad_fn is None:
+            return
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def keep(g):
+            t = ref()
+            if t is not None:
+                t.grad = Tensor._wrap(g.data.copy()) if t.grad is None else t.grad + g.detach()
+
+        self.register_hook(keep)
+
+    # -- conversion -------------------------------------------------------------------------
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"item(): only a one-element tensor converts to a Python number, got shape "
+                f"{tuple(self.shape)}"
+            )
+        return backend.to_numpy(self.data).reshape(()).item()
+
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError("numpy() of a tensor that requires grad; call .detach().numpy()")
+        return backend.to_numpy(self.data)
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def to(self, *args, dtype=None, device=None, copy=False):
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"):
+                device = a
+            else:
+                dtype = a
+        t = self
+        if device is not None:
+            dev = backend.normalize_device(device)
+            if dev != self.device:
+                t = _F.to_device(t, dev)
+        if dtype is not None:
+            t = t.type(dtype)
+        if copy and t is self:
+            t = self.clone()
+        return t
+
+    def type(self, dtype):
+        dtype = as_dtype(dtype)
+        return self if dtype == self.data.dtype else _F.cast(self, dtype)
+
+    def astype(self, dtype):
+        return self.type(dtype)
+
+    def float(self):
+        return self.type(float32)
+
+    def double(self):
+        return self.type(float64)
+
+    def half(self):
+        return self.type(float16)
+
+    def long(self):
+        return self.type(int64)
+
+    def int(self):
+        return self.type(int32)
+
+    def bool(self):
+        return self.type(bool_)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def is_floating_point(self) -> bool:
+        return is_floating(self.data.dtype)
+
+    def contiguous(self):
+        return self
+
+    def clone(self):
+        return _F.clone(self)
+
+    # -- in-place (bump the version counter, so a saved tensor's change is caught) ----------
+    def _inplace(self, arr, name):
+        if self.requires_grad and _autograd._grad_enabled and self.grad_fn is None:
+            raise RuntimeError(
+                f"{name}: in-place change of a leaf tensor that requires grad; wrap it in "
+                "chainrule.no_grad() (as optimizers do) or use the out-of-place op"
+            )
+        if self.requires_grad and _autograd._grad_enabled:
+            raise RuntimeError(
+                f"{name}: in-place ops on a tensor inside the graph are not supported; use the "
+                "out-of-place op"
+            )
+        xp = self.xp
+        src = arr.data if isinstance(arr, Tensor) else arr
+        xp.copyto(self.data, src, casting="unsafe")
+        self._vc[0] += 1
+        return self
+
+    def copy_(self, src):
+        return self._inplace(src, "copy_")
+
+    def zero_(self):
+        return self._inplace(0, "zero_")
+
+    def fill_(self, value):
+        return self._inplace(value, "fill_")
+
+    def add_(self, other, alpha=1):
+        o = other.data if isinstance(other, Tensor) else other
+        return self._inplace(self.data + (o if alpha == 1 else alpha * o), "add_")
+
+    def sub_(self, other, alpha=1):
+        o = other.data if isinstance(other, Tensor) else other
+        return self._inplace(self.data - (o if alpha == 1 else alpha * o), "sub_")
+
+    def mul_(self, other):
+        o = other.data if isinstance(other, Tensor) else other
+        return self._inplace(self.data * o, "mul_")
+
+    def div_(self, other):
+        o = other.data if isinstance(other, Tensor) else other
+        return self._inplace(self.data / o, "div_")
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(self.xp.clip(self.data, min, max), "clamp_")
+
+    def uniform_(self, a=0.0, b=1.0):
+        from .random import _rng
+
+        return self._inplace(_rng().uniform(a, b, self.data.shape), "uniform_")
+
+    def normal_(self, mean=0.0, std=1.0):
+        from .random import _rng
+
+        return self._inplace(_rng().normal(mean, std, self.data.shape), "normal_")
+
+    def __iadd__(self, other):
+        return self.add_(other) if not self.requires_grad else self + other
+
+    def __isub__(self, other):
+        return self.sub_(other) if not self.requires_grad else self - other
+
+    def __imul__(self, other):
+        return self.mul_(other) if not self.requires_grad else self * other
+
+    def __itruediv__(self, other):
+        return self.div_(other) if not self.requires_grad else self / other
+
+    def __setitem__(self, index, value):
+        index = _F._index_arrays(index)
+        if self.requires_grad and _autograd._grad_enabled:
+            raise RuntimeError(
+                "__setitem__ on a tensor that requires grad is not differentiable here; build the "
+                "result with where(), masked_fill() or cat(), or assign under no_grad()"
+            )
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._vc[0] += 1
+
+    # -- operators ---------------------------------------------------------------------------
+    def __add__(self, o):
+        return _F.add(self, o)
+
+    def __radd__(self, o):
+        return _F.add(o, self)
+
+    def __sub__(self, o):
+        return _F.sub(self, o)
+
+    def __rsub__(self, o):
+        return _F.sub(o, self)
+
+    def __mul__(self, o):
+        return _F.mul(self, o)
+
+    def __rmul__(self, o):
+        return _F.mul(o, self)
+
+    def __truediv__(self, o):
+        return _F.div(self, o)
+
+    def __rtruediv__(self, o):
+        return _F.div(o, self)
+
+    def __pow__(self, o):
+        return _F.pow(self, o)
+
+    def __rpow__(self, o):
+        return _F.pow(o, self)
+
+    def __matmul__(self, o):
+        return _F.matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _F.matmul(o, self)
+
+    def __neg__(self):
+        return _F.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _F.abs(self)
+
+    def __floordiv__(self, o):
+        return _F.floor_divide(self, o)
+
+    def __mod__(self, o):
+        return _F.remainder(self, o)
+
+    def __lt__(self, o):
+        return _F.lt(self, o)
+
+    def __le__(self, o):
+        return _F.le(self, o)
+
+    def __gt__(self, o):
+        return _F.gt(self, o)
+
+    def __ge__(self, o):
+        return _F.ge(self, o)
+
+    def __eq__(self, o):
+        return _F.eq(self, o)
+
+    def __ne__(self, o):
+        return _F.ne(self, o)
+
+    def __invert__(self):
+        return _F.logical_not(self)
+
+    def __and__(self, o):
+        return _F.logical_and(self, o)
+
+    def __or__(self, o):
+        return _F.logical_or(self, o)
+
+    def __xor__(self, o):
+        return _F.logical_xor(self, o)
+
+    def __getitem__(self, index):
+        return _F.getitem(self, index)
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    @property
+    def T(self):
+        return _F.permute(self, tuple(range(self.data.ndim - 1, -1, -1)))
+
+    @property
+    def mT(self):
+        return _F.transpose(self, -2, -1)
+
+
+class Size(tuple):
+    """A shape, as torch.Size: a tuple that also answers ``numel()``."""
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class _HookHandle:
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+from . import autograd as _autograd  # noqa: E402
+from . import ops as _F  # noqa: E402
