@@ -146,7 +146,9 @@ class Op:
             op.needs = [p is not None for p in parents]
         out = op.forward(*arrays, **params)
         if type(out) is not np.ndarray:
-            out = op.xp.asarray(out)
+            raw, out = out, op.xp.asarray(out)
+            if op.saved:  # a 0-d ufunc result is a NumPy scalar: keep the saved output linked
+                op.saved = tuple(out if s is raw else s for s in op.saved)
         if _anomaly_hooks:
             for hook in _anomaly_hooks:
                 hook(op, out, arrays)
@@ -192,7 +194,9 @@ class Op:
         """The saved values as Tensors joined to the graph, for create_graph backward."""
         out = []
         for s, link in zip(self.saved, self._links):
-            if link is None:
+            if type(s) in (int, float, bool):  # a Python scalar operand stays a weak constant
+                out.append(s)
+            elif link is None:
                 out.append(Tensor._wrap(s))
             elif link == _OUT:
                 out.append(Tensor._wrap(s, self))

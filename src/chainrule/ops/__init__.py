@@ -81,28 +81,99 @@ def _t(x, op="op"):
     raise TypeError(f"{op}: expected a Tensor or a number, got {type(x).__name__}")
 
 
+_WEAK = (builtins.float, builtins.int, builtins.bool)  # Python scalars take a tensor's dtype
+
+
+def _category(dtype):
+    return 2 if dtype.kind == "f" else 0 if dtype.kind == "b" else 1
+
+
+def _promote_pair(d1, d2):
+    """PyTorch's promotion of two dtypes: the higher category (bool < int < float) wins;
+    within a category the wider type (int64 + float16 is float16, not float64 as in NumPy)."""
+    if d1 is None or d1 == d2:
+        return d2
+    if d2 is None:
+        return d1
+    c1, c2 = _category(d1), _category(d2)
+    if c1 != c2:
+        return d1 if c1 > c2 else d2
+    return np.promote_types(d1, d2)
+
+
+def _combine(higher, lower):
+    # a lower-priority group (0-d tensors, then Python scalars) only changes the result when it
+    # is of a higher category: f32 tensor + f64 0-d tensor is f32, i64 tensor + 1.5 is float32
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return _promote_pair(higher, lower)
+    return higher
+
+
+def result_type(*operands):
+    """The dtype PyTorch gives an elementwise op on ``operands`` (tensors and scalars):
+    tensors with dims decide, then 0-d tensors, then Python/NumPy scalars (a float scalar counts
+    as float32, an int as int64), each group only when it is of a higher category."""
+    dim = zero = weak = None
+    for x in operands:
+        if isinstance(x, Tensor):
+            if x.data.ndim:
+                dim = _promote_pair(dim, x.data.dtype)
+            else:
+                zero = _promote_pair(zero, x.data.dtype)
+        elif isinstance(x, (builtins.bool, np.bool_)):
+            weak = _promote_pair(weak, np.dtype(np.bool_))
+        elif isinstance(x, (builtins.int, np.integer)):
+            weak = _promote_pair(weak, np.dtype(np.int64))
+        elif isinstance(x, (builtins.float, np.floating)):
+            weak = _promote_pair(weak, float32)
+    return _combine(dim, _combine(zero, weak))
+
+
+def _promote(a, b, name):
+    """Operands of a binary op brought to PyTorch's result dtype: tensors cast (differentiably),
+    scalars made Python scalars so that NumPy lets them take the tensor's dtype."""
+    a, b = _operand(a, name), _operand(b, name)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = _t(a, name)
+    dtype = result_type(a, b)
+    a = a.type(dtype) if isinstance(a, Tensor) else a.item() if isinstance(a, np.generic) else a
+    b = b.type(dtype) if isinstance(b, Tensor) else b.item() if isinstance(b, np.generic) else b
+    return a, b
+
+
 def _operand(x, op):
-    """Binary-op operand: Tensors pass through, Python scalars stay weak (they take the
-    tensor's dtype), arrays and lists become tensors."""
-    if isinstance(x, (Tensor, builtins.float, builtins.int, builtins.bool)):
+    """Binary-op operand: Tensors and scalars pass through; arrays and lists become tensors."""
+    if isinstance(x, (Tensor, builtins.float, builtins.int, builtins.bool, np.generic)):
         return x
     return _t(x, op)
 
 
-def _int_with_float(a, b):
-    # PyTorch: an integer tensor with a Python float gives the default float dtype
-    if isinstance(a, Tensor) and type(b) is builtins.float and a.data.dtype.kind in "iub":
-        return a.type(float32), b
-    if isinstance(b, Tensor) and type(a) is builtins.float and b.data.dtype.kind in "iub":
-        return a, b.type(float32)
-    return a, b
+def _float(x, op):
+    """A floating tensor for a math function: integers and bools become float32, as in
+    PyTorch (exp of an int64 tensor is float32)."""
+    x = _t(x, op)
+    return x if x.data.dtype.kind == "f" else x.type(float32)
+
+
+def _need_float(x, op):
+    x = _t(x, op)
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"{op}: needs a floating tensor, got dtype {x.dtype}; call .float() first")
+    return x
 
 
 def _binary(cls, a, b, name):
-    a, b = _operand(a, name), _operand(b, name)
-    if type(a) is not Tensor and type(b) is not Tensor:
-        return Tensor(cls().forward(np.asarray(a), np.asarray(b)))
-    a, b = _int_with_float(a, b)
+    # fast path: operands that already agree (same dtype, or a Python scalar on a float tensor)
+    if isinstance(a, Tensor):
+        if not (type(b) in _WEAK and a.data.dtype.kind == "f"
+                or isinstance(b, Tensor) and a.data.dtype == b.data.dtype):
+            a, b = _promote(a, b, name)
+    elif not (type(a) in _WEAK and isinstance(b, Tensor) and b.data.dtype.kind == "f"):
+        a, b = _promote(a, b, name)
     try:
         return cls.apply(a, b)
     except ValueError as e:
@@ -156,11 +227,12 @@ def div(a, b, rounding_mode=None):
         return floor_divide(a, b)
     if rounding_mode == "trunc":
         return _nograd(lambda xp, x, y: xp.trunc(x / y), a, b)
-    a, b = _operand(a, "div"), _operand(b, "div")
-    if isinstance(a, Tensor) and a.data.dtype.kind in "iub":
-        a = a.type(float32)  # true division of integers gives floats, as in PyTorch
-    if isinstance(b, Tensor) and b.data.dtype.kind in "iub" and not isinstance(a, Tensor):
-        b = b.type(float32)
+    if not (isinstance(a, Tensor) and a.data.dtype.kind == "f"):
+        a, b = _promote(a, b, "div")
+        if a.data.dtype.kind != "f" if isinstance(a, Tensor) else b.data.dtype.kind != "f":
+            # true division of integers gives the default float, as in PyTorch
+            a = a.type(float32) if isinstance(a, Tensor) else a
+            b = b.type(float32) if isinstance(b, Tensor) else b
     return _binary(Div, a, b, "div")
 
 
@@ -201,19 +273,19 @@ fmod = remainder
 
 
 def exp(x):
-    return Exp.apply(_t(x, "exp"))
+    return Exp.apply(_float(x, "exp"))
 
 
 def expm1(x):
-    return Expm1.apply(_t(x, "expm1"))
+    return Expm1.apply(_float(x, "expm1"))
 
 
 def log(x):
-    return Log.apply(_t(x, "log"))
+    return Log.apply(_float(x, "log"))
 
 
 def log1p(x):
-    return Log1p.apply(_t(x, "log1p"))
+    return Log1p.apply(_float(x, "log1p"))
 
 
 def log2(x):
@@ -225,11 +297,11 @@ def log10(x):
 
 
 def sqrt(x):
-    return Sqrt.apply(_t(x, "sqrt"))
+    return Sqrt.apply(_float(x, "sqrt"))
 
 
 def rsqrt(x):
-    return Rsqrt.apply(_t(x, "rsqrt"))
+    return Rsqrt.apply(_float(x, "rsqrt"))
 
 
 def abs(x):
@@ -240,19 +312,19 @@ absolute = abs
 
 
 def sin(x):
-    return Sin.apply(_t(x, "sin"))
+    return Sin.apply(_float(x, "sin"))
 
 
 def cos(x):
-    return Cos.apply(_t(x, "cos"))
+    return Cos.apply(_float(x, "cos"))
 
 
 def tanh(x):
-    return Tanh.apply(_t(x, "tanh"))
+    return Tanh.apply(_float(x, "tanh"))
 
 
 def sigmoid(x):
-    return Sigmoid.apply(_t(x, "sigmoid"))
+    return Sigmoid.apply(_float(x, "sigmoid"))
 
 
 def relu(x):
@@ -260,19 +332,19 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return LeakyRelu.apply(_t(x, "leaky_relu"), negative_slope=negative_slope)
+    return LeakyRelu.apply(_float(x, "leaky_relu"), negative_slope=negative_slope)
 
 
 def gelu(x, approximate="none"):
-    return Gelu.apply(_t(x, "gelu"), approximate=approximate)
+    return Gelu.apply(_float(x, "gelu"), approximate=approximate)
 
 
 def silu(x):
-    return Silu.apply(_t(x, "silu"))
+    return Silu.apply(_float(x, "silu"))
 
 
 def softplus(x, beta=1.0, threshold=20.0):
-    return Softplus.apply(_t(x, "softplus"), beta=beta, threshold=threshold)
+    return Softplus.apply(_float(x, "softplus"), beta=beta, threshold=threshold)
 
 
 def clamp(x, min=None, max=None):
@@ -303,10 +375,7 @@ def where(condition, a, b):
     c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
-    a, b = _operand(a, "where"), _operand(b, "where")
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        a = Tensor(a)
-    a, b = _int_with_float(a, b)
+    a, b = _promote(a, b, "where")
     return Where.apply(c, a, b)
 
 
@@ -452,7 +521,7 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    x = _t(x, "var")
+    x = _need_float(x, "var")
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     return Var.apply(x, dims=_dims(x, dim, "var"), correction=correction, keepdim=keepdim)
@@ -510,7 +579,7 @@ def amin(x, dim=None, keepdim=False):
 
 
 def logsumexp(x, dim=None, keepdim=False):
-    x = _t(x, "logsumexp")
+    x = _float(x, "logsumexp")
     return Logsumexp.apply(x, dims=_dims(x, dim, "logsumexp"), keepdim=keepdim)
 
 
@@ -526,7 +595,7 @@ def cumsum(x, dim):
 
 def norm(x, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (all elements by default); 'fro' is the 2-norm."""
-    x = _t(x, "norm")
+    x = _need_float(x, "norm")
     if p in ("fro", 2):
         return sqrt(sum(x * x, dim, keepdim))
     if p == 1:
@@ -540,6 +609,7 @@ def softmax(x, dim=-1, dtype=None):
     x = _t(x, "softmax")
     if dtype is not None:
         x = x.type(dtype)
+    x = _need_float(x, "softmax")
     return Softmax.apply(x, dim=_dim1(x, dim, "softmax"))
 
 
@@ -547,6 +617,7 @@ def log_softmax(x, dim=-1, dtype=None):
     x = _t(x, "log_softmax")
     if dtype is not None:
         x = x.type(dtype)
+    x = _need_float(x, "log_softmax")
     return LogSoftmax.apply(x, dim=_dim1(x, dim, "log_softmax"))
 
 

@@ -124,17 +124,22 @@ class Logsumexp(Op):
         m = x.max(axis=dims, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         y = xp.log(xp.exp(x - m).sum(axis=dims, keepdims=True)) + m
-        self.save(x, y)
-        return y if keepdim else y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+        if not keepdim:
+            y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+        self.save(x, y)  # the output itself, so create_graph differentiates through it
+        return y
 
     def backward(self, g):
         x, y = self.saved
         g = _expand_back(g, x.shape, self.dims, self.keepdim)
+        y = _expand_back(y, x.shape, self.dims, self.keepdim)
         return (g * self.xp.exp(x - y),)
 
 
 class Prod(Op):
-    """y = prod x;  dx_i = g prod_{j != i} x_j (computed without dividing, so zeros are exact)."""
+    """y = prod x;  dx_i = g prod_{j != i} x_j, from exclusive products to the left and right
+    (no division, so zeros are exact).  Higher orders run through ``composite``: the same
+    product as a chain of multiplications."""
 
     def forward(self, x, dim=None, keepdim=False):
         self.dim, self.keepdim = dim, keepdim
@@ -146,28 +151,39 @@ class Prod(Op):
     def backward(self, g):
         xp = self.xp
         x = self.saved[0]
+        shape = x.shape
         if self.dim is None:
-            flat = x.reshape(-1)
-            dim, shape = 0, (flat.shape[0],)
+            x, dim = x.reshape(-1), 0
             g = g.reshape((1,))
-            x = flat
         else:
-            dim = self.dim % x.ndim
-            shape = x.shape
+            dim = self.dim
             if not self.keepdim:
                 g = xp.expand_dims(g, dim)
-        # exclusive products from the left and from the right
         ones = xp.ones_like(x.sum(axis=dim, keepdims=True))
-        left = xp.cumprod(xp.concatenate([ones, x], axis=dim), axis=dim)
-        n = shape[dim]
-        left = xp.take(left, list(range(n)), axis=dim)
+        n = x.shape[dim]
+        head = (slice(None),) * dim
+        # left[i] = x_0 ... x_{i-1},  right[i] = x_{i+1} ... x_{n-1}
+        left = xp.cumprod(xp.concatenate([ones, x], axis=dim), axis=dim)[head + (slice(0, n),)]
         rev = xp.flip(x, axis=dim)
-        right = xp.cumprod(xp.concatenate([ones, rev], axis=dim), axis=dim)
-        right = xp.flip(xp.take(right, list(range(n)), axis=dim), axis=dim)
-        gx = g * left * right
+        right = xp.cumprod(xp.concatenate([ones, rev], axis=dim), axis=dim)[head + (slice(0, n),)]
+        return ((g * left * xp.flip(right, axis=dim)).reshape(shape),)
+
+    def composite(self, x):
+        from . import getitem, mul, unsqueeze
+
         if self.dim is None:
-            gx = gx.reshape(self.saved[0].shape)
-        return (gx,)
+            x, dim = x.reshape((-1,)), 0
+        else:
+            dim = self.dim
+        head = (slice(None),) * dim
+        n = x.shape[dim]
+        if n == 0:
+            y = x.sum(dim) + 1.0  # the empty product
+        else:
+            y = getitem(x, head + (0,))
+            for i in range(1, n):
+                y = mul(y, getitem(x, head + (i,)))
+        return unsqueeze(y, dim) if self.keepdim and self.dim is not None else y
 
 
 class Cumsum(Op):

@@ -155,14 +155,13 @@ class ScatterAdd(Op):
     """y = x with src added at index along dim;  dx = g, dsrc = g gathered at index."""
 
     def forward(self, x, index, src, dim=0):
-        self.dim, self.index = dim, index
+        self.where = _scatter_index(self.xp, index, dim)  # arrays, reused by a create_graph rule
         out = x.copy()
-        self.xp.add.at(out, _scatter_index(self.xp, index, dim), src)
+        self.xp.add.at(out, self.where, src)
         return out
 
     def backward(self, g):
-        gsrc = g[_scatter_index(self.xp, self.index, self.dim)] if self.needs[2] else None
-        return g, None, gsrc
+        return g, None, (g[self.where] if self.needs[2] else None)
 
 
 class IndexSelect(Op):
