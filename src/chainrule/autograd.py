@@ -18,14 +18,15 @@ very same rule is recorded as a differentiable computation.
 from __future__ import annotations
 
 import functools
-import sys
 
 import numpy as np
 
 from . import backend
 
 _grad_enabled = True
-_anomaly_hooks: list = []  # callables (op, out_array) run after every forward; see diagnostics
+_anomaly_hooks: list = []  # callables (op, out_array, in_arrays) run after every forward
+_new = object.__new__
+_ndarray = np.ndarray
 
 
 def is_grad_enabled() -> bool:
@@ -33,9 +34,18 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode:
-    """Context manager and decorator that sets grad mode for its block."""
+    """Context manager and decorator that sets grad mode for its block.
+
+    Usable as ``with no_grad():``, ``@no_grad()`` and, as in PyTorch, bare ``@no_grad``.
+    """
 
     mode = True
+
+    def __new__(cls, *args):
+        self = super().__new__(cls)
+        if args and callable(args[0]) and not isinstance(args[0], bool):
+            return self(args[0])  # bare decorator: no_grad(fn)
+        return self
 
     def __enter__(self):
         global _grad_enabled
@@ -48,9 +58,11 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
+        cls = self.__class__
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with cls():
                 return fn(*args, **kwargs)
 
         return wrapper
@@ -104,10 +116,19 @@ class Op:
     ``self.save(...)`` keeps what backward reads; save the output rather than the input when the
     derivative is a function of it. Returned gradients may have the broadcast shape: the engine
     sums them back to each input's shape.
+
+    Recorded state, set by ``apply``: ``parents`` (per input: its ``grad_fn``, the leaf tensor
+    itself, or None for a constant), ``needs``, ``shapes``, ``saved``, ``_links`` (where each
+    saved value came from) and ``_vers`` (version counters of saved tensors, checked before
+    backward). Class attributes give the defaults so that ``apply`` sets only what differs.
     """
 
     differentiable = True
-    # recorded state, set by apply: parents, needs, shapes, saved, xp, hooks, _links, _vers
+    xp = np  # the array namespace; set on the instance only for non-NumPy arrays
+    saved = ()
+    hooks = None
+    _links = ()
+    _vers = ()
 
     def save(self, *arrays):
         self.saved = arrays
@@ -124,68 +145,99 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        op = cls.__new__(cls)
+        op = _new(cls)
+        if not (_grad_enabled and cls.differentiable):
+            # Not recording: the forward on raw arrays and a bare tensor, nothing else.
+            arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+            if backend._cupy is not None:
+                op.xp = backend.array_module(arrays[0])
+            out = op.forward(*arrays, **params)
+            if type(out) is not _ndarray:
+                out = op.xp.asarray(out)
+            if _anomaly_hooks:
+                for hook in _anomaly_hooks:
+                    hook(op, out, arrays)
+            t = _new(Tensor)
+            t.data = out
+            t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
+            t.requires_grad = False
+            return t
         arrays = []
         parents = []
+        shapes = []
         record = False
         for t in inputs:
             if isinstance(t, Tensor):
-                arrays.append(t.data)
+                a = t.data
+                arrays.append(a)
+                shapes.append(a.shape)
                 if t.requires_grad:
                     record = True
-                    parents.append(t if t.grad_fn is None else t.grad_fn)
-                else:
-                    parents.append(None)
+                    f = t.grad_fn
+                    parents.append(t if f is None else f)
+                    continue
             else:
                 arrays.append(t)
-                parents.append(None)
-        record = record and _grad_enabled and cls.differentiable
-        op.xp = np if backend._cupy is None else backend.array_module(arrays[0])
-        op.saved = ()
+                shapes.append(())
+            parents.append(None)
+        if backend._cupy is not None:
+            op.xp = backend.array_module(arrays[0])
         if record:
             op.needs = [p is not None for p in parents]
         out = op.forward(*arrays, **params)
-        if type(out) is not np.ndarray:
+        saved = op.saved
+        if type(out) is not _ndarray:
             raw, out = out, op.xp.asarray(out)
-            if op.saved:  # a 0-d ufunc result is a NumPy scalar: keep the saved output linked
-                op.saved = tuple(out if s is raw else s for s in op.saved)
+            if saved:  # a 0-d ufunc result is a NumPy scalar: keep the saved output linked
+                op.saved = saved = tuple(out if s is raw else s for s in saved)
         if _anomaly_hooks:
             for hook in _anomaly_hooks:
                 hook(op, out, arrays)
+        res = _new(Tensor)
+        res.data = out
+        res.grad = res._vc = res._hooks = res.name = None
         if not record:
-            return Tensor._wrap(out)
+            res.grad_fn = None
+            res.requires_grad = False
+            return res
+        res.grad_fn = op
+        res.requires_grad = True
         op.parents = parents
-        op.shapes = [getattr(a, "shape", ()) for a in arrays]
-        op.hooks = None
-        saved = op.saved
+        op.shapes = shapes
         if saved:
+            # Where each saved value came from (for create_graph), and the version of each saved
+            # tensor now, so that an in-place change before backward is caught.
             links = []
             vers = []
             for s in saved:
                 if s is out:
                     links.append(_OUT)
+                    res._vc = vc = [0]
+                    vers.append((vc, 0, -1))
                     continue
                 for i, a in enumerate(arrays):
                     if s is a:
                         links.append(i)
                         t = inputs[i]
                         if isinstance(t, Tensor):
-                            vers.append((t._vc, t._vc[0], i))
+                            vc = t._vc
+                            if vc is None:
+                                t._vc = vc = [0]
+                            vers.append((vc, vc[0], i))
                         break
                 else:
                     links.append(None)
             op._links = links
             op._vers = vers
-        else:
-            op._links = op._vers = ()
-        return Tensor._wrap(out, op)
+        return res
 
     # -- used by the engine ---------------------------------------------------------------
     def _check_versions(self):
         for vc, v, i in self._vers:
             if vc[0] != v:
+                what = "its output" if i < 0 else f"input {i}"
                 raise RuntimeError(
-                    f"{self.name}.backward: input {i} was modified in place after it was saved "
+                    f"{self.name}.backward: {what} was modified in place after it was saved "
                     f"for backward (version {v}, now {vc[0]}); use an out-of-place op "
                     "(x = x + 1 rather than x += 1) or clone() it before the change"
                 )
@@ -211,7 +263,8 @@ class Op:
         return tuple(out)
 
     def _release(self):
-        self.saved = None
+        if self.saved:
+            self.saved = None
 
 
 def _freed_error(op) -> RuntimeError:
@@ -225,35 +278,34 @@ def unbroadcast(g, shape):
     """Sum ``g`` over the dims that broadcasting added or stretched, giving ``shape``.
 
     Works on arrays and on Tensors (for create_graph), so it is the one place that undoes
-    broadcasting in a gradient.
+    broadcasting in a gradient. The result is a new array (never a view of ``g``).
     """
     gshape = g.shape
     if gshape == shape:
         return g
     lead = len(gshape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        i + lead for i, n in enumerate(shape) if n == 1 and gshape[i + lead] != 1
-    )
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+        gshape = g.shape
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and gshape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
-    if lead:
-        g = g.reshape(shape)
-    elif g.shape != shape:
-        g = g.reshape(shape)
+    assert tuple(g.shape) == tuple(shape), (g.shape, shape)
     return g
-
-
-def _add(a, b):
-    return a + b
 
 
 def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
     """Run the backward pass from ``roots`` (ops or leaf tensors) seeded with ``root_grads``.
 
-    With ``capture`` (a dict keyed by op or leaf tensor) the gradients of those edges are
-    stored there instead of accumulated into ``.grad`` (this is ``grad()``).
+    Ops run in reverse topological order (an op runs once every op that consumed its output
+    has passed its gradient on), found with dependency counts: no recursion. Each op's
+    gradient buffer is freed as soon as the op has run. Leaf gradients are summed over the
+    whole pass first, so a leaf's hooks see its total gradient once, as in PyTorch; then they
+    go to ``.grad`` or, with ``capture`` (this is ``grad()``), into ``capture``.
+
+    A gradient array is added into in place only when the engine knows nobody else holds it
+    (``owned``): a rule may pass its incoming gradient on unchanged, or a view of it.
     """
-    # Dependency counts over the ops reachable from the roots (iterative, no recursion).
     deps: dict = {}
     stack = [r for r in roots if isinstance(r, Op)]
     seen = set(stack)
@@ -262,36 +314,40 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
         if op.saved is None:
             raise _freed_error(op)
         for p in op.parents:
-            if p is not None and not isinstance(p, Tensor):
-                deps[p] = deps.get(p, 0) + 1
-                if p not in seen:
+            if p is not None and isinstance(p, Op):
+                if p in seen:
+                    deps[p] += 1
+                else:
+                    deps[p] = 1
                     seen.add(p)
                     stack.append(p)
 
-    buffers: dict = {}
-    owned: set = set()  # ops whose buffer is an array the engine made, safe to add into
+    buffers: dict = {}  # op or leaf tensor -> gradient summed so far
+    owned: set = set()  # keys whose buffer is an array only the engine holds
 
-    def accumulate(edge, g):
-        if isinstance(edge, Tensor):
-            _accumulate_leaf(edge, g, capture, create_graph)
-        elif edge in buffers:
-            if edge in owned and not create_graph and g.dtype == buffers[edge].dtype:
-                buffers[edge] += g
-            else:
-                buffers[edge] = buffers[edge] + g
-                owned.add(edge)
-        else:
+    def accumulate(edge, g, fresh):
+        old = buffers.get(edge)
+        if old is None:
             buffers[edge] = g
+            if fresh:
+                owned.add(edge)
+        elif create_graph:
+            buffers[edge] = old + g
+        elif edge in owned and old.dtype == g.dtype:
+            old += g
+        else:
+            buffers[edge] = old + g
+            owned.add(edge)
 
     for r, g in zip(roots, root_grads):
-        accumulate(r, g)
-    ready = [r for r in roots if isinstance(r, Op) and deps.get(r, 0) == 0]
-    ready = list(dict.fromkeys(ready))
+        accumulate(r, g, False)
+    ready = list(dict.fromkeys(r for r in roots if isinstance(r, Op) and r not in deps))
     while ready:
         op = ready.pop()
         g = buffers.pop(op, None)
         grads = None
         if g is not None:
+            owned.discard(op)
             if op.hooks:
                 for hook in op.hooks:
                     r = hook(g if create_graph else Tensor._wrap(g))
@@ -299,28 +355,45 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                         g = r if create_graph else r.data
             if capture is not None and op in capture:
                 capture[op] = g
-            op._check_versions()
+            for vc, v, _ in op._vers:
+                if vc[0] != v:
+                    op._check_versions()
             grads = _call_backward(op, g, create_graph)
+        shapes = op.shapes
         for i, p in enumerate(op.parents):
             if p is None:
                 continue
-            gi = grads[i] if grads is not None else None
-            if gi is not None:
-                if gi.shape != op.shapes[i]:
-                    gi = unbroadcast(gi, op.shapes[i])
-                accumulate(p, gi)
-            if not isinstance(p, Tensor):
-                deps[p] -= 1
-                if deps[p] == 0:
+            if grads is not None:
+                gi = grads[i]
+                if gi is not None:
+                    if gi.shape != shapes[i]:
+                        gi = unbroadcast(gi, shapes[i])
+                        fresh = True
+                    elif create_graph:
+                        fresh = False
+                    else:
+                        # a new array, not g passed on, not a view, not given to two inputs
+                        fresh = (gi is not g and gi.base is None
+                                 and not any(gi is o for o in grads[:i]))
+                    accumulate(p, gi, fresh)
+            if type(p) is not Tensor and isinstance(p, Op):
+                n = deps[p] - 1
+                deps[p] = n
+                if n == 0:
                     ready.append(p)
-        if not retain_graph:
-            op._release()
+        if not retain_graph and op.saved:
+            op.saved = None
+    # what is left in buffers is the leaves' gradients
+    for t, g in buffers.items():
+        if capture is not None and t not in capture:
+            continue
+        _accumulate_leaf(t, g, capture, create_graph, t in owned)
 
 
 def _call_backward(op, g, create_graph):
     if not create_graph:
         grads = op.backward(g)
-        return grads if isinstance(grads, tuple) else (grads,)
+        return grads if type(grads) is tuple else (grads,)
     if hasattr(op, "composite"):
         return _composite_vjp(op, g)
     from .ops import tensor_ns
@@ -344,12 +417,15 @@ def _composite_vjp(op, g):
     return tuple(grads)
 
 
-def _accumulate_leaf(t, g, capture, create_graph):
+def _accumulate_leaf(t, g, capture, create_graph, owned=False):
+    """Give leaf ``t`` its gradient ``g`` for this pass: hooks first, then ``.grad`` (added in
+    place when it exists, as PyTorch does) or ``capture``."""
     if t._hooks:
         for hook in t._hooks:
             r = hook(g if create_graph else Tensor._wrap(g))
             if r is not None:
                 g = r if create_graph else r.data
+                owned = False
     if capture is not None:
         if t in capture:
             capture[t] = g if capture[t] is None else capture[t] + g
@@ -357,29 +433,31 @@ def _accumulate_leaf(t, g, capture, create_graph):
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
         return
-    if g.dtype != t.data.dtype:
-        g = g.astype(t.data.dtype)
-    if t.grad is None:
-        # Keep the array only if nobody else holds it (it may be a view, or shared with another
-        # leaf through a pass-through op); the optimizer and clipping update .grad in place.
-        if g.base is not None or sys.getrefcount(g) > 4 or not g.flags.writeable:
-            g = g.copy()
-        t.grad = Tensor._wrap(g)
+    dtype = t.data.dtype
+    if g.dtype != dtype:
+        g = g.astype(dtype)
+        owned = True
+    old = t.grad
+    if old is None:
+        # the optimizer and clipping update .grad in place, so it must not alias anything else
+        t.grad = Tensor._wrap(g if owned else g.copy())
+    elif old.requires_grad or old.data.shape != g.shape or old.data.dtype != dtype:
+        t.grad = old + Tensor._wrap(g)
     else:
-        t.grad = Tensor._wrap(t.grad.data + g)
+        old.data += g
 
 
 def _as_grad_array(t, g, where: str):
     if g is None:
         if t.data.size != 1:
-            raise RuntimeError(
+            raise ValueError(
                 f"{where}: grad can be implicitly created only for scalar outputs, but the output "
                 f"has shape {tuple(t.shape)}; pass gradient= (a tensor of that shape)"
             )
         return t.xp.ones_like(t.data)
     g = g.data if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t.data.dtype)
     if g.shape != t.data.shape:
-        raise RuntimeError(
+        raise ValueError(
             f"{where}: gradient has shape {tuple(g.shape)} but the output has shape "
             f"{tuple(t.shape)}; they must match"
         )

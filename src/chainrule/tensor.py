@@ -10,6 +10,8 @@ import numpy as np
 
 from . import backend
 
+_new = object.__new__
+
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 float16 = np.dtype("float16")
@@ -75,7 +77,7 @@ class Tensor:
         self.data = arr
         self.grad = None
         self.grad_fn = None
-        self._vc = [0]
+        self._vc = None  # version counter [n], made when first needed (saved, detached)
         self._hooks = None
         self.name = None
         self.requires_grad = False
@@ -85,14 +87,11 @@ class Tensor:
     @staticmethod
     def _wrap(data, grad_fn=None, requires_grad=None):
         """Fast internal constructor around an existing array (no copy, no checks)."""
-        t = Tensor.__new__(Tensor)
+        t = _new(Tensor)
         t.data = data
-        t.grad = None
+        t.grad = t._vc = t._hooks = t.name = None
         t.grad_fn = grad_fn
         t.requires_grad = grad_fn is not None if requires_grad is None else requires_grad
-        t._vc = [0]
-        t._hooks = None
-        t.name = None
         return t
 
     # -- attributes -------------------------------------------------------------------------
@@ -126,7 +125,8 @@ class Tensor:
 
     @property
     def _version(self) -> int:
-        return self._vc[0]
+        """How many in-place changes this tensor's data has seen (shared with detach())."""
+        return 0 if self._vc is None else self._vc[0]
 
     def size(self, dim=None):
         return Size(self.data.shape) if dim is None else self.data.shape[dim]
@@ -187,7 +187,7 @@ class Tensor:
     # -- autograd ---------------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True):
         if requires_grad and not is_floating(self.data.dtype):
-            raise RuntimeError(
+            raise TypeError(
                 f"only floating-point tensors can require grad, got dtype {self.data.dtype}; "
                 "convert with .float() first"
             )
@@ -205,7 +205,9 @@ class Tensor:
     def detach(self):
         """The same array (shared, not copied) as a new leaf outside the graph."""
         t = Tensor._wrap(self.data)
-        t._vc = self._vc
+        if self._vc is None:
+            self._vc = [0]
+        t._vc = self._vc  # an in-place change through the alias is seen by saved-tensor checks
         return t
 
     def detach_(self):
@@ -321,21 +323,42 @@ class Tensor:
         return _F.clone(self)
 
     # -- in-place (bump the version counter, so a saved tensor's change is caught) ----------
-    def _inplace(self, arr, name):
-        if self.requires_grad and _autograd._grad_enabled and self.grad_fn is None:
-            raise RuntimeError(
-                f"{name}: in-place change of a leaf tensor that requires grad; wrap it in "
-                "chainrule.no_grad() (as optimizers do) or use the out-of-place op"
-            )
+    def _check_inplace(self, name):
         if self.requires_grad and _autograd._grad_enabled:
+            if self.grad_fn is None:
+                raise RuntimeError(
+                    f"{name}: in-place change of a leaf tensor that requires grad; wrap it in "
+                    "chainrule.no_grad() (as optimizers do) or use the out-of-place op"
+                )
             raise RuntimeError(
                 f"{name}: in-place ops on a tensor inside the graph are not supported; use the "
                 "out-of-place op"
             )
-        xp = self.xp
+
+    def _bump(self):
+        if self._vc is not None:
+            self._vc[0] += 1
+
+    def _inplace(self, arr, name):
+        """Copy ``arr`` into this tensor's data (the result of an in-place op)."""
+        self._check_inplace(name)
         src = arr.data if isinstance(arr, Tensor) else arr
-        xp.copyto(self.data, src, casting="unsafe")
-        self._vc[0] += 1
+        self.xp.copyto(self.data, src, casting="unsafe")
+        self._bump()
+        return self
+
+    def _ufunc_(self, ufunc, other, name):
+        """``self = ufunc(self, other)`` written into self's own memory (one pass)."""
+        self._check_inplace(name)
+        o = other.data if isinstance(other, Tensor) else other
+        try:
+            ufunc(self.data, o, out=self.data, casting="unsafe")
+        except ValueError as e:
+            raise ValueError(
+                f"{name}: operand of shape {tuple(getattr(o, 'shape', ()))} does not broadcast "
+                f"to the tensor's shape {tuple(self.data.shape)} ({e})"
+            ) from None
+        self._bump()
         return self
 
     def copy_(self, src):
@@ -348,20 +371,20 @@ class Tensor:
         return self._inplace(value, "fill_")
 
     def add_(self, other, alpha=1):
-        o = other.data if isinstance(other, Tensor) else other
-        return self._inplace(self.data + (o if alpha == 1 else alpha * o), "add_")
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._ufunc_(self.xp.add, other, "add_")
 
     def sub_(self, other, alpha=1):
-        o = other.data if isinstance(other, Tensor) else other
-        return self._inplace(self.data - (o if alpha == 1 else alpha * o), "sub_")
+        if alpha != 1:
+            other = (other.data if isinstance(other, Tensor) else other) * alpha
+        return self._ufunc_(self.xp.subtract, other, "sub_")
 
     def mul_(self, other):
-        o = other.data if isinstance(other, Tensor) else other
-        return self._inplace(self.data * o, "mul_")
+        return self._ufunc_(self.xp.multiply, other, "mul_")
 
     def div_(self, other):
-        o = other.data if isinstance(other, Tensor) else other
-        return self._inplace(self.data / o, "div_")
+        return self._ufunc_(self.xp.true_divide, other, "div_")
 
     def clamp_(self, min=None, max=None):
         return self._inplace(self.xp.clip(self.data, min, max), "clamp_")
@@ -376,17 +399,22 @@ class Tensor:
 
         return self._inplace(_rng().normal(mean, std, self.data.shape), "normal_")
 
+    # ``x += y``: in place, as in PyTorch, except on a tensor inside a recorded graph (the
+    # engine records no in-place ops), where it rebinds x to the out-of-place result.
+    def _in_graph(self):
+        return self.grad_fn is not None and _autograd._grad_enabled
+
     def __iadd__(self, other):
-        return self.add_(other) if not self.requires_grad else self + other
+        return self + other if self._in_graph() else self.add_(other)
 
     def __isub__(self, other):
-        return self.sub_(other) if not self.requires_grad else self - other
+        return self - other if self._in_graph() else self.sub_(other)
 
     def __imul__(self, other):
-        return self.mul_(other) if not self.requires_grad else self * other
+        return self * other if self._in_graph() else self.mul_(other)
 
     def __itruediv__(self, other):
-        return self.div_(other) if not self.requires_grad else self / other
+        return self / other if self._in_graph() else self.div_(other)
 
     def __setitem__(self, index, value):
         index = _F._index_arrays(index)
@@ -396,7 +424,7 @@ class Tensor:
                 "result with where(), masked_fill() or cat(), or assign under no_grad()"
             )
         self.data[index] = value.data if isinstance(value, Tensor) else value
-        self._vc[0] += 1
+        self._bump()
 
     # -- operators ---------------------------------------------------------------------------
     def __add__(self, o):
