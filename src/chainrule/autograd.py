@@ -316,7 +316,7 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
         for p in op.parents:
             if p is not None and isinstance(p, Op):
                 if p in seen:
-                    deps[p] += 1
+                    deps[p] = deps.get(p, 0) + 1  # a root can also feed another root
                 else:
                     deps[p] = 1
                     seen.add(p)
@@ -335,6 +335,7 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
             buffers[edge] = old + g
         elif edge in owned and old.dtype == g.dtype:
             old += g
+            buffers[edge] = old  # a 0-d result can be a NumPy scalar, which += rebinds
         else:
             buffers[edge] = old + g
             owned.add(edge)
