@@ -125,22 +125,25 @@ class Stack(Op):
 
 
 class Gather(Op):
-    """y = take_along_dim(x, index, dim);  dx = zeros with g added at index along dim."""
+    """y[i][j][k] = x[i][index[i][j][k]][k] (dim 1);  dx = zeros with g added at the same places
+    (repeats accumulate). As in PyTorch, index may be smaller than x in the other dims."""
 
     def forward(self, x, index, dim=0):
-        self.dim, self.index, self.shape = dim, index, x.shape
-        return self.xp.take_along_axis(x, index, axis=dim)
+        self.dim, self.shape = dim, x.shape
+        self.where = _scatter_index(self.xp, index, dim)
+        return x[self.where]
 
     def backward(self, g):
-        return (scatter_add_zeros(self.xp, self.shape, self.dim, self.index, g), None)
+        return (scatter_add_zeros(self.xp, self.shape, self.dim, self.where, g), None)
 
 
-def scatter_add_zeros(xp, shape, dim, index, src):
-    """zeros(shape) with ``src`` added at ``index`` along ``dim`` (duplicates accumulate)."""
+def scatter_add_zeros(xp, shape, dim, where, src):
+    """zeros(shape) with ``src`` added at ``where`` (an index tuple from ``_scatter_index``;
+    duplicates accumulate)."""
     if hasattr(xp, "scatter_add_zeros"):
-        return xp.scatter_add_zeros(shape, dim, index, src)
+        return xp.scatter_add_zeros(shape, where, src)
     out = xp.zeros(shape, dtype=src.dtype)
-    xp.add.at(out, _scatter_index(xp, index, dim), src)
+    xp.add.at(out, where, src)
     return out
 
 
@@ -152,16 +155,28 @@ def _scatter_index(xp, index, dim):
 
 
 class ScatterAdd(Op):
-    """y = x with src added at index along dim;  dx = g, dsrc = g gathered at index."""
+    """y = x with src added at index along dim (y[i][index[i][j]] += src[i][j] for dim 1);
+    dx = g, dsrc = g gathered at index (zero where src has more elements than index, which
+    PyTorch allows)."""
 
     def forward(self, x, index, src, dim=0):
         self.where = _scatter_index(self.xp, index, dim)  # arrays, reused by a create_graph rule
+        self.src_pad = [(0, s - n) for n, s in zip(index.shape, src.shape)]
+        if any(hi for _, hi in self.src_pad):
+            src = src[tuple(slice(0, n) for n in index.shape)]
+        else:
+            self.src_pad = None
         out = x.copy()
         self.xp.add.at(out, self.where, src)
         return out
 
     def backward(self, g):
-        return g, None, (g[self.where] if self.needs[2] else None)
+        gsrc = None
+        if self.needs[2]:
+            gsrc = g[self.where]
+            if self.src_pad:
+                gsrc = self.xp.pad(gsrc, self.src_pad)
+        return g, None, gsrc
 
 
 class IndexSelect(Op):

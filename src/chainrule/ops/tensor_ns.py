@@ -95,24 +95,32 @@ def index_put_add(shape, index, g):
 
 
 class _ScatterAddZeros(Op):
-    """y = zeros(shape) with x added at index along dim;  dx = g gathered at index."""
+    """y = zeros(shape) with x added at ``where`` (an advanced index tuple);  dx = g[where]."""
 
-    def forward(self, x, shape=(), dim=0, index=None):
-        self.dim, self.index = dim, index
+    def forward(self, x, shape=(), where=()):
+        self.where = where
         out = np.zeros(shape, dtype=x.dtype)
-        np.add.at(out, _scatter_index(np, index, dim), x)
+        np.add.at(out, where, x)
         return out
 
     def backward(self, g):
-        return (g[_scatter_index(np, self.index, self.dim)],)
+        return (g[self.where],)
 
 
-def scatter_add_zeros(shape, dim, index, src):
-    return _ScatterAddZeros.apply(src, shape=shape, dim=dim, index=index)
+def scatter_add_zeros(shape, where, src):
+    return _ScatterAddZeros.apply(src, shape=shape, where=where)
 
 
 def put_along_dim(shape, idx, g, dim):
-    return scatter_add_zeros(shape, dim, idx, F.expand(g, tuple(idx.shape)))
+    return scatter_add_zeros(shape, _scatter_index(np, idx, dim), F.expand(g, tuple(idx.shape)))
+
+
+def pad(x, widths, constant_values=0.0):
+    """np.pad's (lo, hi) per dim, as chainrule.pad's (last_lo, last_hi, prev_lo, ...)."""
+    flat = []
+    for lo, hi in reversed(list(widths)):
+        flat += [lo, hi]
+    return F.pad(x, tuple(flat), value=constant_values)
 
 
 __all__ = ["index_add_zeros"]

@@ -1,0 +1,627 @@
+"""The table of op specs: one row per differentiable ``chainrule.autograd.Op`` class.
+
+Every differentiable Op defined inside the ``chainrule`` package must have a row here:
+``tests/test_ops_gradcheck.py`` walks all Op subclasses and fails for any without one. A row says
+how to call the op, on which inputs, and what it must equal:
+
+- ``op``: the Op class name (the registry key; one row per class).
+- ``fn(F, *inputs, **kw)``: calls the op through the public API. ``F`` is the ``chainrule``
+  module, or ``torch`` when the forward values are compared with PyTorch, so write the call
+  with names both share (``F.cat``, ``x.sum(dim)``, ``F.nn.functional.gelu``).
+- ``cases``: ``case(*inputs, id=..., **kw)``. An input is a shape tuple (a float64 tensor that
+  requires grad, values drawn uniformly from the row's ``domain``), an ``arg(...)`` (own range,
+  a transposed non-contiguous view, explicit values, or no grad), or anything else, passed
+  through unchanged (a Python scalar, an index array). ``kw`` go to ``fn`` and ``ref`` as is.
+  Cover scalars ``()``, size-1 dims, broadcast pairs, negative dims and transposed views.
+- ``ref(*arrays, **kw)``: the forward in plain NumPy, the independent reference.
+- ``domain`` and ``kinks``: values are drawn from ``domain`` and pushed at least ``margin``
+  away from every kink (0 for relu and abs, the clamp bounds) so finite differences are valid.
+- ``gradgrad``: run ``gradgradcheck`` too (False only with a reason in ``why``).
+- ``torch``: False when PyTorch has no op of the same name and meaning to compare against.
+
+To add a row for a new op (say a fused ``LayerNorm`` in ``chainrule.nn.functional``), append to
+the section at the end of this file::
+
+    spec("LayerNorm",
+         lambda F, x, w, b: F.nn.functional.layer_norm(x, (4,), w, b),
+         case((3, 4), (4,), (4,)),
+         case(arg((4, 3), transposed=True), (4,), (4,), id="noncontiguous"),
+         ref=lambda x, w, b: (x - x.mean(-1, keepdims=True))
+                             / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b)
+
+Nothing else needs registering: the gradcheck, gradgradcheck, forward, dtype and registry
+tests all read ``SPECS``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import chainrule as cr
+
+# ----------------------------------------------------------------------------- the machinery
+
+
+@dataclass
+class Arg:
+    """One tensor input: a shape and how to fill it."""
+
+    shape: tuple
+    lo: float | None = None
+    hi: float | None = None
+    transposed: bool = False  # a transposed view of a reversed-shape array: non-contiguous
+    values: object = None  # explicit values (shape then ignored)
+    grad: bool = True
+
+    def array(self, rng, domain, kinks, margin):
+        if self.values is not None:
+            return np.array(self.values, dtype=np.float64)
+        lo = domain[0] if self.lo is None else self.lo
+        hi = domain[1] if self.hi is None else self.hi
+        shape = tuple(reversed(self.shape)) if self.transposed else tuple(self.shape)
+        a = rng.uniform(lo, hi, shape)
+        for k in kinks:  # push values out of (k - margin, k + margin)
+            near = np.abs(a - k) < margin
+            a[near] = k + np.where(a[near] >= k, margin, -margin)
+        return a.T if self.transposed else a
+
+
+def arg(shape=(), lo=None, hi=None, *, transposed=False, values=None, grad=True):
+    """A tensor input with its own range, layout or values (see the module docstring)."""
+    return Arg(tuple(shape), lo, hi, transposed, values, grad)
+
+
+@dataclass
+class Case:
+    inputs: tuple
+    kw: dict
+    id: str
+    gradgrad: bool = True
+
+
+def case(*inputs, id=None, gradgrad=True, **kw):
+    """One call of a row's ``fn``: inputs (shapes, ``arg``s or constants) and keyword args.
+    ``gradgrad=False`` skips the second-order check for this case only (a tie, say, where the
+    first derivative jumps)."""
+    if id is None:
+        id = "-".join(
+            "x".join(map(str, i)) or "scalar" if isinstance(i, tuple)
+            else ("T" if i.transposed else "") + ("x".join(map(str, i.shape)) or "scalar")
+            if isinstance(i, Arg) else type(i).__name__
+            for i in inputs
+        )
+    return Case(inputs, kw, id, gradgrad)
+
+
+@dataclass
+class Spec:
+    op: str
+    fn: object
+    cases: list
+    ref: object = None
+    domain: tuple = (-2.0, 2.0)
+    kinks: tuple = ()
+    margin: float = 0.05
+    gradgrad: bool = True
+    torch: bool = True
+    atol: float = 1e-5
+    rtol: float = 1e-3
+    why: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def arrays(self, c: Case, dtype=np.float64):
+        """The case's inputs as NumPy arrays (tensor inputs) or constants, reproducibly."""
+        rng = np.random.default_rng(zlib.crc32(f"{self.op}/{c.id}".encode()))
+        out = []
+        for i in c.inputs:
+            if isinstance(i, tuple):
+                i = Arg(i)
+            if isinstance(i, Arg):
+                a = i.array(rng, self.domain, self.kinks, self.margin)
+                out.append((a.astype(dtype) if dtype != np.float64 else a, i.grad))
+            else:
+                out.append((i, None))
+        return out
+
+    def tensors(self, c: Case, dtype=np.float64, lib=cr):
+        """The case's inputs as ``lib`` tensors (chainrule or torch), grads where asked."""
+        out = []
+        for a, grad in self.arrays(c, dtype):
+            if grad is None:
+                out.append(a)
+            elif lib is cr:
+                out.append(cr.tensor(a, dtype=a.dtype, requires_grad=grad))
+            else:
+                t = lib.from_numpy(np.array(a))
+                out.append(t.requires_grad_(grad))
+        return out
+
+    def call(self, inputs, c: Case, F=cr):
+        return self.fn(F, *inputs, **c.kw)
+
+
+SPECS: dict[str, Spec] = {}
+
+
+def spec(op, fn, *cases, **options):
+    """Add the row for Op class ``op`` (see the module docstring for the fields)."""
+    if op in SPECS:
+        raise ValueError(f"op_specs: a row for {op} exists already; add cases to it instead")
+    if not cases:
+        raise ValueError(f"op_specs: the row for {op} has no cases")
+    SPECS[op] = Spec(op, fn, list(cases), **options)
+
+
+def _nnf(F):
+    """Where the activation functions live: chainrule itself, or torch.nn.functional."""
+    return F if F is cr else F.nn.functional
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _erf(x):
+    from math import erf
+
+    return np.vectorize(erf)(x)
+
+
+def _pad_widths(ndim, pad):
+    widths = [(0, 0)] * ndim
+    for i in range(len(pad) // 2):
+        widths[ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return widths
+
+
+def _repeat_ref(x, sizes):
+    return np.tile(x, sizes)
+
+
+def _gather_ref(x, index, dim):
+    return np.take_along_axis(x, np.asarray(index), axis=dim)
+
+
+def _scatter_add_ref(x, src, index, dim):
+    out = x.copy()
+    index = np.asarray(index)
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[dim] = index
+    np.add.at(out, tuple(grids), src[tuple(slice(0, n) for n in index.shape)])
+    return out
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+BINARY = (
+    case((3, 4), (3, 4)),
+    case((), (), id="scalars"),
+    case((3, 1), (1, 4), id="broadcast-size1"),
+    case((2, 3, 4), (4,), id="broadcast-rank"),
+    case((), (2, 3), id="broadcast-scalar"),
+    case(arg((3, 4), transposed=True), (1, 4), id="noncontiguous"),
+)
+
+spec("Add", lambda F, a, b: a + b, *BINARY, case((2, 3), 1.5, id="python-scalar"),
+     ref=lambda a, b: a + b)
+spec("Sub", lambda F, a, b: a - b, *BINARY, case(0.5, (2, 3), id="reflected-scalar"),
+     ref=lambda a, b: a - b)
+spec("Mul", lambda F, a, b: a * b, *BINARY, case((2, 3), -2.0, id="python-scalar"),
+     ref=lambda a, b: a * b)
+spec("Div", lambda F, a, b: a / b,
+     case((3, 4), arg((3, 4), 0.5, 2.0)),
+     case((), arg((), 0.5, 2.0), id="scalars"),
+     case((3, 1), arg((1, 4), -2.0, -0.5), id="broadcast-size1"),
+     case(arg((4, 3), transposed=True), arg((3,), 0.5, 2.0), id="noncontiguous"),
+     case(1.5, arg((2, 3), 0.5, 2.0), id="reflected-scalar"),
+     ref=lambda a, b: a / b)
+spec("Neg", lambda F, x: -x, case((3, 4)), case(()), case(arg((3, 4), transposed=True)),
+     ref=lambda x: -x)
+spec("Pow", lambda F, a, b: a**b,
+     case(arg((3, 4), 0.5, 2.0), (3, 4)),
+     case(arg((), 0.5, 2.0), (), id="scalars"),
+     case(arg((3, 1), 0.5, 2.0), (1, 4), id="broadcast-size1"),
+     case((2, 3), 3.0, id="scalar-exponent-negative-base"),
+     case(arg((2, 3), 0.5, 2.0), -0.5, id="scalar-fractional-exponent"),
+     case(2.0, (2, 3), id="scalar-base"),
+     ref=lambda a, b: np.power(a, b))
+
+UNARY = (
+    case((3, 4)),
+    case(()),
+    case((1, 5), id="size1"),
+    case(arg((4, 3), transposed=True), id="noncontiguous"),
+)
+spec("Exp", lambda F, x: x.exp(), *UNARY, ref=np.exp)
+spec("Expm1", lambda F, x: F.expm1(x), *UNARY, ref=np.expm1)
+spec("Log", lambda F, x: x.log(), *UNARY, domain=(0.3, 3.0), ref=np.log)
+spec("Log1p", lambda F, x: x.log1p(), *UNARY, domain=(-0.6, 3.0), ref=np.log1p)
+spec("Sqrt", lambda F, x: x.sqrt(), *UNARY, domain=(0.3, 3.0), ref=np.sqrt)
+spec("Rsqrt", lambda F, x: x.rsqrt(), *UNARY, domain=(0.3, 3.0), ref=lambda x: 1 / np.sqrt(x))
+spec("Abs", lambda F, x: x.abs(), *UNARY, kinks=(0.0,), ref=np.abs)
+spec("Sin", lambda F, x: x.sin(), *UNARY, domain=(-4, 4), ref=np.sin)
+spec("Cos", lambda F, x: x.cos(), *UNARY, domain=(-4, 4), ref=np.cos)
+spec("Tanh", lambda F, x: x.tanh(), *UNARY, domain=(-3, 3), ref=np.tanh)
+spec("Sigmoid", lambda F, x: x.sigmoid(), *UNARY,
+     case(arg(values=[-40.0, -3.0, 0.5, 3.0, 40.0]), id="tails"),
+     domain=(-4, 4), ref=_sigmoid)
+spec("Relu", lambda F, x: x.relu(), *UNARY, kinks=(0.0,), ref=lambda x: np.maximum(x, 0))
+spec("LeakyRelu", lambda F, x, s=0.01: _nnf(F).leaky_relu(x, s), *UNARY,
+     case((2, 5), s=0.2, id="slope0.2"), kinks=(0.0,),
+     ref=lambda x, s=0.01: np.where(x > 0, x, s * x))
+spec("Softplus",
+     lambda F, x, beta=1.0, threshold=20.0: _nnf(F).softplus(x, beta, threshold),
+     *UNARY, case((3, 4), beta=2.0, threshold=3.0, id="beta2-threshold3"),
+     domain=(-3, 3), kinks=(1.5,),
+     ref=lambda x, beta=1.0, threshold=20.0: np.where(
+         beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta))
+spec("Silu", lambda F, x: _nnf(F).silu(x), *UNARY, domain=(-4, 4),
+     ref=lambda x: x * _sigmoid(x))
+spec("Gelu", lambda F, x, approximate="none": _nnf(F).gelu(x, approximate=approximate),
+     *UNARY, case((3, 4), approximate="tanh", id="tanh"), domain=(-3, 3),
+     atol=1e-5, rtol=1e-3,
+     ref=lambda x, approximate="none": 0.5 * x * (1 + (
+         np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)) if approximate == "tanh"
+         else _erf(x / np.sqrt(2)))))
+spec("Clamp", lambda F, x, min=None, max=None: x.clamp(min, max),
+     case((3, 4), min=-0.5, max=0.7), case((), min=-0.5, id="min-only-scalar"),
+     case(arg((4, 3), transposed=True), max=0.3, id="max-only-noncontiguous"),
+     kinks=(-0.5, 0.3, 0.7), ref=lambda x, min=None, max=None: np.clip(x, min, max))
+spec("Maximum", lambda F, a, b: F.maximum(a, b), *BINARY, ref=np.maximum)
+spec("Minimum", lambda F, a, b: F.minimum(a, b), *BINARY, ref=np.minimum)
+_COND = np.array([[True, False, True, False], [False, False, True, True], [True, True, False,
+                                                                            False]])
+spec("Where", lambda F, a, b, cond: F.where(F.tensor(cond), a, b),
+     case((3, 4), (3, 4), cond=_COND),
+     case((3, 1), (4,), cond=_COND, id="broadcast"),
+     case((), arg((3, 4), transposed=True), cond=_COND, id="scalar-and-noncontiguous"),
+     case((3, 4), 0.0, cond=_COND, id="python-scalar"),
+     ref=lambda a, b, cond: np.where(cond, a, b))
+spec("Cast", lambda F, x: F.ops.cast(x, F.float64) * x,
+     case((3, 4)), case(()), torch=False,
+     ref=lambda x: x * x)
+
+# ----------------------------------------------------------------------------- reductions
+
+REDUCE = (
+    case((3, 4), dim=None),
+    case((), dim=None, id="scalar"),
+    case((3, 4), dim=1),
+    case((2, 3, 4), dim=-1, keepdim=True, id="negdim-keepdim"),
+    case((2, 3, 4), dim=(0, 2), id="two-dims"),
+    case((1, 4), dim=0, id="size1"),
+    case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
+)
+
+
+def _np_reduce(name):
+    def ref(x, dim=None, keepdim=False, **kw):
+        return getattr(np, name)(x, axis=dim, keepdims=keepdim, **kw)
+
+    return ref
+
+
+def _call_reduce(method):
+    def fn(F, x, dim=None, keepdim=False, **kw):
+        if dim is None:
+            return getattr(x, method)(**kw)
+        return getattr(x, method)(dim, keepdim=keepdim, **kw)
+
+    return fn
+
+
+spec("Sum", _call_reduce("sum"), *REDUCE, ref=_np_reduce("sum"))
+spec("Mean", _call_reduce("mean"), *REDUCE, ref=_np_reduce("mean"))
+spec("Var", _call_reduce("var"),
+     case((3, 4), dim=None), case((3, 4), dim=1),
+     case((2, 3, 4), dim=-1, keepdim=True, correction=0, id="negdim-keepdim-correction0"),
+     case((2, 3, 4), dim=(0, 2), correction=2, id="two-dims-correction2"),
+     case(arg((5, 3), transposed=True), dim=0, id="noncontiguous"),
+     ref=lambda x, dim=None, keepdim=False, correction=1: np.var(
+         x, axis=dim, ddof=correction, keepdims=keepdim))
+
+
+def _maxmin(F, x, how, dim=None, keepdim=False):
+    if dim is None:
+        return getattr(x, how)()
+    if how in ("max", "min"):
+        return getattr(x, how)(dim, keepdim=keepdim)[0]  # (values, indices)
+    return getattr(x, how)(dim, keepdim=keepdim)
+
+
+def _maxmin_ref(x, how, dim=None, keepdim=False):
+    return getattr(np, how[-3:])(x, axis=dim, keepdims=keepdim)
+
+
+spec("MaxMin", _maxmin,
+     case((3, 4), how="max"), case((), how="max", id="scalar"),
+     case((3, 4), how="max", dim=1, id="max-dim"),
+     case((2, 3, 4), how="min", dim=-1, keepdim=True, id="min-negdim-keepdim"),
+     case((2, 3, 4), how="amax", dim=(0, 2), id="amax-two-dims"),
+     case((1, 4), how="amin", dim=0, keepdim=True, id="amin-size1"),
+     case(arg((4, 3), transposed=True), how="max", dim=0, id="max-noncontiguous"),
+     case(arg(values=[[1.0, 3.0, 3.0], [2.0, 0.5, 2.0]]), how="amax", dim=1, id="ties-split",
+          gradgrad=False),
+     ref=_maxmin_ref)
+spec("Logsumexp", lambda F, x, dim, keepdim=False: x.logsumexp(dim, keepdim=keepdim),
+     case((3, 4), dim=1), case((2, 3, 4), dim=-1, keepdim=True, id="negdim-keepdim"),
+     case((2, 3, 4), dim=(0, 2), id="two-dims"), case((1, 4), dim=0, id="size1"),
+     case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
+     ref=lambda x, dim, keepdim=False: np.log(np.exp(x).sum(axis=dim, keepdims=keepdim)))
+
+
+def _prod(F, x, dim=None, keepdim=False):
+    return x.prod() if dim is None else x.prod(dim, keepdim=keepdim)
+
+
+spec("Prod", _prod,
+     case((3, 4)), case((), id="scalar"), case((3, 4), dim=1, id="dim"),
+     case((2, 3, 4), dim=-1, keepdim=True, id="negdim-keepdim"),
+     case((1, 4), dim=0, id="size1"),
+     case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
+     case(arg(values=[[0.0, 2.0, -1.5], [0.0, 0.0, 3.0], [1.2, -0.7, 0.9]]), dim=1,
+          id="exact-zeros"),
+     domain=(-1.5, 1.5),
+     ref=lambda x, dim=None, keepdim=False: np.prod(x, axis=dim, keepdims=keepdim))
+spec("Cumsum", lambda F, x, dim: x.cumsum(dim),
+     case((3, 4), dim=1), case((2, 3, 4), dim=-2, id="negdim"), case((1, 4), dim=0, id="size1"),
+     case(arg((4, 3), transposed=True), dim=1, id="noncontiguous"),
+     ref=lambda x, dim: np.cumsum(x, axis=dim))
+
+
+def _softmax_ref(x, dim):
+    e = np.exp(x - x.max(axis=dim, keepdims=True))
+    return e / e.sum(axis=dim, keepdims=True)
+
+
+SOFTMAX = (
+    case((3, 4), dim=-1), case((2, 3, 4), dim=1, id="middle-dim"),
+    case((1, 5), dim=0, id="size1"), case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
+    case(arg(values=[[1000.0, 999.0, 998.0], [-1000.0, -999.0, -1001.0]]), dim=1, id="large"),
+)
+spec("Softmax", lambda F, x, dim: x.softmax(dim), *SOFTMAX, domain=(-3, 3), ref=_softmax_ref)
+spec("LogSoftmax", lambda F, x, dim: x.log_softmax(dim), *SOFTMAX, domain=(-3, 3),
+     ref=lambda x, dim: np.log(_softmax_ref(x, dim)))
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _reshape(F, x, how, arg=None):
+    if how == "reshape":
+        return x.reshape(*arg)
+    if how == "view":
+        return x.view(arg)
+    if how == "flatten":
+        return x.flatten(*arg)
+    if how == "squeeze":
+        return x.squeeze(arg)
+    return x.unsqueeze(arg)
+
+
+def _reshape_ref(x, how, arg=None):
+    if how in ("reshape", "view"):
+        return x.reshape(arg)
+    if how == "flatten":
+        s, e = arg[0] % x.ndim, arg[1] % x.ndim
+        return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+    if how == "squeeze":
+        return np.squeeze(x, arg) if x.shape[arg] == 1 else x
+    return np.expand_dims(x, arg)
+
+
+spec("Reshape", _reshape,
+     case((3, 4), how="reshape", arg=(2, 6)), case((3, 4), how="view", arg=(-1,), id="view-1"),
+     case((), how="reshape", arg=(1, 1), id="scalar"),
+     case((2, 3, 4), how="flatten", arg=(1, -1), id="flatten-negdim"),
+     case((3, 1, 4), how="squeeze", arg=-2, id="squeeze-negdim"),
+     case((3, 4), how="unsqueeze", arg=-1, id="unsqueeze-negdim"),
+     case(arg((4, 3), transposed=True), how="reshape", arg=(12,), id="noncontiguous"),
+     ref=_reshape_ref)
+
+
+def _permute(F, x, how, dims=None):
+    if how == "permute":
+        return x.permute(*dims)
+    if how == "transpose":
+        return x.transpose(*dims)
+    if how == "T":
+        return x.T
+    return x.mT
+
+
+spec("Permute", _permute,
+     case((2, 3, 4), how="permute", dims=(2, 0, 1)),
+     case((2, 3, 4), how="permute", dims=(-1, 0, -2), id="negdims"),
+     case((2, 3, 4), how="transpose", dims=(0, -1), id="transpose"),
+     case((3, 4), how="T", id="T"), case((2, 3, 4), how="mT", id="mT"),
+     case(arg((4, 3), transposed=True), how="transpose", dims=(0, 1), id="noncontiguous"),
+     ref=lambda x, how, dims=None: (
+         np.transpose(x, dims) if how == "permute"
+         else np.swapaxes(x, *dims) if how == "transpose"
+         else x.T if how == "T" else np.swapaxes(x, -1, -2)))
+spec("Expand", lambda F, x, shape: x.expand(*shape),
+     case((3, 1), shape=(3, 4)), case((), shape=(2, 3), id="scalar"),
+     case((1, 4), shape=(2, 3, -1), id="new-dims-and-minus1"),
+     case(arg((3, 1), transposed=True), shape=(3, 5), id="noncontiguous"),
+     ref=lambda x, shape: np.broadcast_to(
+         x, tuple(x.shape[i - len(shape) + x.ndim] if n == -1 else n
+                  for i, n in enumerate(shape))))
+
+
+def _getitem(F, x, index=None, tensor_index=None):
+    if tensor_index is not None:  # an index given as a tensor of the library under test
+        return x[F.tensor(tensor_index)]
+    return x[index]
+
+
+def _getitem_ref(x, index=None, tensor_index=None):
+    return x[tensor_index] if tensor_index is not None else x[index]
+
+
+spec("GetItem", _getitem,
+     case((4, 5), index=1, id="int"),
+     case((4, 5), index=-1, id="negative-int"),
+     case((4, 5), index=(slice(1, 3), slice(None, None, 2)), id="slices-step"),
+     case((2, 3, 4), index=(Ellipsis, 1), id="ellipsis"),
+     case((3, 4), index=(None, slice(None), None, 2), id="none"),
+     case((4, 5), index=np.array([0, 2, 0, 3]), id="int-array-repeated"),
+     case((4, 5), index=(np.array([[0, 1], [3, 0]]), slice(1, 4)), id="int-array-2d-and-slice"),
+     case((4, 5), index=(np.array([1, 1, 2]), np.array([0, 0, 4])), id="two-arrays-repeated"),
+     case((4, 5), tensor_index=[3, 1, 3], id="tensor-index-repeated"),
+     case((3, 4), tensor_index=_COND, id="bool-mask-tensor"),
+     case((3, 4), index=np.array([True, False, True]), id="bool-mask-rows"),
+     case(arg((4, 5), transposed=True), index=(slice(None), np.array([0, 4, 4])),
+          id="noncontiguous"),
+     case((), index=None, id="scalar-none"),
+     ref=_getitem_ref)
+
+
+def _index_put_add(F, g, shape, index):
+    from chainrule.ops.tensor_ns import index_put_add
+
+    return index_put_add(shape, index, g)
+
+
+def _index_put_add_ref(g, shape, index):
+    out = np.zeros(shape)
+    np.add.at(out, index, g)
+    return out
+
+
+spec("IndexPutAdd", _index_put_add,
+     case((3, 5), shape=(4, 5), index=np.array([0, 2, 0]), id="repeated-rows"),
+     case((2,), shape=(3, 4), index=(1, slice(1, 3)), id="basic"),
+     torch=False, ref=_index_put_add_ref)
+spec("Cat", lambda F, *xs, dim=0: F.cat(xs, dim),
+     case((2, 3), (4, 3)), case((2, 3), (2, 1), (2, 2), dim=-1, id="three-negdim"),
+     case(arg((2, 3), transposed=True), (2, 5), dim=1, id="noncontiguous"),
+     case((1, 3), (1, 3), id="size1"),
+     ref=lambda *xs, dim=0: np.concatenate(xs, axis=dim))
+spec("Stack", lambda F, *xs, dim=0: F.stack(xs, dim),
+     case((2, 3), (2, 3)), case((), (), (), id="scalars"),
+     case((2, 3), arg((2, 3), transposed=True), dim=-1, id="negdim-noncontiguous"),
+     ref=lambda *xs, dim=0: np.stack(xs, axis=dim))
+_IDX = np.array([[0, 0, 3], [2, 1, 1], [3, 3, 3]])
+spec("Gather", lambda F, x, dim, index: x.gather(dim, F.tensor(index)),
+     case((3, 4), dim=1, index=_IDX, id="dim1-repeated"),
+     case((4, 3), dim=0, index=_IDX.T[:, :2].clip(0, 3), id="dim0"),
+     case((2, 3, 4), dim=-1, index=np.stack([_IDX[:2]] * 2)[:, :, :2], id="negdim"),
+     case(arg((3, 4), transposed=True), dim=-1, index=_IDX, id="noncontiguous"),
+     ref=_gather_ref)
+spec("ScatterAdd",
+     lambda F, x, src, dim, index: x.scatter_add(dim, F.tensor(index), src),
+     case((3, 4), (3, 3), dim=1, index=_IDX, id="dim1-repeated"),
+     case((4, 4), (3, 3), dim=0, index=_IDX, id="dim0-repeated"),
+     case((3, 4), (3, 3), dim=-1, index=_IDX[:, :2], id="negdim-index-smaller-than-src"),
+     case(arg((3, 4), transposed=True), arg((3, 3), transposed=True), dim=1, index=_IDX,
+          id="noncontiguous"),
+     ref=lambda x, src, dim, index: _scatter_add_ref(x, src, index, dim))
+spec("IndexSelect", lambda F, x, dim, index: x.index_select(dim, F.tensor(index)),
+     case((4, 3), dim=0, index=[0, 3, 0], id="dim0-repeated"),
+     case((2, 3, 4), dim=-1, index=[3, 1], id="negdim"),
+     case(arg((4, 3), transposed=True), dim=1, index=[2, 2], id="noncontiguous"),
+     ref=lambda x, dim, index: np.take(x, index, axis=dim))
+_MASK = np.array([[True, False, False, True], [False, True, False, False], [True, True,
+                                                                            False, False]])
+spec("MaskedFill", lambda F, x, mask, value: x.masked_fill(F.tensor(mask), value),
+     case((3, 4), mask=_MASK, value=0.5), case((2, 3, 4), mask=_MASK[0], value=-1.0,
+                                               id="broadcast-mask"),
+     case(arg((3, 4), transposed=True), mask=_MASK, value=2.0, id="noncontiguous"),
+     ref=lambda x, mask, value: np.where(mask, value, x))
+spec("Pad", lambda F, x, pad, value=0.0: _nnf(F).pad(x, pad, value=value),
+     case((3, 4), pad=(1, 2)), case((2, 3, 4), pad=(0, 1, 2, 0), value=1.5, id="two-dims-value"),
+     case((1, 4), pad=(0, 0, 2, 1), id="size1-only-first-dim"),
+     case(arg((4, 3), transposed=True), pad=(2, 0, 0, 1), id="noncontiguous"),
+     ref=lambda x, pad, value=0.0: np.pad(x, _pad_widths(x.ndim, pad), constant_values=value))
+spec("Flip", lambda F, x, dims: x.flip(dims),
+     case((3, 4), dims=(0,)), case((2, 3, 4), dims=(-1, 0), id="negdims"),
+     case(arg((4, 3), transposed=True), dims=(1,), id="noncontiguous"),
+     ref=lambda x, dims: np.flip(x, dims))
+spec("Roll", lambda F, x, shifts, dims=None: x.roll(shifts, dims),
+     case((3, 4), shifts=1, dims=1), case((3, 4), shifts=-5, id="flat"),
+     case((2, 3, 4), shifts=(1, -2), dims=(0, -1), id="two-dims"),
+     case(arg((4, 3), transposed=True), shifts=2, dims=0, id="noncontiguous"),
+     ref=lambda x, shifts, dims=None: np.roll(x, shifts, dims))
+spec("Tile", lambda F, x, sizes: x.repeat(*sizes),
+     case((2, 3), sizes=(2, 3)), case((3,), sizes=(2, 1, 2), id="new-lead-dims"),
+     case((), sizes=(3,), id="scalar"),
+     case(arg((3, 2), transposed=True), sizes=(1, 2), id="noncontiguous"),
+     ref=lambda x, sizes: _repeat_ref(x, sizes))
+spec("TriMask", lambda F, x, upper, k=0: x.triu(k) if upper else x.tril(k),
+     case((4, 4), upper=False), case((3, 5), upper=True, k=1, id="triu-k1"),
+     case((2, 3, 3), upper=False, k=-1, id="batched-tril-k-1"),
+     case(arg((4, 3), transposed=True), upper=True, id="noncontiguous"),
+     ref=lambda x, upper, k=0: np.triu(x, k) if upper else np.tril(x, k))
+
+# ----------------------------------------------------------------------------- linear algebra
+
+spec("Matmul", lambda F, a, b: a @ b,
+     case((3, 4), (4, 2)), case((4,), (4,), id="1d-1d"), case((4,), (4, 3), id="1d-2d"),
+     case((3, 4), (4,), id="2d-1d"), case((4,), (2, 4, 3), id="1d-batched"),
+     case((2, 3, 4), (4,), id="batched-1d"),
+     case((2, 1, 3, 4), (5, 4, 2), id="broadcast-batch"),
+     case((2, 3, 4), (4, 2), id="batched-2d-folded"),
+     case((3, 4), (2, 4, 5), id="2d-batched"),
+     case(arg((3, 4), transposed=True), arg((4, 2), transposed=True), id="noncontiguous"),
+     case((1, 4), (4, 1), id="size1"),
+     ref=np.matmul)
+spec("Einsum", lambda F, *xs, eq: F.einsum(eq, *xs),
+     case((3, 4), (4, 2), eq="ij,jk->ik"), case((2, 3, 4), (2, 4, 2), eq="bij,bjk->bik",
+                                                   id="batched"),
+     case((3,), (4,), eq="i,j->ij", id="outer"), case((3, 4), eq="ij->", id="total"),
+     case((2, 3, 4), (4, 5), eq="...ij,jk->...ik", id="ellipsis"),
+     case((3, 4), (2,), eq="ij,k->ik", id="index-in-one-operand-only"),
+     case((3, 4), (4, 2), eq="ij,jk", id="implicit-output"),
+     case(arg((4, 3), transposed=True), (3, 4), (4,), eq="ij,jk,k->i", id="three-operands"),
+     ref=lambda *xs, eq: np.einsum(eq, *xs))
+
+# ----------------------------------------------------------------------------- engine helpers
+
+
+def _to_device(F, x):
+    from chainrule.ops.device import ToDevice
+
+    return ToDevice.apply(x * x, device="cpu")
+
+
+spec("ToDevice", _to_device, case((3, 4)), torch=False, ref=lambda x: x * x)
+
+
+def _scatter_add_zeros(F, x, shape, dim, index):
+    from chainrule.ops import tensor_ns
+    from chainrule.ops.shape import _scatter_index
+
+    return tensor_ns.scatter_add_zeros(shape, _scatter_index(np, np.asarray(index), dim), x)
+
+
+spec("_ScatterAddZeros", _scatter_add_zeros,
+     case((3, 3), shape=(3, 4), dim=1, index=_IDX, id="dim1-repeated"),
+     case((3, 3), shape=(4, 3), dim=0, index=_IDX, id="dim0-repeated"),
+     torch=False,
+     ref=lambda x, shape, dim, index: _scatter_add_ref(np.zeros(shape), x, index, dim))
+
+
+class Cube(cr.autograd.Function):
+    """y = x**3 * w;  dx = 3 x**2 w g, dw = x**3 g (written with tensor ops, so it twice
+    differentiates)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * x * x * w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return 3 * x * x * w * g, x * x * x * g
+
+
+spec("_CustomOp", lambda F, x, w: Cube.apply(x, w),
+     case((3, 4), (3, 4)), case((), (), id="scalars"),
+     torch=False, ref=lambda x, w: x**3 * w)
+
+# ----------------------------------------------------------------------------- other packages
+# Rows for ops defined outside chainrule.ops (nn.functional and the like) go here.

@@ -1,0 +1,111 @@
+"""Every differentiable op's gradient against float64 central differences (gradcheck), and its
+second derivative (gradgradcheck), over the shape cases of its row in ``op_specs.SPECS``; and
+the registry test that no differentiable Op exists without a row."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import warnings
+
+import pytest
+
+import chainrule as cr
+from chainrule.autograd import Op, gradcheck, gradgradcheck
+from op_specs import SPECS
+
+CASES = [pytest.param(s, c, id=f"{s.op}-{c.id}") for s in SPECS.values() for c in s.cases]
+
+# Op subclasses that need no row of their own, with the reason. Keep this short.
+EXCLUDED: dict[str, str] = {}
+
+
+def _fn(s, c):
+    def f(*xs):
+        return s.call(xs, c)
+
+    f.__name__ = f"{s.op}[{c.id}]"
+    return f
+
+
+@pytest.mark.parametrize("s, c", CASES)
+def test_gradient_matches_finite_differences(s, c):
+    inputs = s.tensors(c)
+    assert gradcheck(_fn(s, c), inputs, atol=s.atol, rtol=s.rtol)
+
+
+GRADGRAD = [p for p in CASES if p.values[0].gradgrad and p.values[1].gradgrad]
+
+
+@pytest.mark.parametrize("s, c", GRADGRAD)
+def test_second_derivative_matches_finite_differences(s, c):
+    inputs = s.tensors(c)
+    assert gradgradcheck(_fn(s, c), inputs, atol=s.atol, rtol=s.rtol)
+
+
+def test_rows_without_gradgradcheck_say_why():
+    missing = [s.op for s in SPECS.values() if not s.gradgrad and not s.why]
+    assert not missing, f"rows with gradgrad=False and no reason (why=...): {missing}"
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def _import_all_chainrule_modules():
+    """Import every module of the package so every Op subclass is defined. A module whose
+    optional dependency is missing is skipped; one that fails otherwise is reported."""
+    failed = []
+    for info in pkgutil.walk_packages(cr.__path__, prefix="chainrule."):
+        if info.name.endswith("__main__") or info.name == "chainrule.cli":
+            continue
+        try:
+            importlib.import_module(info.name)
+        except ImportError:
+            pass  # an optional extra that is not installed
+        except Exception as e:  # someone else's module is broken: say so, check the rest
+            failed.append(f"{info.name}: {type(e).__name__}: {e}")
+    if failed:
+        warnings.warn("modules that failed to import: " + "; ".join(failed), stacklevel=2)
+
+
+def _all_subclasses(cls):
+    out, stack = [], [cls]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            out.append(sub)
+            stack.append(sub)
+    return out
+
+
+def _registered_ops():
+    _import_all_chainrule_modules()
+    ops = {}
+    for sub in _all_subclasses(Op):
+        if not sub.__module__.startswith("chainrule.") or not sub.differentiable:
+            continue
+        ops.setdefault(sub.__name__, []).append(f"{sub.__module__}.{sub.__qualname__}")
+    return ops
+
+
+def test_every_differentiable_op_has_a_spec_row():
+    ops = _registered_ops()
+    missing = sorted(n for n in ops if n not in SPECS and n not in EXCLUDED)
+    assert not missing, (
+        "differentiable Op classes without a row in tests/op_specs.py: "
+        + ", ".join(f"{n} ({', '.join(ops[n])})" for n in missing)
+        + ". Add one spec(...) per class in the 'other packages' section at the end of "
+        "tests/op_specs.py (the module docstring there shows how)."
+    )
+
+
+def test_every_spec_row_names_an_existing_op():
+    ops = _registered_ops()
+    stale = sorted(n for n in SPECS if n not in ops)
+    assert not stale, f"rows in tests/op_specs.py for Op classes that do not exist: {stale}"
+
+
+def test_non_differentiable_ops_record_no_graph():
+    x = cr.tensor([[0.4, -1.6], [2.5, 0.1]], dtype=cr.float64, requires_grad=True)
+    results = [x.argmax(), x.argmin(1), x > 0, x == x, x.sign(), x.floor(), x.round(),
+               x.ceil(), x.trunc(), x.isfinite()]
+    assert all(r.grad_fn is None and not r.requires_grad for r in results)
