@@ -1,0 +1,216 @@
+"""Hugging Face checkpoint folders (``config.json`` + ``model.safetensors``) as chainrule models.
+
+Two layouts are mapped:
+
+- ``model_type: llama`` (also SmolLM, TinyLlama...) onto :class:`chainrule.models.Llama`; the
+  Hugging Face Q/K layout is already the half-split rotary one, so weights copy unchanged.
+- ``model_type: gpt2`` onto :class:`chainrule.models.GPT`; GPT-2's ``Conv1D`` layers store
+  their weight as ``(in, out)``, so each is transposed to ``Linear``'s ``(out, in)``.
+
+Sharded checkpoints (``model.safetensors.index.json``) are read too. A tokenizer saved beside
+the weights (``tokenizer.json``) is loaded with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+_EXTRA = "Hugging Face checkpoints need the 'safetensors' package: pip install 'chainrule[train]'"
+
+
+def assign_tensors(model, tensors: dict, source: str = "tensors") -> None:
+    """Copy ``tensors`` (name -> array) into ``model``'s parameters, all or nothing.
+
+    Raises ValueError naming every missing tensor, every tensor whose shape does not fit its
+    parameter, and every tensor the model has no parameter for.
+    """
+    params = dict(model.named_parameters())
+    missing = [n for n in params if n not in tensors]
+    unexpected = [n for n in tensors if n not in params]
+    bad = [f"{n}: file {tuple(np.shape(tensors[n]))}, model {tuple(p.shape)}"
+           for n, p in params.items() if n in tensors and tuple(np.shape(tensors[n])) != p.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing tensor(s) {_few(missing)}")
+    if bad:
+        problems.append(f"shape mismatch {_few(bad)}")
+    if unexpected:
+        problems.append(f"unexpected tensor(s) {_few(unexpected)}")
+    if problems:
+        raise ValueError(f"loading {source} into {type(model).__name__}: " + "; ".join(problems))
+    for n, p in params.items():
+        p.data = np.ascontiguousarray(tensors[n], dtype=p.data.dtype)
+
+
+def _few(names, k=6):
+    s = ", ".join(names[:k])
+    return s + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def read_safetensors(folder) -> dict:
+    """Every tensor of ``model.safetensors`` (or the shards an index names) as NumPy arrays."""
+    try:
+        from safetensors.numpy import load_file
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(_EXTRA) from e
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        files = [os.path.join(folder, s) for s in shards]
+    else:
+        raise FileNotFoundError(
+            f"load_hf({folder}): no model.safetensors (or model.safetensors.index.json) there"
+        )
+    out = {}
+    for path in files:
+        try:
+            out.update(load_file(path))
+        except Exception as e:
+            raise ValueError(f"load_hf: cannot read {path} ({e}); bfloat16 checkpoints must be "
+                             "converted to float32 or float16 first") from e
+    return out
+
+
+def read_config(folder) -> dict:
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_hf({folder}): no config.json there")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# -- Llama ---------------------------------------------------------------------------------
+_LLAMA_BLOCK = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn.q_proj",
+    "self_attn.k_proj": "attn.k_proj",
+    "self_attn.v_proj": "attn.v_proj",
+    "self_attn.o_proj": "attn.o_proj",
+    "post_attention_layernorm": "mlp_norm",
+    "mlp.gate_proj": "mlp.gate_proj",
+    "mlp.up_proj": "mlp.up_proj",
+    "mlp.down_proj": "mlp.down_proj",
+}
+
+
+def llama_config(cfg: dict, folder="") -> dict:
+    if cfg.get("rope_scaling"):
+        raise ValueError(f"load_hf({folder}): rope_scaling {cfg['rope_scaling']} is not supported")
+    if cfg.get("attention_bias") or cfg.get("mlp_bias"):
+        raise ValueError(f"load_hf({folder}): Llama with biases is not supported")
+    n_head = int(cfg["num_attention_heads"])
+    return dict(
+        vocab_size=int(cfg["vocab_size"]),
+        n_layer=int(cfg["num_hidden_layers"]),
+        n_embd=int(cfg["hidden_size"]),
+        n_head=n_head,
+        n_kv_head=int(cfg.get("num_key_value_heads") or n_head),
+        n_hidden=int(cfg["intermediate_size"]),
+        rope_theta=float(cfg.get("rope_theta", 10000.0)),
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        block_size=int(cfg.get("max_position_embeddings", 2048)),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+    )
+
+
+def llama_tensors(raw: dict, tied: bool) -> dict:
+    """Hugging Face Llama names -> chainrule Llama names (the arrays are not copied)."""
+    out = {}
+    for name, w in raw.items():
+        key = name.removeprefix("model.")
+        if key == "embed_tokens.weight":
+            out["embed.weight"] = w
+        elif key == "norm.weight":
+            out["norm.weight"] = w
+        elif key == "lm_head.weight":
+            if not tied:  # a tied checkpoint may still carry the (identical) head
+                out["lm_head.weight"] = w
+        elif key.endswith("rotary_emb.inv_freq"):
+            continue  # recomputed from rope_theta
+        elif m := re.fullmatch(r"layers\.(\d+)\.(.+)\.(weight|bias)", key):
+            part = _LLAMA_BLOCK.get(m.group(2))
+            out[f"blocks.{m.group(1)}.{part or m.group(2)}.{m.group(3)}"] = w
+        else:
+            out[name] = w  # reported as unexpected by assign_tensors
+    return out
+
+
+# -- GPT-2 ---------------------------------------------------------------------------------
+_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def gpt2_tensors(raw: dict, names: dict) -> dict:
+    """Hugging Face GPT-2 names -> chainrule GPT names, Conv1D weights transposed.
+
+    ``names`` maps the GPT-2 module suffixes (``wte``, ``wpe``, ``ln_f``, ``h.{i}.ln_1``,
+    ``h.{i}.attn.c_attn``...) to chainrule's module paths, with ``{i}`` for the block index.
+    """
+    out = {}
+    for name, w in raw.items():
+        key = name.removeprefix("transformer.")
+        if key.endswith(("attn.bias", "attn.masked_bias")):
+            continue  # causal-mask buffers of older checkpoints
+        if key == "lm_head.weight":
+            continue  # GPT-2's head is tied to wte
+        m = re.fullmatch(r"h\.(\d+)\.(.+)\.(weight|bias)", key)
+        if m:
+            i, part, kind = m.groups()
+            target = names.get(f"h.{{i}}.{part}")
+            if target is None:
+                out[name] = w
+                continue
+            if kind == "weight" and part in _CONV1D:
+                w = np.ascontiguousarray(w.T)
+            out[f"{target.format(i=i)}.{kind}"] = w
+            continue
+        mod, _, kind = key.rpartition(".")
+        out[f"{names[mod]}.{kind}" if mod in names else name] = w
+    return out
+
+
+def load_hf(folder):
+    """``(architecture, config dict, tensors in chainrule names)`` of a checkpoint folder."""
+    folder = os.fspath(folder)
+    cfg = read_config(folder)
+    arch = cfg.get("model_type")
+    if arch == "llama":
+        c = llama_config(cfg, folder)
+        return arch, c, llama_tensors(read_safetensors(folder), c["tie_embeddings"])
+    if arch == "gpt2":
+        return arch, cfg, read_safetensors(folder)
+    raise ValueError(
+        f"load_hf({folder}): model_type '{arch}' is not supported; chainrule maps 'llama' and "
+        "'gpt2' checkpoints"
+    )
+
+
+def load_hf_model(folder, with_tokenizer: bool = True):
+    """The chainrule model of a Hugging Face folder, and its tokenizer (None if absent)."""
+    arch, cfg, tensors = load_hf(folder)
+    if arch == "llama":
+        from ..models.llama import Llama, LlamaConfig
+
+        model = Llama.from_tensors(LlamaConfig(**cfg), tensors, source=str(folder))
+    else:
+        model = gpt2_model(cfg, tensors, str(folder))
+    if not with_tokenizer:
+        return model
+    tok = None
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        from .tokenizer import PretrainedTokenizer
+
+        tok = PretrainedTokenizer.from_folder(folder)
+    return model, tok
+
+
+def gpt2_model(cfg: dict, raw: dict, source: str):
+    """chainrule's GPT holding a Hugging Face GPT-2 checkpoint."""
+    raise NotImplementedError("GPT-2 mapping pending chainrule.models.GPT")
