@@ -1,5 +1,18 @@
-"""Gradients as diagnostic data: gradient checking, statistics, the training doctor."""
+"""Gradients as diagnostic data: gradient checking, statistics, the training doctor, NaN/Inf
+provenance and pictures of the graph. See docs/diagnostics.md."""
 
+from .anomaly import NonFiniteError as NonFiniteError
+from .anomaly import detect_anomaly as detect_anomaly
+from .anomaly import is_anomaly_enabled as is_anomaly_enabled
+from .anomaly import set_detect_anomaly as set_detect_anomaly
+from .doctor import Finding as Finding
+from .doctor import diagnose as diagnose
 from .gradcheck import GradcheckError as GradcheckError
 from .gradcheck import gradcheck as gradcheck
 from .gradcheck import gradgradcheck as gradgradcheck
+from .graph import draw_graph as draw_graph
+from .graph import explain_backward as explain_backward
+from .graph import render as render
+from .stats import activation_stats as activation_stats
+from .stats import grad_stats as grad_stats
+from .stats import update_ratio as update_ratio
