@@ -6,6 +6,7 @@ import.
 """
 
 from . import autograd as autograd
+from . import nn as nn
 from . import ops as ops
 from .autograd import enable_grad as enable_grad
 from .autograd import grad as grad
