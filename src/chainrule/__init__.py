@@ -8,6 +8,7 @@ import.
 from . import autograd as autograd
 from . import nn as nn
 from . import ops as ops
+from . import optim as optim
 from .autograd import enable_grad as enable_grad
 from .autograd import grad as grad
 from .autograd import is_grad_enabled as is_grad_enabled

@@ -1,0 +1,248 @@
+"""The optimizer base: parameter groups, per-parameter state, ``zero_grad`` and state dicts.
+
+An optimizer holds ``param_groups`` (a list of dicts: ``'params'`` plus that group's options)
+and ``state`` (a dict from parameter to that parameter's buffers), exactly as PyTorch lays them
+out, so a training loop and its checkpoints port unchanged. Subclasses write only the update of
+one parameter, in place on its array, in ``_update``.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+
+class _Required:
+    """Marks a hyper-parameter that has no default and must be given."""
+
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+def _copy_state_value(key, value, like):
+    """A loaded state value as this optimizer keeps it: arrays copied, floats cast to the
+    parameter's dtype (as PyTorch does), the 'step' counter as a Python number."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return value
+    if key == "step":  # PyTorch keeps it as a 0-d tensor
+        step = float(value.item())
+        return int(step) if step.is_integer() else step
+    arr = like.xp.array(value, dtype=like.dtype if value.dtype.kind == "f" else value.dtype)
+    return Tensor._wrap(arr)
+
+
+class Optimizer:
+    """Base class: ``Optimizer(params, defaults)``.
+
+    ``params`` is an iterable of tensors, or of dicts each holding ``'params'`` and the options
+    that differ from ``defaults`` for that group.
+    """
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = dict(defaults)
+        self.state: dict = {}
+        self.param_groups: list[dict] = []
+        self._scratch: dict = {}
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors or of dicts, got a "
+                "single Tensor; pass [tensor] or model.parameters()"
+            )
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{type(self).__name__}: parameters must be given in a fixed order "
+                            "(a list), not a set, so that state dicts map indices to the same "
+                            "parameters")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        return "\n".join(lines) + "\n)"
+
+    # -- groups -------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict):
+        """Add a group of parameters with its own options (the rest from ``defaults``)."""
+        name = type(self).__name__
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{name}.add_param_group: expected a dict, got "
+                            f"{type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"{name}.add_param_group: the group has no 'params' entry")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(f"{name}: parameters must be given in a fixed order (a list), not a "
+                            "set, so that state dicts map indices to the same parameters")
+        else:
+            params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: parameter {i} of the group is a {type(p).__name__}, "
+                                "expected a Tensor")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: parameter {i} of the group (shape {tuple(p.shape)}) is "
+                                 "not a leaf tensor; optimize leaves (parameters), not results")
+            if not p.is_floating_point():
+                raise TypeError(f"{name}: parameter {i} has dtype {p.dtype}; only floating-point "
+                                "tensors can be optimized")
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{name}: a parameter group lists the same tensor twice")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if seen.intersection(ids):
+            raise ValueError(f"{name}: some parameters appear in more than one parameter group")
+        group = {"params": params}
+        for key, default in self.defaults.items():
+            value = param_group.get(key, default)
+            if value is required:
+                raise ValueError(f"{name}: parameter group didn't specify a value of required "
+                                 f"option '{key}'")
+            group[key] = value
+        for key, value in param_group.items():
+            group.setdefault(key, value)
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict):
+        """Raise ValueError for out-of-range options (subclasses extend)."""
+        lr = group.get("lr")
+        if lr is not None and not (isinstance(lr, (int, float)) and lr >= 0):
+            raise ValueError(f"{type(self).__name__}: invalid learning rate lr={lr!r}; "
+                             "expected a number >= 0")
+        wd = group.get("weight_decay", 0.0)
+        if not wd >= 0:
+            raise ValueError(f"{type(self).__name__}: invalid weight_decay={wd!r}; expected >= 0")
+
+    # -- the step -----------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True):
+        """Drop every parameter's gradient (``set_to_none``) or fill it with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; returns ``closure()`` when given (the
+        closure re-evaluates the loss and calls backward, as L-BFGS-style loops expect)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                g = grad.data
+                if g.shape != p.data.shape:
+                    raise RuntimeError(
+                        f"{type(self).__name__}.step: a parameter of shape {tuple(p.shape)} has a "
+                        f"gradient of shape {tuple(g.shape)}"
+                    )
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = self._init_state(p, group)
+                self._update(p.data, g, state, group)
+                p._bump()  # an in-place change: tensors saved for backward notice it
+        return loss
+
+    def _init_state(self, p: Tensor, group: dict) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _update(self, p, g, state: dict, group: dict):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _buffers(self, p, n: int = 1):
+        """``n`` scratch arrays shaped like ``p``, reused across parameters and steps so that the
+        update allocates nothing (they are views into one buffer per dtype)."""
+        key = (p.dtype, type(p))
+        size = p.size
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape[0] < n or buf.shape[1] < size:
+            old = buf.shape if buf is not None else (0, 0)
+            xp = backend.array_module(p)
+            buf = xp.empty((max(n, old[0]), max(size, old[1])), dtype=p.dtype)
+            self._scratch[key] = buf
+        return [buf[i, :size].reshape(p.shape) for i in range(n)]
+
+    # -- state dicts --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{'state': {index: {...}}, 'param_groups': [{..., 'params': [indices]}]}``, with
+        parameters numbered in group order, as in PyTorch. Buffers are shared, not copied."""
+        index: dict = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = dict(self.state[p])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict):
+        """Restore state and options saved by :meth:`state_dict` (this optimizer's parameters
+        are kept; buffers are copied and cast to each parameter's dtype)."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and "
+                             "'param_groups' (from Optimizer.state_dict())")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state dict has {len(saved_groups)} "
+                             f"parameter groups, this optimizer has {len(self.param_groups)}")
+        by_index: dict = {}
+        for i, (mine, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(mine["params"]) != len(saved["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: parameter group {i} has {len(saved['params'])} "
+                    f"parameters in the state dict but {len(mine['params'])} here"
+                )
+            for idx, p in zip(saved["params"], mine["params"]):
+                by_index[int(idx)] = p
+        new_state: dict = {}
+        for idx, entry in state_dict["state"].items():
+            p = by_index.get(int(idx))
+            if p is None:
+                raise ValueError(f"{name}.load_state_dict: state for parameter index {idx}, "
+                                 "which no parameter group lists")
+            values = {}
+            for key, value in entry.items():
+                value = _copy_state_value(key, value, p)
+                if isinstance(value, Tensor) and value.data.size > 1 and value.shape != p.shape:
+                    raise ValueError(
+                        f"{name}.load_state_dict: state '{key}' of parameter {idx} has shape "
+                        f"{tuple(value.shape)} but the parameter has shape {tuple(p.shape)}"
+                    )
+                values[key] = value
+            new_state[p] = values
+        for mine, saved in zip(self.param_groups, saved_groups):
+            for key, value in saved.items():
+                if key != "params":
+                    mine[key] = value
+        self.state = new_state
