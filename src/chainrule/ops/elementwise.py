@@ -86,7 +86,10 @@ class Pow(Op):
         if self.needs[0]:
             ga = g * b * a ** (b - 1)
         if self.needs[1]:
-            gb = g * y * xp.log(xp.where(a > 0, a, 1))
+            if type(a) in (int, float):  # a Python base stays a weak scalar (keeps g's dtype)
+                gb = g * y * (math.log(a) if a > 0 else 0.0)
+            else:
+                gb = g * y * xp.log(xp.where(a > 0, a, 1))
         return ga, gb
 
 
@@ -291,7 +294,10 @@ _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 def erf(xp, x):
-    """erf on arrays, to about 1e-7 relative (Numerical Recipes' Chebyshev erfc)."""
+    """erf on arrays: exact (math.erf) in float64; otherwise to about 1e-7 relative, below
+    float32's resolution (Numerical Recipes' Chebyshev erfc), also on Tensors."""
+    if x.dtype == "float64" and hasattr(xp, "frompyfunc"):
+        return xp.asarray(xp.frompyfunc(math.erf, 1, 1)(x), dtype=x.dtype)
     z = xp.abs(x)
     t = 1 / (1 + 0.5 * z)
     poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
