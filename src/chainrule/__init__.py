@@ -23,6 +23,8 @@ from .random import get_rng_state as get_rng_state
 from .random import manual_seed as manual_seed
 from .random import seed as seed
 from .random import set_rng_state as set_rng_state
+from .serialization import load as load
+from .serialization import save as save
 from .tensor import Size as Size
 from .tensor import Tensor as Tensor
 from .tensor import bool_ as bool  # noqa: F401  (chainrule.bool, as torch.bool)
