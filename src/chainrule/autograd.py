@@ -147,8 +147,17 @@ class Op:
     def apply(cls, *inputs, **params):
         op = _new(cls)
         if not (_grad_enabled and cls.differentiable):
-            # Not recording: the forward on raw arrays and a bare tensor, nothing else.
-            arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+            # Not recording: the forward on raw arrays and a bare tensor, nothing else kept.
+            n = len(inputs)
+            if n == 2:
+                x, y = inputs
+                arrays = (x.data if isinstance(x, Tensor) else x,
+                          y.data if isinstance(y, Tensor) else y)
+            elif n == 1:
+                x = inputs[0]
+                arrays = (x.data if isinstance(x, Tensor) else x,)
+            else:
+                arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
             if backend._cupy is not None:
                 op.xp = backend.array_module(arrays[0])
             out = op.forward(*arrays, **params)
@@ -162,28 +171,55 @@ class Op:
             t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
             t.requires_grad = False
             return t
-        arrays = []
-        parents = []
-        shapes = []
-        record = False
-        for t in inputs:
-            if isinstance(t, Tensor):
-                a = t.data
-                arrays.append(a)
-                shapes.append(a.shape)
-                if t.requires_grad:
-                    record = True
-                    f = t.grad_fn
-                    parents.append(t if f is None else f)
-                    continue
+        # Per input: its array, shape and parent (its grad_fn, or the leaf tensor itself, or
+        # None for a constant). One and two inputs are unrolled: they are most calls.
+        n = len(inputs)
+        if n == 2:
+            x, y = inputs
+            if isinstance(x, Tensor):
+                ax = x.data
+                sx = ax.shape
+                px = (x.grad_fn or x) if x.requires_grad else None
             else:
-                arrays.append(t)
-                shapes.append(())
-            parents.append(None)
+                ax, sx, px = x, (), None
+            if isinstance(y, Tensor):
+                ay = y.data
+                sy = ay.shape
+                py = (y.grad_fn or y) if y.requires_grad else None
+            else:
+                ay, sy, py = y, (), None
+            arrays = (ax, ay)
+            if px is None and py is None:
+                return op._run_unrecorded(arrays, params)
+            op.parents = (px, py)
+            op.shapes = (sx, sy)
+            op.needs = (px is not None, py is not None)
+        elif n == 1:
+            x = inputs[0]
+            if not (isinstance(x, Tensor) and x.requires_grad):
+                return op._run_unrecorded((x.data if isinstance(x, Tensor) else x,), params)
+            arrays = (x.data,)
+            op.parents = (x.grad_fn or x,)
+            op.shapes = (x.data.shape,)
+            op.needs = (True,)
+        else:
+            arrays, parents, shapes = [], [], []
+            for t in inputs:
+                if isinstance(t, Tensor):
+                    a = t.data
+                    arrays.append(a)
+                    shapes.append(a.shape)
+                    parents.append((t.grad_fn or t) if t.requires_grad else None)
+                else:
+                    arrays.append(t)
+                    shapes.append(())
+                    parents.append(None)
+            if not any(p is not None for p in parents):
+                return op._run_unrecorded(arrays, params)
+            op.parents, op.shapes = parents, shapes
+            op.needs = [p is not None for p in parents]
         if backend._cupy is not None:
             op.xp = backend.array_module(arrays[0])
-        if record:
-            op.needs = [p is not None for p in parents]
         out = op.forward(*arrays, **params)
         saved = op.saved
         if type(out) is not _ndarray:
@@ -196,14 +232,8 @@ class Op:
         res = _new(Tensor)
         res.data = out
         res.grad = res._vc = res._hooks = res.name = None
-        if not record:
-            res.grad_fn = None
-            res.requires_grad = False
-            return res
         res.grad_fn = op
         res.requires_grad = True
-        op.parents = parents
-        op.shapes = shapes
         if saved:
             # Where each saved value came from (for create_graph), and the version of each saved
             # tensor now, so that an in-place change before backward is caught.
@@ -215,7 +245,8 @@ class Op:
                     res._vc = vc = [0]
                     vers.append((vc, 0, -1))
                     continue
-                for i, a in enumerate(arrays):
+                i = 0
+                for a in arrays:
                     if s is a:
                         links.append(i)
                         t = inputs[i]
@@ -225,11 +256,28 @@ class Op:
                                 t._vc = vc = [0]
                             vers.append((vc, vc[0], i))
                         break
+                    i += 1
                 else:
                     links.append(None)
             op._links = links
             op._vers = vers
         return res
+
+    def _run_unrecorded(self, arrays, params):
+        """Forward on raw arrays, returning a tensor outside any graph (nothing is kept)."""
+        if backend._cupy is not None:
+            self.xp = backend.array_module(arrays[0])
+        out = self.forward(*arrays, **params)
+        if type(out) is not _ndarray:
+            out = self.xp.asarray(out)
+        if _anomaly_hooks:
+            for hook in _anomaly_hooks:
+                hook(self, out, arrays)
+        t = _new(Tensor)
+        t.data = out
+        t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
+        t.requires_grad = False
+        return t
 
     # -- used by the engine ---------------------------------------------------------------
     def _check_versions(self):
@@ -435,6 +483,9 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False):
         t.grad = g if t.grad is None else t.grad + g
         return
     dtype = t.data.dtype
+    if type(g) is not t.data.__class__:  # a NumPy scalar from a 0-d rule
+        g = t.xp.asarray(g)
+        owned = False
     if g.dtype != dtype:
         g = g.astype(dtype)
         owned = True

@@ -177,12 +177,7 @@ def _binary(cls, a, b, name):
     try:
         return cls.apply(a, b)
     except ValueError as e:
-        if "broadcast" in str(e):
-            raise ValueError(
-                f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together (each "
-                "dim must match, or be 1, counting from the right)"
-            ) from None
-        raise
+        _broadcast_error(e, a, b, name)
 
 
 def _shape(x):
@@ -204,11 +199,40 @@ def _nograd(fn, *xs):
 # ------------------------------------------------------------------------------- arithmetic
 
 
+# add, sub, mul, div: a fast path for the common case (a tensor with a tensor of the same
+# dtype, or with a Python float), then the general one; Tensor's operators are these functions.
+
+
+def _broadcast_error(e, a, b, name):
+    if "broadcast" in str(e):
+        raise ValueError(
+            f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together (each "
+            "dim must match, or be 1, counting from the right)"
+        ) from None
+    raise e
+
+
 def add(a, b, alpha=1):
+    if type(a) is Tensor and alpha == 1 and (
+        type(b) is Tensor and a.data.dtype is b.data.dtype
+        or type(b) is builtins.float and a.data.dtype.kind == "f"
+    ):
+        try:
+            return Add.apply(a, b)
+        except ValueError as e:
+            _broadcast_error(e, a, b, "add")
     return _binary(Add, a, b if alpha == 1 else mul(b, alpha), "add")
 
 
 def sub(a, b, alpha=1):
+    if type(a) is Tensor and alpha == 1 and (
+        type(b) is Tensor and a.data.dtype is b.data.dtype
+        or type(b) is builtins.float and a.data.dtype.kind == "f"
+    ):
+        try:
+            return Sub.apply(a, b)
+        except ValueError as e:
+            _broadcast_error(e, a, b, "sub")
     return _binary(Sub, a, b if alpha == 1 else mul(b, alpha), "sub")
 
 
@@ -216,6 +240,14 @@ subtract = sub
 
 
 def mul(a, b):
+    if type(a) is Tensor and (
+        type(b) is Tensor and a.data.dtype is b.data.dtype
+        or type(b) is builtins.float and a.data.dtype.kind == "f"
+    ):
+        try:
+            return Mul.apply(a, b)
+        except ValueError as e:
+            _broadcast_error(e, a, b, "mul")
     return _binary(Mul, a, b, "mul")
 
 
@@ -223,6 +255,13 @@ multiply = mul
 
 
 def div(a, b, rounding_mode=None):
+    if type(a) is Tensor and rounding_mode is None and a.data.dtype.kind == "f" and (
+        type(b) is Tensor and a.data.dtype is b.data.dtype or type(b) is builtins.float
+    ):
+        try:
+            return Div.apply(a, b)
+        except ValueError as e:
+            _broadcast_error(e, a, b, "div")
     if rounding_mode == "floor":
         return floor_divide(a, b)
     if rounding_mode == "trunc":
@@ -625,7 +664,8 @@ def log_softmax(x, dim=-1, dtype=None):
 
 
 def matmul(a, b):
-    a, b = _t(a, "matmul"), _t(b, "matmul")
+    if type(a) is not Tensor or type(b) is not Tensor:
+        a, b = _t(a, "matmul"), _t(b, "matmul")
     return Matmul.apply(a, b)
 
 
