@@ -178,6 +178,13 @@ def _pad_widths(ndim, pad):
     return widths
 
 
+def _pad_ref(x, pad, value=0.0):
+    widths = _pad_widths(x.ndim, pad)
+    y = np.pad(x, [(max(lo, 0), max(hi, 0)) for lo, hi in widths], constant_values=value)
+    return y[tuple(slice(max(-lo, 0), y.shape[i] - max(-hi, 0))
+                   for i, (lo, hi) in enumerate(widths))]
+
+
 def _repeat_ref(x, sizes):
     return np.tile(x, sizes)
 
@@ -543,8 +550,9 @@ spec("MaskedFill", lambda F, x, mask, value: x.masked_fill(F.tensor(mask), value
 spec("Pad", lambda F, x, pad, value=0.0: _nnf(F).pad(x, pad, value=value),
      case((3, 4), pad=(1, 2)), case((2, 3, 4), pad=(0, 1, 2, 0), value=1.5, id="two-dims-value"),
      case((1, 4), pad=(0, 0, 2, 1), id="size1-only-first-dim"),
+     case((3, 5), pad=(-1, 2, 1, -2), id="negative-crops"),
      case(arg((4, 3), transposed=True), pad=(2, 0, 0, 1), id="noncontiguous"),
-     ref=lambda x, pad, value=0.0: np.pad(x, _pad_widths(x.ndim, pad), constant_values=value))
+     ref=_pad_ref)
 spec("Flip", lambda F, x, dims: x.flip(dims),
      case((3, 4), dims=(0,)), case((2, 3, 4), dims=(-1, 0), id="negdims"),
      case(arg((4, 3), transposed=True), dims=(1,), id="noncontiguous"),

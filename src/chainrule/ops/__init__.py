@@ -42,6 +42,7 @@ from .elementwise import (
 from .linalg import Einsum, Matmul
 from .reduce import (
     Cumsum,
+    DimError,
     LogSoftmax,
     Logsumexp,
     MaxMin,
@@ -415,7 +416,13 @@ def where(condition, a, b):
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {c.dtype}")
     a, b = _promote(a, b, "where")
-    return Where.apply(c, a, b)
+    try:
+        return Where.apply(c, a, b)
+    except ValueError:
+        raise ValueError(
+            f"where: condition {tuple(c.shape)}, input {_shape(a)} and other {_shape(b)} cannot "
+            "be broadcast together (each dim must match, or be 1, counting from the right)"
+        ) from None
 
 
 def cast(x, dtype):
@@ -635,6 +642,8 @@ def cumsum(x, dim):
 def norm(x, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (all elements by default); 'fro' is the 2-norm."""
     x = _need_float(x, "norm")
+    if not (p in ("fro", "inf") or isinstance(p, numbers.Real)):
+        raise ValueError(f"norm: p must be a number, 'fro' or inf, got {p!r}")
     if p in ("fro", 2):
         return sqrt(sum(x * x, dim, keepdim))
     if p == 1:
@@ -802,7 +811,8 @@ def unsqueeze(x, dim):
     x = _t(x, "unsqueeze")
     nd = x.ndim + 1
     if not -nd <= dim < nd:
-        raise IndexError(f"unsqueeze: dim {dim} out of range for a result of {nd} dims")
+        raise DimError(f"unsqueeze: dim {dim} is out of range for a result of {nd} dims "
+                       f"(expected {-nd}..{nd - 1})")
     d = dim % nd
     shp = x.data.shape
     return reshape(x, shp[:d] + (1,) + shp[d:])
@@ -843,7 +853,8 @@ def stack(tensors, dim=0):
             )
     nd = len(ref) + 1
     if not -nd <= dim < nd:
-        raise IndexError(f"stack: dim {dim} out of range for a result of {nd} dims")
+        raise DimError(f"stack: dim {dim} is out of range for a result of {nd} dims "
+                       f"(expected {-nd}..{nd - 1})")
     return Stack.apply(*tensors, dim=dim % nd)
 
 
@@ -870,6 +881,8 @@ def split(x, split_size_or_sections, dim=0):
 
 def chunk(x, chunks, dim=0):
     x = _t(x, "chunk")
+    if not isinstance(chunks, builtins.int) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive integer, got {chunks!r}")
     n = x.data.shape[_dim1(x, dim, "chunk")]
     step = -(-n // chunks)
     return split(x, step, dim)
@@ -899,17 +912,40 @@ def getitem(x, index):
     try:
         return GetItem.apply(x, index=index)
     except IndexError as e:
-        raise IndexError(f"getitem: {e} (tensor of shape {tuple(x.shape)})") from None
+        raise DimError(f"getitem: {e} (tensor of shape {tuple(x.shape)})") from None
+
+
+def _index(index, x, d, op):
+    """An integer index array for ``x`` along dim ``d``, checked for dtype and range."""
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, got dtype {idx.dtype}")
+    n = x.data.shape[d] if x.ndim else 1
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        bad = idx.max() if idx.max() >= n else idx.min()
+        raise DimError(f"{op}: index {bad} is out of range for dim {d} of size {n} "
+                       f"(input shape {tuple(x.shape)})")
+    return idx
+
+
+def _index_like(idx, x, d, op, what="index"):
+    if idx.ndim != x.ndim:
+        raise ValueError(
+            f"{op}: {what} has {idx.ndim} dims but input has {x.ndim}; they must match"
+        )
+    bad = [i for i in range(x.ndim) if i != d and idx.shape[i] > x.data.shape[i]]
+    if bad:
+        raise ValueError(
+            f"{op}: index shape {tuple(idx.shape)} is larger than input shape "
+            f"{tuple(x.shape)} in dim {bad[0]} (only dim {d} may be larger)"
+        )
 
 
 def gather(x, dim, index):
     x = _t(x, "gather")
     d = _dim1(x, dim, "gather")
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
-    if idx.ndim != x.ndim:
-        raise ValueError(
-            f"gather: index has {idx.ndim} dims but input has {x.ndim}; they must match"
-        )
+    idx = _index(index, x, d, "gather")
+    _index_like(idx, x, d, "gather")
     return Gather.apply(x, idx, dim=d)
 
 
@@ -919,16 +955,24 @@ def take_along_dim(x, indices, dim):
 
 def scatter_add(x, dim, index, src):
     x, src = _t(x, "scatter_add"), _t(src, "scatter_add")
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
-    return ScatterAdd.apply(x, idx, src, dim=_dim1(x, dim, "scatter_add"))
+    d = _dim1(x, dim, "scatter_add")
+    idx = _index(index, x, d, "scatter_add")
+    _index_like(idx, x, d, "scatter_add")
+    if src.ndim != idx.ndim or builtins.any(s < n for s, n in zip(src.shape, idx.shape)):
+        raise ValueError(
+            f"scatter_add: src shape {tuple(src.shape)} must have index's {idx.ndim} dims and "
+            f"be at least index shape {tuple(idx.shape)} in each"
+        )
+    return ScatterAdd.apply(x, idx, src, dim=d)
 
 
 def index_select(x, dim, index):
     x = _t(x, "index_select")
-    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    d = _dim1(x, dim, "index_select")
+    idx = _index(index, x, d, "index_select")
     if idx.ndim != 1:
         raise ValueError(f"index_select: index must be 1-d, got shape {tuple(idx.shape)}")
-    return IndexSelect.apply(x, idx, dim=_dim1(x, dim, "index_select"))
+    return IndexSelect.apply(x, idx, dim=d)
 
 
 def masked_fill(x, mask, value):
@@ -938,6 +982,15 @@ def masked_fill(x, mask, value):
         raise TypeError(f"masked_fill: mask must be bool, got dtype {m.dtype}")
     if isinstance(value, Tensor):
         value = value.item()
+    try:
+        ok = np.broadcast_shapes(m.shape, x.data.shape) == x.data.shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"masked_fill: mask shape {tuple(m.shape)} cannot be broadcast to input shape "
+            f"{tuple(x.shape)}"
+        )
     return MaskedFill.apply(x, m, value=value)
 
 
@@ -945,17 +998,33 @@ def pad(x, pad, mode="constant", value=0.0):
     if mode != "constant":
         raise NotImplementedError(f"pad: mode {mode!r}; only 'constant' is supported")
     x = _t(x, "pad")
+    pad = tuple(builtins.int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise ValueError(f"pad: pad {pad} must have an even length of at most 2*{x.ndim}")
-    return Pad.apply(x, pad=tuple(pad), value=value)
+        raise ValueError(
+            f"pad: pad {pad} must have an even length of at most 2*{x.ndim} (a (before, after) "
+            f"pair per dim, last dim first) for a tensor of shape {tuple(x.shape)}"
+        )
+    for i in range(len(pad) // 2):
+        n = x.data.shape[x.ndim - 1 - i]
+        if n + pad[2 * i] + pad[2 * i + 1] < 0 or -pad[2 * i] > n or -pad[2 * i + 1] > n:
+            raise ValueError(f"pad: pad {pad} crops more than the {n} elements of dim "
+                             f"{x.ndim - 1 - i} (tensor of shape {tuple(x.shape)})")
+    return Pad.apply(x, pad=pad, value=value)
+
+
+def _matrix(x, op):
+    x = _t(x, op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: needs a tensor of at least 2 dims, got shape {tuple(x.shape)}")
+    return x
 
 
 def tril(x, diagonal=0):
-    return TriMask.apply(_t(x, "tril"), k=diagonal, upper=False)
+    return TriMask.apply(_matrix(x, "tril"), k=diagonal, upper=False)
 
 
 def triu(x, diagonal=0):
-    return TriMask.apply(_t(x, "triu"), k=diagonal, upper=True)
+    return TriMask.apply(_matrix(x, "triu"), k=diagonal, upper=True)
 
 
 def flip(x, dims):

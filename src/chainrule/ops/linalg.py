@@ -24,7 +24,13 @@ class Matmul(Op):
                 "differ"
             )
         self.save(a, b)
-        return a @ b
+        try:
+            return a @ b
+        except ValueError:
+            raise ValueError(
+                f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: batch dims {tuple(a.shape[:-2])} "
+                f"and {tuple(b.shape[:-2])} cannot be broadcast together"
+            ) from None
 
     def backward(self, g):
         a, b = self.saved
@@ -81,6 +87,15 @@ def parse_einsum(subscripts, shapes):
         if len(sub) != len(s):
             raise ValueError(f"einsum: subscripts '{sub}' do not fit an operand of shape {s}")
         exp.append(sub)
+    sizes = {}
+    for k, (sub, s) in enumerate(zip(exp, shapes)):
+        for c, n in zip(sub, s):
+            m = sizes.setdefault(c, (n, k))[0]
+            if n != m and 1 not in (n, m):
+                raise ValueError(
+                    f"einsum: index '{c}' has size {m} in operand {sizes[c][1]} but {n} in "
+                    f"operand {k} (shapes {[tuple(x) for x in shapes]})"
+                )
     if out is None:
         counts = {}
         for sub in exp:

@@ -6,6 +6,11 @@ from __future__ import annotations
 from ..autograd import Op
 
 
+class DimError(IndexError, ValueError):
+    """A dim or index out of range: an IndexError, as PyTorch raises, and a ValueError, as every
+    other shape mistake here is."""
+
+
 def norm_dims(dim, ndim, op="reduce"):
     """Normalise ``dim`` (None, int or sequence, negatives allowed) to a sorted tuple."""
     if dim is None:
@@ -14,7 +19,7 @@ def norm_dims(dim, ndim, op="reduce"):
     out = []
     for d in dims:
         if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(
+            raise DimError(
                 f"{op}: dim {d} is out of range for a tensor of {ndim} dims "
                 f"(expected {-max(ndim, 1)}..{max(ndim, 1) - 1})"
             )

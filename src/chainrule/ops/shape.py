@@ -192,18 +192,27 @@ class IndexSelect(Op):
 
 
 class Pad(Op):
-    """y = x padded with a constant;  dx = g cropped back."""
+    """y = x padded with a constant (a negative pad crops, as in PyTorch);  dx = g cropped back
+    to x's place (and zero-padded where x was cropped)."""
 
     def forward(self, x, pad=(), value=0.0):
         # pad is PyTorch's: (last_lo, last_hi, prev_lo, prev_hi, ...)
-        widths = [(0, 0)] * x.ndim
+        nd = x.ndim
+        lohi = [(0, 0)] * nd
         for i in range(len(pad) // 2):
-            widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+            lohi[nd - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+        self.cut = [(max(-lo, 0), max(-hi, 0)) for lo, hi in lohi]
+        if any(lo or hi for lo, hi in self.cut):
+            x = x[tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.cut, x.shape))]
+        else:
+            self.cut = None
+        widths = [(max(lo, 0), max(hi, 0)) for lo, hi in lohi]
         self.crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
         return self.xp.pad(x, widths, constant_values=value)
 
     def backward(self, g):
-        return (g[self.crop],)
+        g = g[self.crop]
+        return (self.xp.pad(g, self.cut) if self.cut else g,)
 
 
 class Flip(Op):
