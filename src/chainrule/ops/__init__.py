@@ -574,7 +574,7 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+    return sqrt(var(_need_float(x, "std"), dim, unbiased, keepdim, correction=correction))
 
 
 class _ValuesIndices(tuple):
