@@ -4,8 +4,11 @@ Two layouts are mapped:
 
 - ``model_type: llama`` (also SmolLM, TinyLlama...) onto :class:`chainrule.models.Llama`; the
   Hugging Face Q/K layout is already the half-split rotary one, so weights copy unchanged.
-- ``model_type: gpt2`` onto :class:`chainrule.models.GPT`; GPT-2's ``Conv1D`` layers store
-  their weight as ``(in, out)``, so each is transposed to ``Linear``'s ``(out, in)``.
+- ``model_type: gpt2`` onto :class:`chainrule.models.GPT` (same module names); GPT-2's
+  ``Conv1D`` layers store their weight as ``(in, out)``, so each is transposed to ``Linear``'s
+  ``(out, in)``. chainrule's GPT uses the exact (erf) GELU where GPT-2 was trained with the
+  tanh approximation: the two differ by under 1e-3 per activation, so logits differ slightly
+  from the original implementation's.
 
 Sharded checkpoints (``model.safetensors.index.json``) are read too. A tokenizer saved beside
 the weights (``tokenizer.json``) is loaded with the model.
@@ -43,7 +46,9 @@ def assign_tensors(model, tensors: dict, source: str = "tensors") -> None:
     if problems:
         raise ValueError(f"loading {source} into {type(model).__name__}: " + "; ".join(problems))
     for n, p in params.items():
-        p.data = np.ascontiguousarray(tensors[n], dtype=p.data.dtype)
+        a = np.ascontiguousarray(tensors[n], dtype=p.data.dtype)
+        # memory-mapped file tensors are read-only: the optimizer updates weights in place
+        p.data = a if a.flags.writeable else a.copy()
 
 
 def _few(names, k=6):
@@ -144,35 +149,29 @@ def llama_tensors(raw: dict, tied: bool) -> dict:
 
 
 # -- GPT-2 ---------------------------------------------------------------------------------
-_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def gpt2_tensors(raw: dict, names: dict) -> dict:
-    """Hugging Face GPT-2 names -> chainrule GPT names, Conv1D weights transposed.
+def gpt2_config(cfg: dict, folder="") -> dict:
+    act = cfg.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu", "gelu_pytorch_tanh"):
+        raise ValueError(f"load_hf({folder}): GPT-2 activation '{act}' is not supported")
+    return dict(vocab_size=int(cfg["vocab_size"]), block_size=int(cfg.get("n_positions", 1024)),
+                n_layer=int(cfg["n_layer"]), n_head=int(cfg["n_head"]), n_embd=int(cfg["n_embd"]),
+                dropout=0.0, bias=True)
 
-    ``names`` maps the GPT-2 module suffixes (``wte``, ``wpe``, ``ln_f``, ``h.{i}.ln_1``,
-    ``h.{i}.attn.c_attn``...) to chainrule's module paths, with ``{i}`` for the block index.
-    """
+
+def gpt2_tensors(raw: dict) -> dict:
+    """Hugging Face GPT-2 names -> chainrule GPT names (the same module names, without the
+    ``transformer.`` prefix), with the Conv1D weights (in, out) transposed to (out, in)."""
     out = {}
     for name, w in raw.items():
         key = name.removeprefix("transformer.")
-        if key.endswith(("attn.bias", "attn.masked_bias")):
-            continue  # causal-mask buffers of older checkpoints
-        if key == "lm_head.weight":
-            continue  # GPT-2's head is tied to wte
-        m = re.fullmatch(r"h\.(\d+)\.(.+)\.(weight|bias)", key)
-        if m:
-            i, part, kind = m.groups()
-            target = names.get(f"h.{{i}}.{part}")
-            if target is None:
-                out[name] = w
-                continue
-            if kind == "weight" and part in _CONV1D:
-                w = np.ascontiguousarray(w.T)
-            out[f"{target.format(i=i)}.{kind}"] = w
-            continue
-        mod, _, kind = key.rpartition(".")
-        out[f"{names[mod]}.{kind}" if mod in names else name] = w
+        if re.fullmatch(r"h\.\d+\.attn\.(masked_)?bias", key) or key == "lm_head.weight":
+            continue  # causal-mask buffers of older checkpoints; the head is tied to wte
+        if key.startswith("h.") and key.endswith(_CONV1D):
+            w = np.ascontiguousarray(w.T)
+        out[key] = w
     return out
 
 
@@ -185,7 +184,7 @@ def load_hf(folder):
         c = llama_config(cfg, folder)
         return arch, c, llama_tensors(read_safetensors(folder), c["tie_embeddings"])
     if arch == "gpt2":
-        return arch, cfg, read_safetensors(folder)
+        return arch, gpt2_config(cfg, folder), gpt2_tensors(read_safetensors(folder))
     raise ValueError(
         f"load_hf({folder}): model_type '{arch}' is not supported; chainrule maps 'llama' and "
         "'gpt2' checkpoints"
@@ -200,7 +199,10 @@ def load_hf_model(folder, with_tokenizer: bool = True):
 
         model = Llama.from_tensors(LlamaConfig(**cfg), tensors, source=str(folder))
     else:
-        model = gpt2_model(cfg, tensors, str(folder))
+        from ..models.gpt import GPT, GPTConfig
+
+        model = GPT(GPTConfig(**cfg))
+        assign_tensors(model, tensors, source=str(folder))
     if not with_tokenizer:
         return model
     tok = None
@@ -209,8 +211,3 @@ def load_hf_model(folder, with_tokenizer: bool = True):
 
         tok = PretrainedTokenizer.from_folder(folder)
     return model, tok
-
-
-def gpt2_model(cfg: dict, raw: dict, source: str):
-    """chainrule's GPT holding a Hugging Face GPT-2 checkpoint."""
-    raise NotImplementedError("GPT-2 mapping pending chainrule.models.GPT")
