@@ -16,3 +16,7 @@ from .graph import render as render
 from .stats import activation_stats as activation_stats
 from .stats import grad_stats as grad_stats
 from .stats import update_ratio as update_ratio
+from .watcher import Watcher as Watcher
+from .watcher import diagnose_run as diagnose_run
+from .watcher import load_run as load_run
+from .watcher import watch as watch

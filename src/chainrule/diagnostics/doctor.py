@@ -307,7 +307,9 @@ def _learning_rate(meta, records, found):
                 "lower the learning rate (by 10x or more), add warm-up, or clip gradients",
                 "error"))
             break
-    if len(med) >= LOW_RECORDS and all(0 < m < RATIO_LOW for _, m, _ in med[-LOW_RECORDS:]):
+    vanishing = any(f.kind == "vanishing_gradient" for f in found)  # explains tiny updates
+    last = med[-LOW_RECORDS:]
+    if not vanishing and len(last) == LOW_RECORDS and all(0 < m < RATIO_LOW for _, m, _ in last):
         r, m, _ = med[-LOW_RECORDS]
         out.append(Finding(
             "lr_too_low", "", r["step"],
@@ -323,8 +325,10 @@ def _learning_rate(meta, records, found):
 
 
 def _persistent(records, path, key, threshold):
+    # Outputs that are already NaN (a diverged run) say nothing about dead or saturated units.
     vals = [(r, r["activations"][path][key]) for r in records
-            if path in r.get("activations", {}) and key in r["activations"][path]]
+            if key in r.get("activations", {}).get(path, {})
+            and _finite(r["activations"][path].get("mean"))]
     hits = [(r, v) for r, v in vals if v >= threshold]
     if not hits or len(hits) * 2 < len(vals) or vals[-1][1] < threshold:
         return None

@@ -133,11 +133,16 @@ class ActivationAccumulator:
             self.sat += int(np.count_nonzero(x <= lo + m) + np.count_nonzero(x >= hi - m))
         if self.hist is None:
             step = max(1, x.size // HIST_SAMPLES)
-            sample = x[::step]
+            sample = x[::step].astype(np.float64)
             sample = sample[np.isfinite(sample)]
             if sample.size:
-                counts, edges = np.histogram(sample, bins=HIST_BINS)
-                self.hist = {"counts": counts.tolist(), "edges": edges.tolist()}
+                try:
+                    counts, edges = np.histogram(sample, bins=HIST_BINS)
+                except ValueError:  # a range too wide for finite bins: no picture, no failure
+                    return
+                # uniform bins: the two ends say where every edge is
+                self.hist = {"lo": float(edges[0]), "hi": float(edges[-1]),
+                             "counts": counts.tolist()}
 
     def result(self) -> dict:
         if self.n == 0:
