@@ -367,6 +367,14 @@ spec("Logsumexp", lambda F, x, dim, keepdim=False: x.logsumexp(dim, keepdim=keep
      ref=lambda x, dim, keepdim=False: np.log(np.exp(x).sum(axis=dim, keepdims=keepdim)))
 
 
+spec("Norm", lambda F, x, dim=None, keepdim=False: x.norm(2, dim, keepdim),
+     case((3, 4)), case((), id="scalar"), case((3, 4), dim=1, id="dim"),
+     case((2, 3, 4), dim=(-1, 0), keepdim=True, id="two-negdims-keepdim"),
+     case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
+     kinks=(0.0,), ref=lambda x, dim=None, keepdim=False: np.sqrt(
+         (x * x).sum(axis=dim, keepdims=keepdim)))
+
+
 def _prod(F, x, dim=None, keepdim=False):
     return x.prod() if dim is None else x.prod(dim, keepdim=keepdim)
 

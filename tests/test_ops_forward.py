@@ -122,6 +122,23 @@ def test_norm_matches_numpy(p, dim):
     np.testing.assert_allclose(x.norm(p, dim).data, expected, rtol=1e-12)
 
 
+def test_two_norm_gradient_at_zero_is_zero_as_pytorch():
+    x = cr.tensor(np.zeros((2, 3)), dtype=cr.float64, requires_grad=True)
+    (x.norm() + x.norm(dim=1).sum()).backward()
+    np.testing.assert_array_equal(x.grad.data, np.zeros((2, 3)))
+
+
+def test_masked_fill_with_a_tensor_value_is_differentiable_in_the_value():
+    x = cr.tensor(np.ones((2, 3)), dtype=cr.float64, requires_grad=True)
+    v = cr.tensor(2.0, dtype=cr.float64, requires_grad=True)
+    mask = cr.tensor([[True, False, True], [False, False, True]])
+    y = x.masked_fill(mask, v)
+    np.testing.assert_array_equal(y.data, [[2, 1, 2], [1, 1, 2]])
+    (y * cr.tensor(np.arange(6.0).reshape(2, 3), dtype=cr.float64)).sum().backward()
+    assert v.grad.item() == 0 + 2 + 5  # the weights where the mask is True
+    np.testing.assert_array_equal(x.grad.data, [[0, 1, 0], [3, 4, 0]])
+
+
 @pytest.mark.parametrize("correction", [0, 1, 2])
 def test_std_matches_numpy_with_correction(correction):
     a = np.random.default_rng(3).standard_normal((4, 5))
@@ -252,7 +269,7 @@ def _operand(spec):
         return spec
     dtype = {"i64": cr.int64, "f32": cr.float32, "f64": cr.float64, "b": cr.bool}[
         spec.rstrip("[]")]
-    return cr.tensor(1 if spec.endswith("[]") else [1, 0], dtype=dtype)
+    return cr.tensor(1 if spec.endswith("[]") else [1, 2], dtype=dtype)
 
 
 @pytest.mark.parametrize("op, left, right, result", [
@@ -286,7 +303,7 @@ def test_promotion_matches_pytorch_across_dtype_pairs():
     def tt(spec):
         if not isinstance(spec, str):
             return spec
-        return torch.tensor(1 if spec.endswith("[]") else [1, 0], dtype=names[spec.rstrip("[]")])
+        return torch.tensor(1 if spec.endswith("[]") else [1, 2], dtype=names[spec.rstrip("[]")])
 
     specs = ["i64", "f32", "f64", "b", "i64[]", "f32[]", "f64[]", "b[]"]
     mismatches = []

@@ -47,6 +47,7 @@ from .reduce import (
     Logsumexp,
     MaxMin,
     Mean,
+    Norm,
     Prod,
     Softmax,
     Sum,
@@ -645,7 +646,7 @@ def norm(x, p="fro", dim=None, keepdim=False):
     if not (p in ("fro", "inf") or isinstance(p, numbers.Real)):
         raise ValueError(f"norm: p must be a number, 'fro' or inf, got {p!r}")
     if p in ("fro", 2):
-        return sqrt(sum(x * x, dim, keepdim))
+        return Norm.apply(x, dims=_dims(x, dim, "norm"), keepdim=keepdim)
     if p == 1:
         return sum(abs(x), dim, keepdim)
     if p in (float("inf"), "inf"):
@@ -981,6 +982,8 @@ def masked_fill(x, mask, value):
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be bool, got dtype {m.dtype}")
     if isinstance(value, Tensor):
+        if value.requires_grad:  # differentiable in the fill value too, as in PyTorch
+            return where(Tensor._wrap(np.broadcast_to(m, x.data.shape)), value.type(x.dtype), x)
         value = value.item()
     try:
         ok = np.broadcast_shapes(m.shape, x.data.shape) == x.data.shape

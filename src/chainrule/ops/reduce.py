@@ -120,6 +120,23 @@ def put_along(xp, shape, idx, g, dim):
     return out
 
 
+class Norm(Op):
+    """y = ||x||_2 = sqrt(sum_dims x^2);  dx = g x / y, and 0 where y = 0 (the subgradient
+    PyTorch takes at the origin, where the composition sqrt(sum(x*x)) would give NaN)."""
+
+    def forward(self, x, dims=(), keepdim=False):
+        self.dims, self.keepdim = dims, keepdim
+        y = self.xp.sqrt((x * x).sum(axis=dims, keepdims=keepdim))
+        self.save(x, y)
+        return y
+
+    def backward(self, g):
+        x, y = self.saved
+        g = _expand_back(g, x.shape, self.dims, self.keepdim)
+        y = _expand_back(y, x.shape, self.dims, self.keepdim)
+        return (g * x / self.xp.where(y == 0, 1.0, y),)
+
+
 class Logsumexp(Op):
     """y = log sum exp x (stable);  dx = g exp(x - y)."""
 
