@@ -145,82 +145,75 @@ class Op:
 
     @classmethod
     def apply(cls, *inputs, **params):
+        # The hottest function of the library: one and two inputs are unrolled (most calls),
+        # forward gets its arguments directly (a ``*``/``**`` call costs more than the NumPy
+        # op on a small array), and nothing is kept when nothing is recorded.
         op = _new(cls)
-        if not (_grad_enabled and cls.differentiable):
-            # Not recording: the forward on raw arrays and a bare tensor, nothing else kept.
-            n = len(inputs)
-            if n == 2:
-                x, y = inputs
-                arrays = (x.data if isinstance(x, Tensor) else x,
-                          y.data if isinstance(y, Tensor) else y)
-            elif n == 1:
-                x = inputs[0]
-                arrays = (x.data if isinstance(x, Tensor) else x,)
-            else:
-                arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
-            if backend._cupy is not None:
-                op.xp = backend.array_module(arrays[0])
-            out = op.forward(*arrays, **params)
-            if type(out) is not _ndarray:
-                out = op.xp.asarray(out)
-            if _anomaly_hooks:
-                for hook in _anomaly_hooks:
-                    hook(op, out, arrays)
-            t = _new(Tensor)
-            t.data = out
-            t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
-            t.requires_grad = False
-            return t
-        # Per input: its array, shape and parent (its grad_fn, or the leaf tensor itself, or
-        # None for a constant). One and two inputs are unrolled: they are most calls.
+        record = _grad_enabled and cls.differentiable
         n = len(inputs)
         if n == 2:
             x, y = inputs
             if isinstance(x, Tensor):
                 ax = x.data
-                sx = ax.shape
-                px = (x.grad_fn or x) if x.requires_grad else None
+                px = (x.grad_fn or x) if record and x.requires_grad else None
             else:
-                ax, sx, px = x, (), None
+                ax = x
+                px = None
             if isinstance(y, Tensor):
                 ay = y.data
-                sy = ay.shape
-                py = (y.grad_fn or y) if y.requires_grad else None
+                py = (y.grad_fn or y) if record and y.requires_grad else None
             else:
-                ay, sy, py = y, (), None
+                ay = y
+                py = None
             arrays = (ax, ay)
             if px is None and py is None:
-                return op._run_unrecorded(arrays, params)
-            op.parents = (px, py)
-            op.shapes = (sx, sy)
-            op.needs = (px is not None, py is not None)
+                record = False
+            else:
+                op.parents = (px, py)
+                op.shapes = (ax.shape if px is not None else (), ay.shape if py is not None else ())
+                op.needs = (px is not None, py is not None)
+            if backend._cupy is not None:
+                op.xp = backend.array_module(ax)
+            out = op.forward(ax, ay, **params) if params else op.forward(ax, ay)
         elif n == 1:
             x = inputs[0]
-            if not (isinstance(x, Tensor) and x.requires_grad):
-                return op._run_unrecorded((x.data if isinstance(x, Tensor) else x,), params)
-            arrays = (x.data,)
-            op.parents = (x.grad_fn or x,)
-            op.shapes = (x.data.shape,)
-            op.needs = (True,)
+            if isinstance(x, Tensor):
+                ax = x.data
+                if record and x.requires_grad:
+                    op.parents = (x.grad_fn or x,)
+                    op.shapes = (ax.shape,)
+                    op.needs = (True,)
+                else:
+                    record = False
+            else:
+                ax = x
+                record = False
+            arrays = (ax,)
+            if backend._cupy is not None:
+                op.xp = backend.array_module(ax)
+            out = op.forward(ax, **params) if params else op.forward(ax)
         else:
             arrays, parents, shapes = [], [], []
             for t in inputs:
                 if isinstance(t, Tensor):
                     a = t.data
                     arrays.append(a)
-                    shapes.append(a.shape)
-                    parents.append((t.grad_fn or t) if t.requires_grad else None)
+                    if record and t.requires_grad:
+                        parents.append(t.grad_fn or t)
+                        shapes.append(a.shape)
+                        continue
                 else:
                     arrays.append(t)
-                    shapes.append(())
-                    parents.append(None)
-            if not any(p is not None for p in parents):
-                return op._run_unrecorded(arrays, params)
-            op.parents, op.shapes = parents, shapes
-            op.needs = [p is not None for p in parents]
-        if backend._cupy is not None:
-            op.xp = backend.array_module(arrays[0])
-        out = op.forward(*arrays, **params)
+                parents.append(None)
+                shapes.append(())
+            if record and any(p is not None for p in parents):
+                op.parents, op.shapes = parents, shapes
+                op.needs = [p is not None for p in parents]
+            else:
+                record = False
+            if backend._cupy is not None and arrays:
+                op.xp = backend.array_module(arrays[0])
+            out = op.forward(*arrays, **params)
         saved = op.saved
         if type(out) is not _ndarray:
             raw, out = out, op.xp.asarray(out)
@@ -232,6 +225,10 @@ class Op:
         res = _new(Tensor)
         res.data = out
         res.grad = res._vc = res._hooks = res.name = None
+        if not record:
+            res.grad_fn = None
+            res.requires_grad = False
+            return res
         res.grad_fn = op
         res.requires_grad = True
         if saved:
@@ -262,22 +259,6 @@ class Op:
             op._links = links
             op._vers = vers
         return res
-
-    def _run_unrecorded(self, arrays, params):
-        """Forward on raw arrays, returning a tensor outside any graph (nothing is kept)."""
-        if backend._cupy is not None:
-            self.xp = backend.array_module(arrays[0])
-        out = self.forward(*arrays, **params)
-        if type(out) is not _ndarray:
-            out = self.xp.asarray(out)
-        if _anomaly_hooks:
-            for hook in _anomaly_hooks:
-                hook(self, out, arrays)
-        t = _new(Tensor)
-        t.data = out
-        t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
-        t.requires_grad = False
-        return t
 
     # -- used by the engine ---------------------------------------------------------------
     def _check_versions(self):
