@@ -191,6 +191,8 @@ def _repeat_ref(x, sizes):
 
 def _gather_ref(x, index, dim):
     index = np.asarray(index)
+    if x.ndim == 0:  # a 0-d input and index: the element itself
+        return x.copy()
     out = np.empty(index.shape)
     for pos in np.ndindex(*index.shape):
         src = list(pos)
@@ -352,7 +354,7 @@ def _maxmin_ref(x, how, dim=None, keepdim=False):
 
 spec("MaxMin", _maxmin,
      case((3, 4), how="max"), case((), how="max", id="scalar"),
-     case((3, 4), how="max", dim=1, id="max-dim"),
+     case((3, 4), how="max", dim=1, id="max-dim"), case((), how="min", dim=0, id="min-dim-scalar"),
      case((2, 3, 4), how="min", dim=-1, keepdim=True, id="min-negdim-keepdim"),
      case((2, 3, 4), how="amax", dim=(0, 2), id="amax-two-dims"),
      case((1, 4), how="amin", dim=0, keepdim=True, id="amin-size1"),
@@ -390,8 +392,9 @@ spec("Prod", _prod,
      ref=lambda x, dim=None, keepdim=False: np.prod(x, axis=dim, keepdims=keepdim))
 spec("Cumsum", lambda F, x, dim: x.cumsum(dim),
      case((3, 4), dim=1), case((2, 3, 4), dim=-2, id="negdim"), case((1, 4), dim=0, id="size1"),
+     case((), dim=-1, id="scalar"),
      case(arg((4, 3), transposed=True), dim=1, id="noncontiguous"),
-     ref=lambda x, dim: np.cumsum(x, axis=dim))
+     ref=lambda x, dim: np.cumsum(x, axis=dim).reshape(x.shape))  # a 0-d input stays 0-d
 
 
 def _softmax_ref(x, dim):
@@ -400,7 +403,7 @@ def _softmax_ref(x, dim):
 
 
 SOFTMAX = (
-    case((3, 4), dim=-1), case((2, 3, 4), dim=1, id="middle-dim"),
+    case((3, 4), dim=-1), case((2, 3, 4), dim=1, id="middle-dim"), case((), dim=0, id="scalar"),
     case((1, 5), dim=0, id="size1"), case(arg((4, 3), transposed=True), dim=0, id="noncontiguous"),
     case(arg(values=[[1000.0, 999.0, 998.0], [-1000.0, -999.0, -1001.0]]), dim=1, id="large"),
 )
@@ -532,6 +535,7 @@ spec("Gather", lambda F, x, dim, index: x.gather(dim, F.tensor(index)),
      case((4, 3), dim=0, index=_IDX.T[:, :2].clip(0, 3), id="dim0"),
      case((2, 3, 4), dim=-1, index=np.stack([_IDX[:2]] * 2)[:, :, :2], id="negdim"),
      case(arg((3, 4), transposed=True), dim=-1, index=_IDX, id="noncontiguous"),
+     case((), dim=0, index=np.array(0), id="scalar"),
      ref=_gather_ref)
 spec("ScatterAdd",
      lambda F, x, src, dim, index: x.scatter_add(dim, F.tensor(index), src),
@@ -547,7 +551,8 @@ spec("IndexSelect", lambda F, x, dim, index: x.index_select(dim, F.tensor(index)
      case((4, 3), dim=0, index=[0, 3, 0], id="dim0-repeated"),
      case((2, 3, 4), dim=-1, index=[3, 1], id="negdim"),
      case(arg((4, 3), transposed=True), dim=1, index=[2, 2], id="noncontiguous"),
-     ref=lambda x, dim, index: np.take(x, index, axis=dim))
+     case((), dim=0, index=[0], id="scalar"),
+     ref=lambda x, dim, index: np.take(x, index, axis=dim) if x.ndim else x.copy())
 _MASK = np.array([[True, False, False, True], [False, True, False, False], [True, True,
                                                                             False, False]])
 spec("MaskedFill", lambda F, x, mask, value: x.masked_fill(F.tensor(mask), value),
@@ -650,3 +655,132 @@ spec("_CustomOp", lambda F, x, w: Cube.apply(x, w),
 
 # ----------------------------------------------------------------------------- other packages
 # Rows for ops defined outside chainrule.ops (nn.functional and the like) go here.
+
+
+def _nnF(F):
+    """chainrule.nn.functional or torch.nn.functional."""
+    return F.nn.functional
+
+
+def _ints(F, a):
+    """An integer index array as the library's tensor (class targets, embedding indices)."""
+    return F.tensor(np.asarray(a))
+
+
+def _np_log_softmax(x, axis=-1):
+    s = x - x.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
+def _ce_ref(x, t, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    logp = _np_log_softmax(x, 1)
+    C = x.shape[1]
+    valid = t != ignore_index
+    ti = np.where(valid, t, 0)
+    loss = -(1 - label_smoothing) * logp[np.arange(len(t)), ti] - label_smoothing / C * logp.sum(1)
+    loss = loss * valid
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / valid.sum()}[reduction]
+
+
+def _attention_ref(q, k, v, is_causal=False):
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if is_causal:
+        s = np.where(np.triu(np.ones(s.shape[-2:], bool), 1), -np.inf, s)
+    a = np.exp(s - s.max(-1, keepdims=True))
+    return a / a.sum(-1, keepdims=True) @ v
+
+
+def _conv_ref(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Direct convolution: a sum over kernel offsets of strided input slices times weights."""
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    Ho = (H + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    Wo = (W + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    y = np.zeros((N, O, Ho, Wo))
+    og = O // groups
+    for o in range(O):
+        c0 = (o // og) * Cg
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, c0:c0 + Cg, i * dilation:i * dilation + stride * (Ho - 1) + 1:stride,
+                           j * dilation:j * dilation + stride * (Wo - 1) + 1:stride]
+                y[:, o] += np.einsum("nchw,c->nhw", patch, w[o, :, i, j])
+    return y if b is None else y + b.reshape(1, O, 1, 1)
+
+
+def _pool_ref(x, k, s, p, how):
+    N, C, H, W = x.shape
+    fill = -np.inf if how == "max" else 0.0
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    out = np.empty((N, C, Ho, Wo))
+    for a in range(Ho):
+        for c in range(Wo):
+            win = xp[:, :, a * s:a * s + k, c * s:c * s + k]
+            out[:, :, a, c] = win.max((2, 3)) if how == "max" else win.mean((2, 3))
+    return out
+
+
+def _dropout(F, x, p):
+    cr.manual_seed(0)  # the same mask on every call, so finite differences see one function
+    return cr.nn.functional.dropout(x, p)
+
+
+def _dropout_ref(x, p):
+    keep = np.random.default_rng(0).random(x.shape, dtype=np.float32) >= p
+    return x * keep / (1 - p)
+
+
+def _hook_identity(F, x):
+    from chainrule.nn.module import _HookIdentity
+
+    return _HookIdentity.apply(x)
+
+
+spec("LinearOp", lambda F, x, w, b=None: _nnF(F).linear(x, w, b),
+     case((3, 4), (2, 4), (2,)), case((2, 3, 4), (5, 4), (5,), id="batched"),
+     case((4,), (3, 4), id="1d-no-bias"),
+     case(arg((3, 4), transposed=True), (2, 4), (2,), id="noncontiguous"),
+     ref=lambda x, w, b=None: x @ w.T + (0 if b is None else b))
+spec("EmbeddingOp", lambda F, w, idx: _nnF(F).embedding(_ints(F, idx), w),
+     case((5, 3), np.array([[0, 4, 0], [2, 1, 0]]), id="repeated"),
+     ref=lambda w, idx: w[idx])
+spec("DropoutOp", _dropout, case((4, 5), p=0.3), torch=False, ref=_dropout_ref)
+spec("LayerNormOp", lambda F, x, w, b: _nnF(F).layer_norm(x, (4,), w, b),
+     case((3, 4), (4,), (4,)), case((2, 3, 4), (4,), (4,), id="batched"),
+     case(arg((3, 4), transposed=True), (4,), (4,), id="noncontiguous"),
+     ref=lambda x, w, b: (x - x.mean(-1, keepdims=True))
+     / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b)
+spec("RMSNormOp", lambda F, x, w: _nnF(F).rms_norm(x, (4,), w, eps=1e-6),
+     case((3, 4), (4,)), case((2, 3, 4), (4,), id="batched"),
+     ref=lambda x, w: x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * w)
+spec("CrossEntropyOp", lambda F, x, t, **kw: _nnF(F).cross_entropy(x, _ints(F, t), **kw),
+     case((4, 3), np.array([0, 2, 1, 2])),
+     case((4, 3), np.array([0, 2, 1, 2]), label_smoothing=0.2, ignore_index=1, id="smooth-ignore"),
+     case((4, 3), np.array([0, 2, 1, 2]), reduction="none", id="none"),
+     domain=(-3, 3), ref=_ce_ref)
+spec("SoftCrossEntropyOp", lambda F, x, y: _nnF(F).cross_entropy(x, y, label_smoothing=0.1),
+     case((4, 3), arg((4, 3), 0.0, 1.0)),
+     ref=lambda x, y: -((0.9 * y + 0.1 / 3) * _np_log_softmax(x, 1)).sum(1).mean())
+spec("AttentionOp",
+     lambda F, q, k, v, **kw: _nnF(F).scaled_dot_product_attention(q, k, v, **kw),
+     case((2, 3, 4), (2, 5, 4), (2, 5, 2)),
+     case((2, 4, 3), (2, 4, 3), (2, 4, 3), is_causal=True, id="causal"),
+     ref=_attention_ref)
+spec("_HookIdentity", _hook_identity, case((3, 2)), torch=False, ref=lambda x: x)
+spec("Conv2dOp", lambda F, x, w, b=None, **kw: _nnF(F).conv2d(x, w, b, **kw),
+     case((2, 2, 5, 5), (3, 2, 3, 3), (3,), padding=1),
+     case((1, 4, 6, 5), (4, 2, 2, 3), stride=2, dilation=1, groups=2, id="strided-grouped"),
+     case((1, 2, 6, 6), (2, 2, 2, 2), dilation=2, padding=1, id="dilated"),
+     ref=_conv_ref)
+spec("MaxPool2dOp", lambda F, x, **kw: _nnF(F).max_pool2d(x, **kw),
+     case((2, 2, 4, 4), kernel_size=2),
+     case((1, 2, 5, 5), kernel_size=3, stride=2, padding=1, id="overlapping-padded"),
+     ref=lambda x, kernel_size, stride=None, padding=0: _pool_ref(
+         x, kernel_size, stride or kernel_size, padding, "max"))
+spec("AvgPool2dOp", lambda F, x, **kw: _nnF(F).avg_pool2d(x, **kw),
+     case((2, 2, 4, 4), kernel_size=2),
+     case((1, 2, 5, 5), kernel_size=3, stride=2, padding=1, id="overlapping-padded"),
+     ref=lambda x, kernel_size, stride=None, padding=0: _pool_ref(
+         x, kernel_size, stride or kernel_size, padding, "avg"))

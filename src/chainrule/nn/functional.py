@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import ops as P
 from ..tensor import Tensor
-from . import fused
+from . import conv, fused
 
 # activations and softmax: the op library's fused ops, re-exported under F
 relu = P.relu
@@ -293,8 +293,327 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _restore(loss, input, reduction)
 
 
+def _pair2(v, name, op):
+    if isinstance(v, numbers.Integral):
+        return (int(v), int(v))
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"{op}: {name} must be an int or a pair, got {v}")
+    return v
+
+
+def _batched4(input, op, what="(N, C, H, W) or (C, H, W)"):
+    _float(input, op)
+    if input.ndim == 3:
+        return input.unsqueeze(0), True
+    if input.ndim != 4:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected {what}")
+    return input, False
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation (PyTorch's conv2d): input (N, C, H, W), weight (O, C/groups, kh,
+    kw); padding an int, a pair, 'valid' or 'same' (stride 1)."""
+    op = "conv2d"
+    x, unbatched = _batched4(input, op)
+    _float(weight, op, "weight")
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-d (out, in/groups, kh, kw), got shape "
+                         f"{tuple(weight.shape)}")
+    _same_dtype(x, weight, op)
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = weight.shape
+    if groups < 1 or C % groups or O % groups or C // groups != Cg:
+        raise ValueError(
+            f"{op}: input of shape {tuple(input.shape)} with groups={groups} received, expected "
+            f"{Cg * groups} input channels for weight of shape {tuple(weight.shape)} (and out "
+            f"channels divisible by groups)"
+        )
+    stride, dilation = _pair2(stride, "stride", op), _pair2(dilation, "dilation", op)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got {stride}")
+            th, tw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+            if th % 2 or tw % 2:  # odd total padding: the extra row/column goes right/bottom
+                x = P.pad(x, (tw // 2, tw - tw // 2, th // 2, th - th // 2))
+                padding = (0, 0)
+            else:
+                padding = (th // 2, tw // 2)
+        else:
+            raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got "
+                             f"{padding!r}")
+    padding = _pair2(padding, "padding", op)
+    if bias is not None:
+        _same_dtype(x, bias, op, "bias")
+        if tuple(bias.shape) != (O,):
+            raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
+    Hx, Wx = x.shape[2], x.shape[3]
+    for n, k, s_, p_, d_ in ((Hx, kh, stride[0], padding[0], dilation[0]),
+                             (Wx, kw, stride[1], padding[1], dilation[1])):
+        if conv.out_size(n, k, s_, p_, d_) < 1:
+            raise ValueError(
+                f"{op}: input of shape {tuple(input.shape)} received: a {kh}x{kw} kernel (dilation"
+                f" {dilation}, padding {padding}) needs spatial size at least {d_ * (k - 1) + 1}"
+                f" with padding included"
+            )
+    y = conv.Conv2dOp.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-d cross-correlation: input (N, C, L), weight (O, C/groups, k); run as conv2d over a
+    height of 1."""
+    op = "conv1d"
+    _float(input, op)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected (N, C, L)"
+                         " or (C, L)")
+    if weight.ndim != 3:
+        raise ValueError(f"{op}: weight must be 3-d (out, in/groups, k), got shape "
+                         f"{tuple(weight.shape)}")
+
+    def along_w(v, h):  # a 1-d argument as the pair (h, v) of the 2-d convolution
+        return v if isinstance(v, str) else (h, int(v) if isinstance(v, numbers.Integral)
+                                             else int(tuple(v)[0]))
+
+    y = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, along_w(stride, 1),
+               along_w(padding, 0), along_w(dilation, 1), groups)
+    return y.squeeze(-2)
+
+
+def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode, op):
+    x, unbatched = _batched4(input, op)
+    k = _pair2(kernel_size, "kernel_size", op)
+    s = k if stride is None or (not isinstance(stride, numbers.Integral) and len(stride) == 0) \
+        else _pair2(stride, "stride", op)
+    p, d = _pair2(padding, "padding", op), _pair2(dilation, "dilation", op)
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    H, W = x.shape[2], x.shape[3]
+    out = (conv.out_size(H, k[0], s[0], p[0], d[0], ceil_mode),
+           conv.out_size(W, k[1], s[1], p[1], d[1], ceil_mode))
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, too small for "
+                         f"kernel {k} with padding {p} and dilation {d}")
+    return x, unbatched, k, s, p, d, out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over each window (stride defaults to the kernel size)."""
+    x, unbatched, k, s, p, d, out = _pool_args(input, kernel_size, stride, padding, dilation,
+                                               ceil_mode, "max_pool2d")
+    y = conv.MaxPool2dOp.apply(x, kernel=k, stride=s, padding=p, dilation=d, out_hw=out)
+    if return_indices:
+        from ..autograd import no_grad
+
+        with no_grad():  # the indices, from the same windows (no gradient)
+            op = conv.MaxPool2dOp()
+            op.forward(x.data, kernel=k, stride=s, padding=p, dilation=d, out_hw=out)
+            idx = Tensor._wrap(op.indices(x.shape[3]))
+        if unbatched:
+            return y.squeeze(0), idx.squeeze(0)
+        return y, idx
+    return y.squeeze(0) if unbatched else y
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Mean over each window (zero padding counted when ``count_include_pad``)."""
+    x, unbatched, k, s, p, _, out = _pool_args(input, kernel_size, stride, padding, 1,
+                                               ceil_mode, "avg_pool2d")
+    if divisor_override is not None:
+        divisor = float(divisor_override)
+    else:
+        divisor = conv.avg_divisor(x.xp, x.shape[2], x.shape[3], k, s, p, out,
+                                   count_include_pad, x.dtype)
+        if (divisor == divisor.flat[0]).all():
+            divisor = float(divisor.flat[0])
+    y = conv.AvgPool2dOp.apply(x, kernel=k, stride=s, padding=p, out_hw=out, divisor=divisor)
+    return y.squeeze(0) if unbatched else y
+
+
+def _adaptive_matrix(n, o, dtype):
+    """(o, n) averaging matrix: row i averages [floor(i n / o), ceil((i + 1) n / o))."""
+    m = np.zeros((o, n), dtype=dtype)
+    for i in range(o):
+        a, b = (i * n) // o, -((-(i + 1) * n) // o)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over PyTorch's adaptive windows so the output is ``output_size``; the windows are
+    products of row and column intervals, so y = A_h x A_w^T with averaging matrices."""
+    x, unbatched = _batched4(input, "adaptive_avg_pool2d")
+    H, W = x.shape[2], x.shape[3]
+    oh, ow = (output_size, output_size) if isinstance(output_size, numbers.Integral) or \
+        output_size is None else tuple(output_size)
+    oh, ow = H if oh is None else int(oh), W if ow is None else int(ow)
+    if (oh, ow) == (1, 1):
+        y = x.mean(dim=(2, 3), keepdim=True)
+    elif H % oh == 0 and W % ow == 0:
+        y = avg_pool2d(x, (H // oh, W // ow))
+    else:
+        Ah = Tensor._wrap(_adaptive_matrix(H, oh, x.dtype))
+        Aw = Tensor._wrap(_adaptive_matrix(W, ow, x.dtype).T.copy())
+        y = Ah @ x @ Aw
+    return y.squeeze(0) if unbatched else y
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 (..., num_classes) with a 1 at each index (num_classes = max + 1 by default)."""
+    idx = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
+    if num_classes < 0:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
+        raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got "
+                         f"{int(idx.min())}..{int(idx.max())}")
+    return Tensor._wrap((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- more losses
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _pointwise_pair(input, target, op):
+    _float(input, op)
+    if not isinstance(target, Tensor):
+        target = Tensor._wrap(np.asarray(target, dtype=input.dtype))
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"{op}: target of shape {tuple(target.shape)} received, expected the "
+                         f"input's shape {tuple(input.shape)}")
+    return target
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-input[i, t_i] w_{t_i} for log-probabilities ``input`` (C,), (N, C) or (N, C, d...);
+    'mean' divides by the summed weights of the non-ignored targets."""
+    op = "nll_loss"
+    _float(input, op)
+    _reduction(reduction, op)
+    C = input.shape[0] if input.ndim == 1 else input.shape[1]
+    t = _check_targets(input, target, op).reshape(-1)
+    _check_range(t, C, ignore_index, op)
+    w = _weight_array(weight, C, input.dtype, op)
+    x2 = _class_last(input, op)
+    valid = t != ignore_index
+    ti = np.where(valid, t, 0)
+    wt = (w[ti] if w is not None else np.ones(t.shape, input.dtype)) * valid
+    wt = wt.astype(input.dtype)
+    picked = P.gather(x2, 1, ti.reshape(-1, 1)).reshape(-1)
+    loss = -picked * Tensor._wrap(wt)
+    if reduction == "mean":
+        return loss.sum() / float(wt.sum())
+    return _restore(_reduce(loss, reduction), input, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """(input - target)^2, reduced."""
+    _reduction(reduction, "mse_loss")
+    target = _pointwise_pair(input, target, "mse_loss")
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """|input - target|, reduced."""
+    _reduction(reduction, "l1_loss")
+    target = _pointwise_pair(input, target, "l1_loss")
+    return _reduce(P.abs(input - target), reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
+    _reduction(reduction, "smooth_l1_loss")
+    target = _pointwise_pair(input, target, "smooth_l1_loss")
+    d = P.abs(input - target)
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = P.where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    _reduction(reduction, "huber_loss")
+    target = _pointwise_pair(input, target, "huber_loss")
+    d = P.abs(input - target)
+    return _reduce(P.where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta), reduction)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """-w (y log x + (1 - y) log(1 - x)) for probabilities x, each log clamped at -100 (as
+    PyTorch)."""
+    op = "binary_cross_entropy"
+    _reduction(reduction, op)
+    target = _pointwise_pair(input, target, op)
+    lo, hi = float(input.data.min()) if input.numel() else 0.0, \
+        float(input.data.max()) if input.numel() else 0.0
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{op}: input values must be probabilities in [0, 1], got "
+                         f"{lo:g}..{hi:g}; use binary_cross_entropy_with_logits for logits")
+    loss = -(target * P.clamp(P.log(input), min=-100.0)
+             + (1 - target) * P.clamp(P.log(1 - input), min=-100.0))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
+                                     pos_weight=None):
+    """-w (p y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))), computed stably as
+    (1 - y) x + (1 + (p - 1) y) softplus(-x)."""
+    op = "binary_cross_entropy_with_logits"
+    _reduction(reduction, op)
+    target = _pointwise_pair(input, target, op)
+    sp = P.softplus(-input)  # log(1 + exp(-x)) = -log sigmoid(x)
+    if pos_weight is not None:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
+    else:
+        loss = (1 - target) * input + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """Pointwise KL: target (log target - input) with input log-probabilities (0 where
+    target = 0); 'batchmean' divides the sum by the batch size."""
+    op = "kl_div"
+    if reduction not in ("mean", "sum", "none", "batchmean"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum', 'none' or 'batchmean', got "
+                         f"{reduction!r}")
+    target = _pointwise_pair(input, target, op)
+    if log_target:
+        loss = P.exp(target) * (target - input)
+    else:
+        pos = target > 0
+        safe = P.where(pos, target, 1.0)
+        loss = P.where(pos, target * P.log(safe), 0.0) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
 __all__ = [
     "linear", "relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "softplus", "softmax",
     "log_softmax", "pad", "dropout", "embedding", "layer_norm", "rms_norm",
-    "scaled_dot_product_attention", "cross_entropy",
+    "scaled_dot_product_attention", "cross_entropy", "conv1d", "conv2d", "max_pool2d",
+    "avg_pool2d", "adaptive_avg_pool2d", "one_hot", "nll_loss", "mse_loss", "l1_loss",
+    "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "kl_div",
 ]

@@ -388,3 +388,160 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+class _ConvNd(Module):
+    _nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        nd = self._nd
+        name = type(self).__name__
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"{name}: padding_mode {padding_mode!r}; only 'zeros'")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must be divisible by groups ({groups})")
+
+        def tup(v):
+            return (int(v),) * nd if isinstance(v, int) else tuple(int(i) for i in v)
+
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.dilation = tup(kernel_size), tup(stride), tup(dilation)
+        self.padding = padding if isinstance(padding, str) else tup(padding)
+        self.groups, self.padding_mode = int(groups), padding_mode
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = Parameter(_empty(shape, dtype))
+        if bias:
+            self.bias = Parameter(_empty((self.out_channels,), dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        if device is not None:
+            self.to(device=device)
+
+    def reset_parameters(self):
+        """PyTorch's: W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform_ with a = sqrt(5)),
+        b likewise, fan_in = in_channels / groups * prod(kernel_size)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = math.prod(self.weight.shape[1:])
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def _check(self, x):
+        nd = self._nd
+        w = self.weight.data
+        if (not isinstance(x, Tensor) or x.data.ndim not in (nd + 1, nd + 2)
+                or x.data.shape[-nd - 1] != self.in_channels or x.data.dtype != w.dtype):
+            dims = ("N", "C", "H", "W") if nd == 2 else ("N", "C", "L")
+            spatial = ", ".join(dims[2:])
+            check_input(self, x, ndims=(nd + 1, nd + 2), dtype=w.dtype,
+                        expected=f"({dims[0]}, {self.in_channels}, {spatial}) or "
+                                 f"({self.in_channels}, {spatial}) (C = in_channels)")
+            raise module_error(
+                self, ValueError,
+                f"input of shape {tuple(x.shape)} received, expected ({dims[0]}, "
+                f"{self.in_channels}, {spatial}) or ({self.in_channels}, {spatial}) "
+                "(C = in_channels)",
+            )
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding not in ((0,) * self._nd, "valid"):
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * self._nd:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
+    """2-d convolution (cross-correlation) over (N, C, H, W) with weight
+    (out_channels, in_channels / groups, kh, kw)."""
+
+    _nd = 2
+
+    def forward(self, x):
+        self._check(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class Conv1d(_ConvNd):
+    """1-d convolution over (N, C, L) with weight (out_channels, in_channels / groups, k)."""
+
+    _nd = 1
+
+    def forward(self, x):
+        self._check(x)
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class _Pool(Module):
+    def _check(self, x):
+        if not isinstance(x, Tensor) or x.data.ndim not in (3, 4) or x.data.dtype.kind != "f":
+            check_input(self, x, ndims=(3, 4), expected="(N, C, H, W) or (C, H, W)")
+            raise module_error(self, TypeError, f"input of dtype {x.dtype} received, expected a "
+                                                "floating tensor")
+
+
+class MaxPool2d(_Pool):
+    """Maximum over kernel_size windows (stride defaults to kernel_size)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, x):
+        self._check(x)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(_Pool):
+    """Mean over kernel_size windows (stride defaults to kernel_size)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x):
+        self._check(x)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(_Pool):
+    """Average pooling to a fixed output size."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        self._check(x)
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"

@@ -1,0 +1,283 @@
+"""Convolution and pooling ops on (N, C, H, W) arrays (conv1d runs as conv2d with H = 1).
+
+Convolution is im2col plus one batched GEMM: the kh*kw shifted, strided views of the padded
+input are copied into columns (N, G, Cg*kh*kw, Ho*Wo), and the weight as (G, O/G, Cg*kh*kw)
+multiplies them, giving the output already in (N, O, Ho, Wo) layout. Pooling walks the same
+kh*kw views elementwise; max pooling saves the argmax offset of each window for backward.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import ops as P
+from ..autograd import Op
+
+
+def out_size(n, k, s, p, d, ceil_mode=False):
+    """Output length of a window k (dilation d) sliding with stride s over n + 2p (PyTorch's
+    rule: with ceil_mode the last window must start inside the input or left padding)."""
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    return o
+
+
+def _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, value):
+    """x padded by (ph, pw) on the left and as much as the windows need on the right."""
+    N, C, H, W = x.shape
+    rh = max((Ho - 1) * sh + dh * (kh - 1) + 1 - H - ph, 0)
+    rw = max((Wo - 1) * sw + dw * (kw - 1) + 1 - W - pw, 0)
+    if not (ph or pw or rh or rw):
+        return x
+    out = xp.full((N, C, ph + H + rh, pw + W + rw), value, dtype=x.dtype)
+    out[:, :, ph:ph + H, pw:pw + W] = x
+    return out
+
+
+def _view(a, i, j, Ho, Wo, sh, sw, dh, dw):
+    """The (N, C, Ho, Wo) strided view of ``a`` seen by kernel offset (i, j)."""
+    return a[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
+
+
+class Conv2dOp(Op):
+    """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] x_pad[n, c, h s + i d, w s + j d].
+
+    As GEMMs per group g, with X = im2col(x) (Cg kh kw, Ho Wo) per sample and Wg (O/G, Cg kh kw):
+    Y = Wg X;  dWg = sum_n G_n X_n^T;  dX = Wg^T G, scattered back (col2im: each column entry
+    added to the input pixel it was copied from);  db = sum of g over n, h, w.
+    """
+
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        xp = self.xp
+        self.save(*((x, w) if b is None else (x, w, b)))
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+        self.out_hw = (Ho, Wo)
+        cols = self._im2col(x)
+        y = xp.matmul(w.reshape(groups, O // groups, Cg * kh * kw), cols)
+        y = y.reshape(N, O, Ho, Wo)
+        if b is not None:
+            y += b.reshape(O, 1, 1)
+        self.cols = cols
+        return y
+
+    def _im2col(self, x):
+        """(N, G, Cg*kh*kw, Ho*Wo) columns of x (a view of x itself for a 1x1 stride-1 kernel)."""
+        xp = self.xp
+        N, C, H, W = x.shape
+        _, _, kh, kw = self.saved[1].shape
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        Ho, Wo = self.out_hw
+        G = self.groups
+        if kh == kw == 1 and sh == sw == 1 and not (ph or pw):
+            return x.reshape(N, G, C // G, H * W)
+        xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, 0)
+        # all windows as a strided view (N, C, H', W', ekh, ekw), then one copy into the
+        # (N, C, kh, kw, Ho, Wo) column layout
+        win = xp.lib.stride_tricks.sliding_window_view(
+            xpad, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+        win = win[:, :, :sh * (Ho - 1) + 1:sh, :sw * (Wo - 1) + 1:sw, ::dh, ::dw]
+        cols = xp.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
+        return cols.reshape(N, G, (C // G) * kh * kw, Ho * Wo)
+
+    def backward(self, g):
+        xp = self.xp
+        x, w = self.saved[0], self.saved[1]
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        G = self.groups
+        Ho, Wo = self.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        g2 = g.reshape(N, G, O // G, Ho * Wo)
+        gx = gw = gb = None
+        if len(self.saved) > 2 and self.needs[2]:
+            gb = g.sum(axis=(0, 2, 3))
+        if self.needs[1]:
+            cols = self.cols
+            gw = xp.matmul(g2, xp.swapaxes(cols, -1, -2)).sum(axis=0).reshape(w.shape)
+        if self.needs[0]:
+            w2 = w.reshape(G, O // G, Cg * kh * kw)
+            if kh == kw == 1 and sh == sw == 1 and not (ph or pw):
+                gx = xp.matmul(xp.swapaxes(w2, -1, -2), g2).reshape(x.shape)
+            elif sh == sw == 1 and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+                gx = self._grad_input_stride1(g, w)
+            else:
+                gcols = xp.matmul(xp.swapaxes(w2, -1, -2), g2)  # (N, G, Cg*kh*kw, Ho*Wo)
+                gcols = gcols.reshape(N, C, kh, kw, Ho, Wo)
+                # col2im: add each column entry back onto the pixel it was copied from
+                Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
+                Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
+                gpad = xp.zeros((N, C, Hp, Wp), dtype=g.dtype)
+                for i in range(kh):
+                    for j in range(kw):
+                        _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += gcols[:, :, i, j]
+                gx = gpad[:, :, ph:ph + H, pw:pw + W]
+        return gx, gw, gb
+
+    def _grad_input_stride1(self, g, w):
+        """dx for stride 1 as a convolution of g (padded by d(k-1) - p) with the flipped,
+        channel-transposed kernel: dx[c] = sum_o g[o] * rot180(w[o, c]), i.e. im2col of g and
+        one GEMM, with no scatter."""
+        xp = self.xp
+        x = self.saved[0]
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        G = self.groups
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
+        # w -> (G, Cg, O/G, kh, kw) flipped, as a (C, O/G, kh, kw) kernel with groups G
+        wt = w.reshape(G, O // G, Cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        wt = xp.ascontiguousarray(wt).reshape(G, Cg, (O // G) * kh * kw)
+        sub = Conv2dOp.__new__(Conv2dOp)
+        sub.xp, sub.stride, sub.padding, sub.dilation, sub.groups = xp, (1, 1), (qh, qw), \
+            (dh, dw), G
+        sub.saved = (g, wt.reshape(C, O // G, kh, kw))
+        sub.out_hw = (H, W)
+        cols = sub._im2col(g)  # (N, G, (O/G) kh kw, H W)
+        return xp.matmul(wt, cols).reshape(N, C, H, W)
+
+    def composite(self, x, w, b=None):
+        """The same convolution from primitives: pad, strided slices, stack, matmul."""
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        G = self.groups
+        Ho, Wo = self.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        rh = max((Ho - 1) * sh + dh * (kh - 1) + 1 - H - ph, 0)
+        rw = max((Wo - 1) * sw + dw * (kw - 1) + 1 - W - pw, 0)
+        xpad = P.pad(x, (pw, rw, ph, rh)) if (ph or pw or rh or rw) else x
+        patches = [_view(xpad, i, j, Ho, Wo, sh, sw, dh, dw)
+                   for i in range(kh) for j in range(kw)]
+        cols = P.stack(patches, dim=2).reshape(N, G, Cg * kh * kw, Ho * Wo)
+        y = (w.reshape(G, O // G, Cg * kh * kw) @ cols).reshape(N, O, Ho, Wo)
+        return y if b is None else y + b.reshape(O, 1, 1)
+
+
+class MaxPool2dOp(Op):
+    """y[n, c, h, w] = max over the window of x_pad (-inf padding); the first maximum's offset
+    k = i kw + j is saved.  dx = g routed to the saved argmax of each window (accumulated where
+    windows overlap)."""
+
+    def forward(self, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
+                out_hw=(1, 1)):
+        xp = self.xp
+        self.save(x)
+        self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
+        self.out_hw = out_hw
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+        Ho, Wo = out_hw
+        xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, -math.inf)
+        best = _view(xpad, 0, 0, Ho, Wo, sh, sw, dh, dw).copy()
+        arg = xp.zeros(best.shape, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
+        for k in range(1, kh * kw):
+            v = _view(xpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw)
+            m = v > best
+            xp.copyto(best, v, where=m)
+            xp.copyto(arg, k, where=m)
+        self.arg = arg
+        return best
+
+    def backward(self, g):
+        xp = self.xp
+        x = self.saved[0]
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel, self.stride, self.padding,
+                                                  self.dilation)
+        Ho, Wo = self.out_hw
+        Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
+        Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
+        gpad = xp.zeros((N, C, Hp, Wp), dtype=g.dtype)
+        disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
+        arg = self.arg
+        for k in range(kh * kw):
+            view = _view(gpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw)
+            if disjoint:  # every input pixel is in at most one window: a masked copy
+                xp.copyto(view, g, where=arg == k)
+            else:
+                view += g * (arg == k)
+        return (gpad[:, :, ph:ph + H, pw:pw + W],)
+
+    def indices(self, W):
+        """PyTorch's return_indices: the flat h * W + w input position of each maximum."""
+        xp = self.xp
+        (_, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel, self.stride, self.padding,
+                                                 self.dilation)
+        Ho, Wo = self.out_hw
+        a = self.arg.astype(xp.int64)
+        h = xp.arange(Ho).reshape(Ho, 1) * sh - ph + (a // kw) * dh
+        w = xp.arange(Wo) * sw - pw + (a % kw) * dw
+        return h * W + w
+
+    def composite(self, x):
+        """max over the stacked window views of the -inf-padded input, from primitives."""
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel, self.stride, self.padding,
+                                                  self.dilation)
+        Ho, Wo = self.out_hw
+        rh = max((Ho - 1) * sh + dh * (kh - 1) + 1 - H - ph, 0)
+        rw = max((Wo - 1) * sw + dw * (kw - 1) + 1 - W - pw, 0)
+        xpad = P.pad(x, (pw, rw, ph, rh), value=-math.inf) if (ph or pw or rh or rw) else x
+        views = [_view(xpad, i, j, Ho, Wo, sh, sw, dh, dw) for i in range(kh) for j in range(kw)]
+        return P.max(P.stack(views, dim=-1), dim=-1).values
+
+
+def avg_divisor(xp, H, W, kernel, stride, padding, out_hw, count_include_pad, dtype):
+    """(Ho, Wo) window sizes that avg_pool2d divides by: the window clipped to the padded input
+    (count_include_pad) or to the input itself."""
+    counts = []
+    for n, k, s, p, o in zip((H, W), kernel, stride, padding, out_hw):
+        start = xp.arange(o) * s - p
+        end = xp.minimum(start + k, n + p)
+        if not count_include_pad:
+            start, end = xp.maximum(start, 0), xp.minimum(end, n)
+        counts.append((end - start).astype(dtype))
+    return counts[0].reshape(-1, 1) * counts[1]
+
+
+class AvgPool2dOp(Op):
+    """y = (sum over the window of x_pad, zero padding) / divisor;  dx = g / divisor added to
+    every pixel of its window."""
+
+    def forward(self, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), out_hw=(1, 1),
+                divisor=None):
+        xp = self.xp
+        self.save(x)
+        self.kernel, self.stride, self.padding, self.out_hw = kernel, stride, padding, out_hw
+        self.divisor = divisor
+        (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+        Ho, Wo = out_hw
+        xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, 1, 1, 0)
+        y = _view(xpad, 0, 0, Ho, Wo, sh, sw, 1, 1).copy()
+        for k in range(1, kh * kw):
+            y += _view(xpad, k // kw, k % kw, Ho, Wo, sh, sw, 1, 1)
+        y /= divisor
+        return y
+
+    def backward(self, g):
+        xp = self.xp
+        x = self.saved[0]
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        Ho, Wo = self.out_hw
+        Hp = max(H + ph, (Ho - 1) * sh + kh)
+        Wp = max(W + pw, (Wo - 1) * sw + kw)
+        gpad = xp.zeros((N, C, Hp, Wp), dtype=g.dtype)
+        gd = g / self.divisor
+        for k in range(kh * kw):
+            _view(gpad, k // kw, k % kw, Ho, Wo, sh, sw, 1, 1)[...] += gd
+        return (gpad[:, :, ph:ph + H, pw:pw + W],)
+
+    def composite(self, x):
+        N, C, H, W = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        Ho, Wo = self.out_hw
+        rh = max((Ho - 1) * sh + kh - H - ph, 0)
+        rw = max((Wo - 1) * sw + kw - W - pw, 0)
+        xpad = P.pad(x, (pw, rw, ph, rh)) if (ph or pw or rh or rw) else x
+        views = [_view(xpad, i, j, Ho, Wo, sh, sw, 1, 1) for i in range(kh) for j in range(kw)]
+        return P.stack(views, dim=-1).sum(dim=-1) / self.divisor
