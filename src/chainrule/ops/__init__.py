@@ -191,7 +191,13 @@ def _dims(x, dim, op):
 
 
 def _dim1(x, dim, op):
-    return norm_dims(dim, x.ndim, op)[0] if x.ndim else 0
+    d = norm_dims(dim, x.ndim, op)  # checks the range for a 0-d tensor too (dim 0 or -1)
+    return d[0] if d else 0
+
+
+def _as_1d(x, f):
+    """f applied to a 0-d tensor seen as 1-d (a dim-wise op over its only element), 0-d again."""
+    return reshape(f(reshape(x, (1,))), ())
 
 
 def _nograd(fn, *xs):
@@ -599,6 +605,8 @@ def _maxmin(x, dim, keepdim, mode):
             raise ValueError(f"{mode}: empty tensor has no {mode}")
         return MaxMin.apply(x, dims=_dims(x, None, mode), keepdim=False, mode=mode, evenly=True)
     d = _dim1(x, dim, mode)
+    if x.ndim == 0:  # over the only element: the value itself and index 0
+        return _maxmin(reshape(x, (1,)), 0, False, mode)
     values = MaxMin.apply(x, dims=(d,), keepdim=keepdim, mode=mode, evenly=False)
     fn = np.argmax if mode == "max" else np.argmin
     xp = x.xp
@@ -637,7 +645,10 @@ def prod(x, dim=None, keepdim=False):
 
 def cumsum(x, dim):
     x = _t(x, "cumsum")
-    return Cumsum.apply(x, dim=_dim1(x, dim, "cumsum"))
+    d = _dim1(x, dim, "cumsum")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: Cumsum.apply(v, dim=0))
+    return Cumsum.apply(x, dim=d)
 
 
 def norm(x, p="fro", dim=None, keepdim=False):
@@ -659,7 +670,10 @@ def softmax(x, dim=-1, dtype=None):
     if dtype is not None:
         x = x.type(dtype)
     x = _need_float(x, "softmax")
-    return Softmax.apply(x, dim=_dim1(x, dim, "softmax"))
+    d = _dim1(x, dim, "softmax")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: Softmax.apply(v, dim=0))
+    return Softmax.apply(x, dim=d)
 
 
 def log_softmax(x, dim=-1, dtype=None):
@@ -667,7 +681,10 @@ def log_softmax(x, dim=-1, dtype=None):
     if dtype is not None:
         x = x.type(dtype)
     x = _need_float(x, "log_softmax")
-    return LogSoftmax.apply(x, dim=_dim1(x, dim, "log_softmax"))
+    d = _dim1(x, dim, "log_softmax")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: LogSoftmax.apply(v, dim=0))
+    return LogSoftmax.apply(x, dim=d)
 
 
 # ------------------------------------------------------------------------------- linear algebra
@@ -861,6 +878,8 @@ def stack(tensors, dim=0):
 
 def split(x, split_size_or_sections, dim=0):
     x = _t(x, "split")
+    if x.ndim == 0:
+        raise ValueError("split: needs a tensor of at least 1 dim, got a 0-d tensor")
     d = _dim1(x, dim, "split")
     n = x.data.shape[d]
     if isinstance(split_size_or_sections, builtins.int):
@@ -946,6 +965,8 @@ def gather(x, dim, index):
     x = _t(x, "gather")
     d = _dim1(x, dim, "gather")
     idx = _index(index, x, d, "gather")
+    if x.ndim == 0 and idx.ndim == 0:
+        return _as_1d(x, lambda v: Gather.apply(v, idx.reshape(1), dim=0))
     _index_like(idx, x, d, "gather")
     return Gather.apply(x, idx, dim=d)
 
@@ -971,8 +992,11 @@ def index_select(x, dim, index):
     x = _t(x, "index_select")
     d = _dim1(x, dim, "index_select")
     idx = _index(index, x, d, "index_select")
-    if idx.ndim != 1:
+    if idx.ndim > 1:
         raise ValueError(f"index_select: index must be 1-d, got shape {tuple(idx.shape)}")
+    idx = idx.reshape(-1)
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: IndexSelect.apply(v, idx.reshape(1), dim=0))
     return IndexSelect.apply(x, idx, dim=d)
 
 
@@ -1037,6 +1061,8 @@ def flip(x, dims):
 
 def roll(x, shifts, dims=None):
     x = _t(x, "roll")
+    if x.ndim == 0 and dims is not None:
+        raise DimError(f"roll: dims {dims} given for a 0-d tensor; it has no dims to roll")
     if dims is None:
         return reshape(Roll.apply(flatten(x), shifts=shifts, dims=0), x.data.shape)
     d = _dims(x, dims, "roll") if isinstance(dims, builtins.int) else tuple(
