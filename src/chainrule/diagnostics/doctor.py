@@ -343,6 +343,18 @@ def _act_paths(records):
     return paths
 
 
+def _act_where(path, info, typ):
+    """(module path to name, words for the activation) for a module or a functional one."""
+    after = info.get("after")
+    if info.get("functional"):
+        inside = info.get("in")
+        ctx = f" in the forward of '{inside}'" if inside else " in the model's forward"
+        if after:
+            return after, f"the {typ.lower()} applied to the output of '{after}'{ctx}"
+        return inside or "", f"a {typ.lower()}{ctx}"
+    return path, f"{typ} '{path}'" + (f" fed by '{after}'" if after else "")
+
+
 def _dead_relu(meta, records, _found):
     out = []
     for path, a in _act_paths(records).items():
@@ -354,11 +366,11 @@ def _dead_relu(meta, records, _found):
         r, frac = hit
         info = meta.get("activations", {}).get(path, {})
         after = info.get("after")
-        feeds = f" fed by '{after}'" if after else ""
         stats = r["activations"][path]
+        where, what = _act_where(path, info, a.get("type", "ReLU"))
         out.append(Finding(
-            "dead_relu", path, r["step"],
-            f"{frac:.0%} of the units of {a.get('type', 'ReLU')} '{path}'{feeds} output zero for "
+            "dead_relu", where, r["step"],
+            f"{frac:.0%} of the units of {what} output zero for "
             f"every example (mean output {_fmt(stats.get('mean'))}): dead units "
             "pass no gradient back, so the layers before them stop learning",
             "lower the learning rate, initialise biases at zero (or small positive), use "
@@ -376,9 +388,11 @@ def _saturated(meta, records, _found):
         if hit is None:
             continue
         r, frac = hit
+        info = meta.get("activations", {}).get(path, {})
+        where, what = _act_where(path, info, a.get("type"))
         out.append(Finding(
-            "saturated", path, r["step"],
-            f"{frac:.0%} of the outputs of {a.get('type')} '{path}' sit at the ends of its "
+            "saturated", where, r["step"],
+            f"{frac:.0%} of the outputs of {what} sit at the ends of its "
             "range, where its derivative is nearly zero: gradients through it vanish",
             "scale inputs down (normalise the data, LayerNorm before it), use a smaller "
             "initialisation or learning rate, or a non-saturating activation",

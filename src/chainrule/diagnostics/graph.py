@@ -115,7 +115,7 @@ def draw_graph(tensor: Tensor, title: str | None = None) -> str:
                 cid = f"c{const_no}"
                 const_no += 1
                 lines.append(f'  {cid} [shape=note, fontsize=9, color=gray, fontcolor=gray, '
-                             f'label="constant\\n{_shape_text(tuple(n.shapes[i]))}"];')
+                             f'label="constant"];')
                 lines.append(f"  {cid} -> {ids[id(n)]} [color=gray];")
             else:
                 lines.append(f'  {ids[id(p)]} -> {ids[id(n)]} [label="{i}", fontsize=9];')

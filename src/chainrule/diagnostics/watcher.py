@@ -30,6 +30,7 @@ from . import stats as S
 from .doctor import Finding, diagnose
 
 JSONL = "diagnostics.jsonl"
+_FUNCTIONAL = frozenset({"Relu", "Tanh", "Sigmoid"})
 PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
 
 
@@ -66,6 +67,8 @@ class Watcher:
         self._before: dict = {}
         self._grads: dict | None = None
         self._last_param_module = None
+        self._stack: list[str] = []  # paths of the modules running now (innermost last)
+        self._functional: dict = {}  # activations applied as ops: key -> their description
         self._wrapped = False
         self._modules = self._describe_modules()
         if optimizer is not None:
@@ -79,8 +82,9 @@ class Watcher:
     def _describe_modules(self):
         params = dict(self.model.named_parameters())
         self._params = params
+        self._all_modules = list(self.model.named_modules())
         mods = {}
-        for path, m in self.model.named_modules():
+        for path, m in self._all_modules:
             own = [f"{path}.{n}" if path else n for n, _ in m.named_parameters(recurse=False)]
             own = [n for n in own if n in params]
             leaf = not any(True for _ in m.children())
@@ -114,6 +118,7 @@ class Watcher:
         order += [p for p in with_params if p not in order]
         acts = {p: {"type": i["type"], "kind": i["kind"], "after": self._after.get(p)}
                 for p, i in self._modules.items() if i["kind"]}
+        acts.update(self._functional)
         return {"type": "meta", "version": 1, "interval": self.interval,
                 "modules": {p: {"type": i["type"], "params": i["params"]}
                             for p, i in self._modules.items()},
@@ -126,19 +131,59 @@ class Watcher:
         self._acts = {}
         self._before = {n: p.data.copy() for n, p in self._params.items() if p.requires_grad}
         if self.activations:
-            for path, info in self._modules.items():
-                hook = functools.partial(self._on_forward, path, info)
-                self._hooks.append(info["module"].register_forward_hook(hook))
+            self._stack = []
+            self._last_param_module = None
+            for path, m in self._all_modules:
+                info = self._modules.get(path)
+                push = functools.partial(self._push, path)
+                pop = functools.partial(self._on_forward, path, info)
+                self._hooks.append(m.register_forward_pre_hook(push))
+                self._hooks.append(m.register_forward_hook(pop))
 
     def _disarm(self):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if self._on_op in autograd._anomaly_hooks:
+            autograd._anomaly_hooks.remove(self._on_op)
         self._armed = False
         self._before = {}
         self._acts = {}
 
+    def _push(self, path, module, args):
+        if not self._stack and self._on_op not in autograd._anomaly_hooks:
+            # the op hook lives only while the model's forward runs: no global cost elsewhere
+            autograd._anomaly_hooks.append(self._on_op)
+        self._stack.append(path)
+        return None
+
+    def _on_op(self, op, out, arrays):
+        """Activations applied as functions inside a module's forward (``x.relu()``,
+        ``F.sigmoid``): counted under the layer whose output they act on."""
+        name = type(op).__name__
+        if name not in _FUNCTIONAL or not self._stack or not autograd.is_grad_enabled():
+            return
+        where = self._stack[-1]
+        info = self._modules.get(where)
+        if (info and info["kind"]) or not self.model.training:
+            return  # inside an activation module: its own hook counts it
+        after = self._last_param_module
+        key = f"{after or where}>{name.lower()}"
+        if key not in self._functional:
+            self._functional[key] = {"type": name, "kind": S.activation_kind(name),
+                                     "after": after, "in": where, "functional": True}
+        acc = self._acts.get(key)
+        if acc is None:
+            acc = self._acts[key] = S.ActivationAccumulator(S.activation_kind(name), name)
+        acc.add(out)
+
     def _on_forward(self, path, info, module, args, output):
+        if self._stack and self._stack[-1] == path:
+            self._stack.pop()
+            if not self._stack and self._on_op in autograd._anomaly_hooks:
+                autograd._anomaly_hooks.remove(self._on_op)
+        if info is None:
+            return None  # a container: only the module stack
         if not autograd.is_grad_enabled() or not getattr(module, "training", True):
             return None  # evaluation passes are not training statistics
         if path not in self._after:
