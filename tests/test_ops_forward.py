@@ -319,3 +319,44 @@ def test_promotion_matches_pytorch_across_dtype_pairs():
                 if str(ours.dtype) != str(theirs.dtype).removeprefix("torch."):
                     mismatches.append((op, left, right, str(ours.dtype), str(theirs.dtype)))
     assert not mismatches, mismatches
+
+
+# ----------------------------------------------------------------------------- compositions
+
+B = np.random.default_rng(7).standard_normal((3, 5))
+
+COMPOSITIONS = [  # (id, chainrule/torch call, NumPy reference)
+    ("topk", lambda x: x.topk(2)[0], lambda a: -np.sort(-a, 1)[:, :2]),
+    ("topk-smallest-dim0-indices", lambda x: x.topk(2, dim=0, largest=False)[1],
+     lambda a: np.argsort(a, 0, kind="stable")[:2]),
+    ("sort", lambda x: x.sort(1)[0], lambda a: np.sort(a, 1)),
+    ("sort-descending-indices", lambda x: x.sort(0, descending=True)[1],
+     lambda a: np.argsort(-a, 0, kind="stable")),
+    ("repeat_interleave-dim", lambda x: x.repeat_interleave(2, dim=1),
+     lambda a: np.repeat(a, 2, 1)),
+    ("repeat_interleave-flat", lambda x: x.repeat_interleave(3), lambda a: np.repeat(a, 3)),
+    ("narrow", lambda x: x.narrow(1, 1, 3), lambda a: a[:, 1:4]),
+    ("select", lambda x: x.select(1, -1), lambda a: a[:, -1]),
+    ("tile", lambda x: x.tile((2,)), lambda a: np.tile(a, (1, 2))),
+    ("clamp_min", lambda x: x.clamp_min(0.1), lambda a: np.maximum(a, 0.1)),
+    ("clamp_max", lambda x: x.clamp_max(0.1), lambda a: np.minimum(a, 0.1)),
+    ("lerp", lambda x: x.lerp(x * 2, 0.25), lambda a: a + 0.25 * a),
+    ("square", lambda x: x.square(), np.square),
+    ("reciprocal", lambda x: x.reciprocal(), np.reciprocal),
+    ("log2", lambda x: (x * x + 1).log2(), lambda a: np.log2(a * a + 1)),
+    ("log10", lambda x: (x * x + 1).log10(), lambda a: np.log10(a * a + 1)),
+    ("outer", lambda x: x[0].outer(x[1]), lambda a: np.outer(a[0], a[1])),
+    ("unbind", lambda x: x.unbind(1)[3], lambda a: a[:, 3]),
+    ("movedim", lambda x: x.unsqueeze(0).movedim(0, 2), lambda a: a[:, :, None]),
+    ("unflatten", lambda x: x.reshape(15).unflatten(0, (5, 3)), lambda a: a.reshape(5, 3)),
+]
+
+
+@pytest.mark.parametrize("call, ref", [pytest.param(c, r, id=i) for i, c, r in COMPOSITIONS])
+def test_composition_matches_numpy_and_pytorch(call, ref):
+    y = call(cr.tensor(B, dtype=cr.float64))
+    np.testing.assert_allclose(y.data, ref(B), rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    yt = call(torch.tensor(B))
+    assert str(y.dtype) == str(yt.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(y.data, yt.numpy(), rtol=1e-12)

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 import warnings
 
+import numpy as np
 import pytest
 
 import chainrule as cr
@@ -109,3 +110,35 @@ def test_non_differentiable_ops_record_no_graph():
     results = [x.argmax(), x.argmin(1), x > 0, x == x, x.sign(), x.floor(), x.round(),
                x.ceil(), x.trunc(), x.isfinite()]
     assert all(r.grad_fn is None and not r.requires_grad for r in results)
+
+
+# ----------------------------------------------------------------------------- compositions
+# Functions written with the ops above: their gradients must come out right too.
+
+COMPOSED = {
+    "topk": (lambda x: x.topk(2, dim=1)[0], (3, 5)),
+    "sort": (lambda x: x.sort(0, descending=True)[0], (3, 5)),
+    "lerp": (lambda a, b, w: a.lerp(b, w), (3, 1), (4,), (3, 4)),
+    "repeat_interleave": (lambda x: x.repeat_interleave(2, dim=-1), (2, 3)),
+    "narrow-select": (lambda x: x.narrow(0, 1, 2).select(1, 2), (3, 4)),
+    "tile": (lambda x: x.tile((2, 1)), (2, 3)),
+    "std": (lambda x: x.std(-1, keepdim=True), (3, 4)),
+    "norm-p3": (lambda x: x.norm(3, dim=0), (3, 4)),
+    "norm-inf": (lambda x: x.norm(float("inf")), (3, 4)),
+    "clamp-tensor-bounds": (lambda x, lo, hi: x.clamp(lo, hi), (3, 4), (4,), (3, 1)),
+    "outer-square-reciprocal": (lambda a, b: a.outer(b).square() + (b * b + 1).reciprocal(),
+                                (3,), (4,)),
+    "log2-log10": (lambda x: (x * x + 1).log2() + (x * x + 2).log10(), (3, 4)),
+    "split-chunk-unbind": (lambda x: x.split([1, 3], 1)[1] * x.chunk(2, 1)[0].sum()
+                           + x.unbind(1)[2].unsqueeze(1), (3, 4)),
+    "masked_fill-tensor-value": (lambda x, v: x.masked_fill(x.detach() > 0, v), (3, 4), ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSED))
+def test_composed_function_gradients_match_finite_differences(name):
+    fn, *shapes = COMPOSED[name]
+    rng = np.random.default_rng(len(name))
+    xs = [cr.tensor(rng.uniform(-2, 2, s), dtype=cr.float64, requires_grad=True) for s in shapes]
+    assert gradcheck(fn, xs)
+    assert gradgradcheck(fn, xs)

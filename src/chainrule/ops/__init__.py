@@ -1087,6 +1087,80 @@ def clone_detach(x):
     return Tensor._wrap(x.data.copy())
 
 
+# ------------------------------------------------------------------------------- compositions
+# PyTorch conveniences written with the ops above (their gradients come from those ops).
+
+
+def clamp_min(x, min):
+    return clamp(x, min=min)
+
+
+def clamp_max(x, max):
+    return clamp(x, max=max)
+
+
+def tile(x, dims):
+    """torch.tile: repeat, with fewer counts than dims padded by ones on the left."""
+    x = _t(x, "tile")
+    dims = tuple(dims)
+    return repeat(x, (1,) * (x.ndim - len(dims)) + dims)
+
+
+def narrow(x, dim, start, length):
+    x = _t(x, "narrow")
+    d = _dim1(x, dim, "narrow")
+    n = x.data.shape[d]
+    start = start % n if -n <= start < 0 else start
+    if not (0 <= start and length >= 0 and start + length <= n):
+        raise ValueError(f"narrow: start {start} and length {length} do not fit dim {d} of "
+                         f"size {n}")
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+def select(x, dim, index):
+    x = _t(x, "select")
+    d = _dim1(x, dim, "select")
+    return getitem(x, (slice(None),) * d + (builtins.int(index),))
+
+
+def lerp(a, b, weight):
+    """a + weight (b - a)."""
+    return add(a, mul(weight, sub(b, a)))
+
+
+def sort(x, dim=-1, descending=False, stable=True):
+    """(values, indices) sorted along dim (stable; descending keeps the first of ties first)."""
+    x = _t(x, "sort")
+    d = _dim1(x, dim, "sort")
+    a = x.data
+    idx = np.argsort(-a if descending else a, axis=d, kind="stable") if x.ndim else np.asarray(0)
+    idx = x.xp.asarray(idx)
+    return _ValuesIndices((gather(x, d, idx) if x.ndim else x, Tensor._wrap(idx)))
+
+
+def topk(x, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the k largest (or smallest) along dim, largest first."""
+    x = _t(x, "topk")
+    d = _dim1(x, dim, "topk")
+    n = x.data.shape[d] if x.ndim else 1
+    if not 0 <= k <= n:
+        raise ValueError(f"topk: k={k} is out of range for dim {d} of size {n}")
+    _, idx = sort(x, d, descending=largest)
+    idx = Tensor._wrap(idx.data.take(range(k), axis=d)) if x.ndim else idx
+    return _ValuesIndices((gather(x, d, idx) if x.ndim else x, idx))
+
+
+def repeat_interleave(x, repeats, dim=None):
+    """Each element repeated ``repeats`` times along dim (the flattened tensor if dim is None)."""
+    x = _t(x, "repeat_interleave")
+    if dim is None:
+        x, dim = reshape(x, (-1,)), 0
+    d = _dim1(x, dim, "repeat_interleave")
+    reps = repeats.data if isinstance(repeats, Tensor) else repeats
+    idx = np.repeat(np.arange(x.data.shape[d]), reps)
+    return index_select(x, d, idx)
+
+
 # Tensor methods that are these functions with the tensor first.
 _METHODS = """add sub mul div neg pow exp expm1 log log1p log2 log10 sqrt rsqrt abs sin cos tanh
 sigmoid relu gelu silu softplus clamp clip maximum minimum sign floor ceil round trunc square
@@ -1095,7 +1169,7 @@ argsort any all sum mean var std max min amax amin logsumexp prod cumsum norm so
 matmul mm bmm dot reshape view flatten unflatten permute transpose swapaxes swapdims t movedim
 expand expand_as broadcast_to squeeze unsqueeze split chunk unbind gather scatter_add index_select
 masked_fill tril triu flip roll repeat outer leaky_relu floor_divide remainder
-take_along_dim""".split()
+take_along_dim clamp_min clamp_max tile narrow select lerp sort topk repeat_interleave""".split()
 
 for _name in _METHODS:
     setattr(Tensor, _name, globals()[_name])
@@ -1251,4 +1325,13 @@ __all__ = [
     "swapdims",
     "concatenate",
     "concat",
+    "clamp_min",
+    "clamp_max",
+    "tile",
+    "narrow",
+    "select",
+    "lerp",
+    "sort",
+    "topk",
+    "repeat_interleave",
 ]
