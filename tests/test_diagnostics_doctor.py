@@ -127,6 +127,16 @@ def test_parameter_left_out_of_the_optimizer_is_named():
     assert "gets a gradient" in f.message
 
 
+def test_parameters_the_optimizer_never_moves_are_named():
+    cr.manual_seed(0)
+    model = _mlp(8, 32, 1)
+    opt = Adam([{"params": list(model[0].parameters()), "lr": 0.0},
+                {"params": list(model[2].parameters())}], lr=1e-2)
+    w = _train(model, opt, steps=20)
+    (f,) = w.findings()
+    assert (f.kind, f.module, f.related) == ("not_updated", "0", ["0.weight", "0.bias"])
+
+
 def test_relu_units_killed_by_a_large_negative_bias_are_diagnosed_dead_naming_the_layer():
     cr.manual_seed(0)
     model = _mlp(8, 32, 1)
@@ -245,6 +255,22 @@ def test_update_ratio_and_grad_norm_match_the_sgd_step_even_when_grads_are_zeroe
     assert rec["update_ratio"] == pytest.approx(lr * np.linalg.norm(g) / np.linalg.norm(p),
                                                 rel=1e-4)
     assert rec["param_norm"] == pytest.approx(np.linalg.norm(p - lr * g), rel=1e-5)
+
+
+def test_gradient_norms_are_read_before_clipping():
+    cr.manual_seed(0)
+    model = _mlp(8, 4, 1)
+    x, y = _data()
+    opt = SGD(model.parameters(), lr=0.01)
+    w = watch(model, opt, interval=3)
+    loss = ((model(x) - y) ** 2).mean()
+    loss.backward()
+    g = model[0].weight.grad.detach().numpy().copy()
+    nn.utils.clip_grad_norm_(model.parameters(), 1e-6)
+    opt.step()
+    w.step(0, loss)
+    assert w.records[0]["params"]["0.weight"]["norm"] == pytest.approx(np.linalg.norm(g),
+                                                                       rel=1e-5)
 
 
 def test_forward_passes_under_no_grad_are_not_counted_as_activations():

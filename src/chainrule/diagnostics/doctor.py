@@ -90,7 +90,7 @@ def diagnose(meta: dict, records: list, losses=((), ())) -> list[Finding]:
     """All findings for a run, most severe first, then by step."""
     steps, values = list(losses[0]), list(losses[1])
     findings: list[Finding] = []
-    for rule in (_frozen, _not_in_optimizer, _no_gradient, _nonfinite, _exploding,
+    for rule in (_frozen, _not_in_optimizer, _not_updated, _no_gradient, _nonfinite, _exploding,
                  _vanishing, _learning_rate, _dead_relu, _saturated, _zero_gradient):
         findings.extend(rule(meta, records, findings))
     findings.extend(_loss_rules(records, steps, values, findings))
@@ -148,6 +148,30 @@ def _not_in_optimizer(meta, records, _found):
             f"{', '.join(names)} {what} not in the optimizer: it is never updated",
             "pass model.parameters() (or a param group that includes these names) to the "
             "optimizer, or add them with optimizer.add_param_group",
+            "error", names))
+    return out
+
+
+def _not_updated(meta, records, _found):
+    """In the optimizer, given non-zero gradients, and yet never changed (lr 0 in its group,
+    a mask, an optimizer that skips it)."""
+    stuck = []
+    for n, p in meta["params"].items():
+        if not (p["requires_grad"] and p.get("in_optimizer", True)):
+            continue
+        seen = [r["params"][n] for r in records
+                if r["params"].get(n, {}).get("has_grad") and r["params"][n].get("norm")
+                and _finite(r["params"][n]["norm"]) and "update_norm" in r["params"][n]]
+        if seen and all(s["update_norm"] == 0.0 for s in seen):
+            stuck.append(n)
+    out = []
+    for mod, names in _group_by_module(meta, stuck).items():
+        out.append(Finding(
+            "not_updated", mod, _first_step(records),
+            f"{', '.join(names)} get non-zero gradients and are in the optimizer, but the "
+            "optimizer never changed them in any checked step",
+            "check the learning rate of their parameter group (0?), and any code that restores "
+            "or masks these parameters after the step",
             "error", names))
     return out
 

@@ -5,10 +5,13 @@ Statistics are gathered only on every ``interval``-th iteration, so the cost of 
 iterations is one list append:
 
 - after step s with (s + 1) % interval == 0 the watcher *arms* for the next iteration: it
-  copies the parameters (the values before that iteration's update) and registers forward
-  hooks on the layers (activation statistics and the order in which layers run);
-- ``optimizer.step`` is wrapped: on an armed iteration it reads every parameter's gradient
-  before the update (so ``zero_grad`` after the step does not hide them);
+  copies the parameters (the values before that iteration's update), registers forward hooks
+  on the modules (activation statistics, the order in which layers run, and activations
+  applied as functions inside a forward) and a gradient hook on every parameter (its gradient
+  as backward made it, before any clipping);
+- ``optimizer.step`` is wrapped: on an armed iteration it takes those gradient statistics (or
+  reads ``.grad`` where no hook saw a single gradient, e.g. with gradient accumulation) before
+  the update, so ``zero_grad`` after the step does not hide them;
 - ``watcher.step`` then computes parameter norms and update ratios ||p_after - p_before|| /
   ||p_before||, stores one record, and disarms.
 
@@ -66,6 +69,7 @@ class Watcher:
         self._acts: dict = {}
         self._before: dict = {}
         self._grads: dict | None = None
+        self._hook_grads: dict = {}  # gradients seen by the leaf hooks in this gathering step
         self._last_param_module = None
         self._stack: list[str] = []  # paths of the modules running now (innermost last)
         self._functional: dict = {}  # activations applied as ops: key -> their description
@@ -130,6 +134,10 @@ class Watcher:
         self._grads = None
         self._acts = {}
         self._before = {n: p.data.copy() for n, p in self._params.items() if p.requires_grad}
+        self._hook_grads = {}
+        for n, p in self._params.items():
+            if p.requires_grad:
+                self._hooks.append(p.register_hook(functools.partial(self._on_grad, n)))
         if self.activations:
             self._stack = []
             self._last_param_module = None
@@ -202,6 +210,15 @@ class Watcher:
         acc.add(data)
         return None
 
+    def _on_grad(self, name, g):
+        # The gradient as backward made it, before any clipping; a second backward in the
+        # same step (gradient accumulation) makes the sum the one to read, at the optimizer.
+        if name in self._hook_grads:
+            self._hook_grads[name] = None
+        else:
+            self._hook_grads[name] = S.grad_stats(g.data)
+        return None
+
     def _optimizer_step(self, *args, **kwargs):
         if self._armed and self._grads is None:
             self._read_grads()
@@ -210,7 +227,10 @@ class Watcher:
     def _read_grads(self):
         grads = {}
         for n, p in self._params.items():
-            if p.grad is not None:
+            seen = self._hook_grads.get(n)
+            if seen is not None:
+                grads[n] = seen
+            elif p.grad is not None:
                 grads[n] = S.grad_stats(p.grad.data)
         self._grads = grads
 
