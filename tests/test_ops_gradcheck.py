@@ -82,7 +82,8 @@ def _registered_ops():
     _import_all_chainrule_modules()
     ops = {}
     for sub in _all_subclasses(Op):
-        if not sub.__module__.startswith("chainrule.") or not sub.differentiable:
+        inside = sub.__module__ == "chainrule" or sub.__module__.startswith("chainrule.")
+        if not inside or not sub.differentiable:
             continue
         ops.setdefault(sub.__name__, []).append(f"{sub.__module__}.{sub.__qualname__}")
     return ops
