@@ -1,0 +1,294 @@
+"""nanoGPT's CPU "baby GPT" on tinyshakespeare: chainrule against PyTorch eager.
+
+Configuration (nanoGPT's README command for CPU): n_layer 4, n_head 4, n_embd 128, block 64,
+batch 12, dropout 0, no biases, AdamW lr 1e-3 betas (0.9, 0.99) weight decay 0.1, warmup 100,
+cosine decay to 1e-4 over 2000 iterations, gradient clipping 1.0, character tokenizer, 90/10
+split, evaluation every 250 iterations on 20 batches per split.
+
+    python bench/nanogpt_baby.py [DATA] [--iters 2000] [--torch-iters 50] [--profile]
+
+Each engine runs in a subprocess of its own so that its peak memory (RSS) is its own. Reports:
+validation loss against wall time for chainrule, the median ms per training iteration of both
+engines on the same model, and peak RSS of both. ``--profile`` adds a cProfile of chainrule's
+steps, with the time grouped by op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                            "tinyshakespeare.txt")
+CFG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+           lr=1e-3, min_lr=1e-4, warmup=100, decay_iters=2000, betas=(0.9, 0.99),
+           weight_decay=0.1, grad_clip=1.0, eval_interval=250, eval_iters=20)
+
+
+def get_lr(it: int) -> float:
+    """nanoGPT's schedule: linear warmup, cosine decay to min_lr, then constant."""
+    if it < CFG["warmup"]:
+        return CFG["lr"] * (it + 1) / (CFG["warmup"] + 1)
+    if it > CFG["decay_iters"]:
+        return CFG["min_lr"]
+    r = (it - CFG["warmup"]) / (CFG["decay_iters"] - CFG["warmup"])
+    return CFG["min_lr"] + 0.5 * (1 + math.cos(math.pi * r)) * (CFG["lr"] - CFG["min_lr"])
+
+
+def load_data(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.int64)
+    n = int(0.9 * len(ids))
+    return ids[:n], ids[n:], len(chars)
+
+
+def batch(data, rng):
+    B, T = CFG["batch_size"], CFG["block_size"]
+    ix = rng.integers(0, len(data) - T, size=B)
+    idx = ix[:, None] + np.arange(T + 1)
+    w = data[idx]
+    return w[:, :-1], w[:, 1:]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ----------------------------------------------------------------------------- chainrule
+
+
+def run_chainrule(args) -> dict:
+    import chainrule as cr
+    from chainrule.models.gpt import GPT, GPTConfig
+    from chainrule.nn.utils import clip_grad_norm_
+
+    train, val, vocab = load_data(args.data)
+    cr.manual_seed(1337)
+    model = GPT(GPTConfig(vocab_size=vocab, block_size=CFG["block_size"], n_layer=CFG["n_layer"],
+                          n_head=CFG["n_head"], n_embd=CFG["n_embd"], dropout=0.0, bias=False))
+    opt = model.configure_optimizers(CFG["weight_decay"], CFG["lr"], CFG["betas"])
+    params = list(model.parameters())
+    rng = np.random.default_rng(1337)
+
+    @cr.no_grad()
+    def evaluate():
+        model.eval()
+        erng = np.random.default_rng(0)
+        out = {}
+        for name, data in (("train", train), ("val", val)):
+            out[name] = float(np.mean([model(cr.tensor(x), cr.tensor(y))[1].item()
+                                       for x, y in (batch(data, erng)
+                                                    for _ in range(CFG["eval_iters"]))]))
+        model.train()
+        return out
+
+    def step(it):
+        for g in opt.param_groups:
+            g["lr"] = get_lr(it)
+        x, y = batch(train, rng)
+        _, loss = model(cr.tensor(x), cr.tensor(y))
+        loss.backward()
+        clip_grad_norm_(params, CFG["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        for it in range(3):
+            step(it)
+        prof = cProfile.Profile()
+        prof.enable()
+        for it in range(args.profile):
+            step(it).item()
+        prof.disable()
+        return {"profile": _profile_table(pstats.Stats(prof), args.profile)}
+
+    evals, step_ms = [], []
+    t_start = time.perf_counter()
+    train_time = 0.0
+    for it in range(args.iters + 1):
+        if it % CFG["eval_interval"] == 0 or it == args.iters:
+            ev = evaluate()
+            evals.append({"iter": it, "train_loss": ev["train"], "val_loss": ev["val"],
+                          "wall_s": time.perf_counter() - t_start, "train_s": train_time})
+            print(f"  chainrule iter {it}: train {ev['train']:.4f} val {ev['val']:.4f} "
+                  f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
+        if it == args.iters:
+            break
+        t0 = time.perf_counter()
+        step(it).item()
+        dt = time.perf_counter() - t0
+        train_time += dt
+        step_ms.append(dt * 1000)
+    return {"evals": evals, "ms_per_iter": float(np.median(step_ms)),
+            "mean_ms_per_iter": float(np.mean(step_ms)),
+            "wall_s": time.perf_counter() - t_start, "peak_rss_mib": peak_rss_mib()}
+
+
+def _profile_table(stats, n_steps) -> list:
+    """Own time per function, top 25, in ms per step (op forward/backward names by class)."""
+    rows = []
+    for (file, line, fn), (_, ncalls, tottime, _cum, _) in stats.stats.items():
+        rows.append((tottime / n_steps * 1000, ncalls / n_steps,
+                     f"{os.path.relpath(file) if file.startswith('/') else file}:{line}({fn})"))
+    rows.sort(reverse=True)
+    return rows[:25]
+
+
+# ----------------------------------------------------------------------------- PyTorch
+
+
+def run_torch(args) -> dict:
+    import torch
+    import torch.nn as tnn
+    from torch.nn import functional as tF
+
+    torch.set_num_threads(args.threads)
+    train, val, vocab = load_data(args.data)
+    torch.manual_seed(1337)
+    C, nh, T = CFG["n_embd"], CFG["n_head"], CFG["block_size"]
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = tnn.LayerNorm(C, bias=False)
+            self.c_attn = tnn.Linear(C, 3 * C, bias=False)
+            self.c_proj = tnn.Linear(C, C, bias=False)
+            self.ln_2 = tnn.LayerNorm(C, bias=False)
+            self.c_fc = tnn.Linear(C, 4 * C, bias=False)
+            self.m_proj = tnn.Linear(4 * C, C, bias=False)
+
+        def forward(self, x):
+            B = x.shape[0]
+            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+            q, k, v = [t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v)]
+            y = tF.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            return x + self.m_proj(tF.gelu(self.c_fc(self.ln_2(x))))
+
+    class TorchGPT(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = tnn.Embedding(vocab, C)
+            self.wpe = tnn.Embedding(T, C)
+            self.h = tnn.ModuleList([Block() for _ in range(CFG["n_layer"])])
+            self.ln_f = tnn.LayerNorm(C, bias=False)
+            for n, p in self.named_parameters():
+                if p.dim() >= 2:
+                    std = 0.02 / math.sqrt(2 * CFG["n_layer"]) if n.endswith("proj.weight") \
+                        else 0.02
+                    tnn.init.normal_(p, 0.0, std)
+
+        def forward(self, idx, targets):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for b in self.h:
+                x = b(x)
+            logits = self.ln_f(x) @ self.wte.weight.T
+            return tF.cross_entropy(logits.view(-1, vocab), targets.view(-1))
+
+    model = TorchGPT()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": CFG["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=CFG["lr"], betas=CFG["betas"])
+    rng = np.random.default_rng(1337)
+    step_ms = []
+    for it in range(args.torch_iters + 5):
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = get_lr(it)
+        x, y = batch(train, rng)
+        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CFG["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        if it >= 5:  # the first steps warm up allocators and thread pools
+            step_ms.append((time.perf_counter() - t0) * 1000)
+    return {"ms_per_iter": float(np.median(step_ms)), "loss": loss.item(),
+            "peak_rss_mib": peak_rss_mib()}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _child(engine, args) -> dict:
+    cmd = [sys.executable, __file__, args.data, "--engine", engine, "--iters", str(args.iters),
+           "--torch-iters", str(args.torch_iters), "--threads", str(args.threads)]
+    if args.profile:
+        cmd += ["--profile", str(args.profile)]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{engine} run failed (exit {out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", nargs="?", default=DEFAULT_DATA)
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--torch-iters", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile N chainrule steps instead of training")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--engine", choices=["chainrule", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if not os.path.exists(args.data):
+        raise SystemExit(f"data file {args.data!r} not found (pass its path as the argument)")
+    if args.engine == "chainrule":
+        print(json.dumps(run_chainrule(args)))
+        return
+    if args.engine == "torch":
+        print(json.dumps(run_torch(args)))
+        return
+
+    if args.profile:
+        res = _child("chainrule", args)
+        print(f"chainrule, {args.profile} baby-GPT steps profiled: own time per function")
+        print(f"{'ms/step':>9} {'calls/step':>10}  function")
+        for ms, calls, name in res["profile"]:
+            print(f"{ms:9.2f} {calls:10.1f}  {name}")
+        return
+    print(f"baby GPT on {os.path.basename(args.data)}, {args.iters} iterations", flush=True)
+    cr_res = _child("chainrule", args)
+    print("\nchainrule: validation loss against time")
+    print(f"{'iter':>6} {'train loss':>11} {'val loss':>9} {'wall s':>8} {'train s':>8}")
+    for e in cr_res["evals"]:
+        print(f"{e['iter']:6d} {e['train_loss']:11.4f} {e['val_loss']:9.4f} "
+              f"{e['wall_s']:8.1f} {e['train_s']:8.1f}")
+    print(f"\nchainrule: {cr_res['ms_per_iter']:.1f} ms/iter (median; mean "
+          f"{cr_res['mean_ms_per_iter']:.1f}), {cr_res['wall_s']:.1f} s total, peak RSS "
+          f"{cr_res['peak_rss_mib']:.0f} MiB")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch is not installed: no side-by-side figure")
+        return
+    if args.skip_torch:
+        return
+    th = _child("torch", args)
+    print(f"PyTorch eager ({args.threads} threads): {th['ms_per_iter']:.1f} ms/iter (median of "
+          f"{args.torch_iters}), peak RSS {th['peak_rss_mib']:.0f} MiB")
+    print(f"ratio chainrule / PyTorch: {cr_res['ms_per_iter'] / th['ms_per_iter']:.2f}x time, "
+          f"{cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x peak memory")
+
+
+if __name__ == "__main__":
+    main()
