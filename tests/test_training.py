@@ -6,7 +6,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import nn, optim
-from chainrule.models import MLP
+from chainrule.models import CNN, MLP
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,6 +61,26 @@ def test_mlp_reaches_97_percent_test_accuracy_on_digits(digits):
     final_loss = fit(model, Xtr, ytr, epochs=20, lr=3e-3)
     assert final_loss < 0.1
     assert accuracy(model, Xte, yte) >= 0.97
+
+
+def test_cnn_reaches_98_percent_test_accuracy_on_digits(digits):
+    Xtr, ytr, Xte, yte = digits
+    cr.manual_seed(0)
+    model = CNN(in_channels=1, num_classes=10, image_size=8)
+    final_loss = fit(model, Xtr.reshape(-1, 1, 8, 8), ytr, epochs=12, lr=3e-3)
+    assert final_loss < 0.05
+    assert accuracy(model, Xte.reshape(-1, 1, 8, 8), yte) >= 0.98
+
+
+def test_cnn_layout_for_28x28_inputs_matches_the_classic_network():
+    model = CNN(1, 10, image_size=28)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {"features.0.weight": (32, 1, 3, 3), "features.0.bias": (32,),
+                      "features.3.weight": (64, 32, 3, 3), "features.3.bias": (64,),
+                      "classifier.weight": (10, 3136), "classifier.bias": (10,)}
+    assert model(cr.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        CNN(1, 10, image_size=30)
 
 
 def test_sgd_linear_model_converges_to_least_squares_solution():
