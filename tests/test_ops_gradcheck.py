@@ -143,3 +143,31 @@ def test_composed_function_gradients_match_finite_differences(name):
     xs = [cr.tensor(rng.uniform(-2, 2, s), dtype=cr.float64, requires_grad=True) for s in shapes]
     assert gradcheck(fn, xs)
     assert gradgradcheck(fn, xs)
+
+
+# ----------------------------------------------------------------------------- fused ops
+# An op with a ``composite`` (the same function written with primitive ops, used for
+# create_graph) must equal it: forward values and first derivatives.
+
+COMPOSITE_CASES = [p for p in CASES
+                   if any(c.__name__ == p.values[0].op and hasattr(c, "composite")
+                          for c in _all_subclasses(Op))]
+
+
+@pytest.mark.parametrize("s, c", COMPOSITE_CASES)
+def test_fused_op_equals_its_composite(s, c):
+    xs = s.tensors(c)
+    y = s.call(xs, c)
+    op = y.grad_fn
+    assert type(op).__name__ == s.op, f"{s.op}'s spec fn should end in the op itself"
+    leaves = [t.detach().requires_grad_() for t in op._saved_tensors()]
+    z = op.composite(*leaves)
+    np.testing.assert_allclose(z.data, y.data, rtol=1e-10, atol=1e-12)
+    u = cr.tensor(np.random.default_rng(0).standard_normal(tuple(y.shape)), dtype=cr.float64)
+    inputs = [x for x in xs if isinstance(x, cr.Tensor) and x.requires_grad]
+    fused = cr.grad(y, inputs, u, retain_graph=True)
+    ref = cr.grad(z, leaves, u, allow_unused=True)
+    by_data = {id(t.data): g for t, g in zip(op._saved_tensors(), ref)}
+    for x, g in zip(inputs, fused):
+        if id(x.data) in by_data and by_data[id(x.data)] is not None:
+            np.testing.assert_allclose(g.data, by_data[id(x.data)].data, rtol=1e-8, atol=1e-10)
