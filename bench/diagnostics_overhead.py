@@ -65,7 +65,8 @@ def train_step(model, opt, x, y):
 
 def timed(watcher):
     """Wrap the watcher's parts to add their wall time into ``spent``."""
-    spent = {"arm": 0.0, "hooks": 0.0, "read_grads": 0.0, "record": 0.0}
+    spent = {"arm": 0.0, "forward hooks": 0.0, "gradient hooks": 0.0, "read_grads": 0.0,
+             "record": 0.0}
 
     def wrap(name, key):
         fn = getattr(watcher, name)
@@ -79,7 +80,10 @@ def timed(watcher):
         setattr(watcher, name, inner)
 
     wrap("_arm", "arm")
-    wrap("_on_forward", "hooks")
+    wrap("_push", "forward hooks")
+    wrap("_on_forward", "forward hooks")
+    wrap("_on_op", "forward hooks")
+    wrap("_on_grad", "gradient hooks")
     wrap("_read_grads", "read_grads")
     wrap("_record", "record")
     return spent
