@@ -172,13 +172,23 @@ class MaxPool2dOp(Op):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         Ho, Wo = out_hw
         xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, -math.inf)
-        best = _view(xpad, 0, 0, Ho, Wo, sh, sw, dh, dw).copy()
-        arg = xp.zeros(best.shape, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
-        for k in range(1, kh * kw):
-            v = _view(xpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw)
-            m = v > best
-            xp.copyto(best, v, where=m)
-            xp.copyto(arg, k, where=m)
+        # a tournament over the kh*kw window views: each round keeps the larger of two
+        # neighbours (the left one, holding the earlier offsets, on ties: PyTorch's first max)
+        level = [(_view(xpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw), k)
+                 for k in range(kh * kw)]
+        code = xp.uint8 if kh * kw < 256 else xp.int32
+        while len(level) > 1:
+            nxt = []
+            for (v1, a1), (v2, a2) in zip(level[0::2], level[1::2]):
+                right = v2 > v1
+                nxt.append((xp.maximum(v1, v2), xp.where(right, a2, a1).astype(code, copy=False)))
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        best, arg = level[0]
+        if isinstance(arg, int) or best.base is not None:  # a 1x1 window: still a view of x
+            best = best.copy()
+            arg = xp.full(best.shape, arg, dtype=code) if isinstance(arg, int) else arg
         self.arg = arg
         return best
 
@@ -196,8 +206,8 @@ class MaxPool2dOp(Op):
         arg = self.arg
         for k in range(kh * kw):
             view = _view(gpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw)
-            if disjoint:  # every input pixel is in at most one window: a masked copy
-                xp.copyto(view, g, where=arg == k)
+            if disjoint:  # every input pixel is in at most one window: written once
+                xp.multiply(g, arg == k, out=view)
             else:
                 view += g * (arg == k)
         return (gpad[:, :, ph:ph + H, pw:pw + W],)
