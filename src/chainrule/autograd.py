@@ -149,87 +149,106 @@ class Op:
         # forward gets its arguments directly (a ``*``/``**`` call costs more than the NumPy
         # op on a small array), and nothing is kept when nothing is recorded.
         op = _new(cls)
-        record = _grad_enabled and cls.differentiable
         n = len(inputs)
         if n == 2:
             x, y = inputs
-            if isinstance(x, Tensor):
-                ax = x.data
-                px = (x.grad_fn or x) if record and x.requires_grad else None
-            else:
-                ax = x
-                px = None
-            if isinstance(y, Tensor):
-                ay = y.data
-                py = (y.grad_fn or y) if record and y.requires_grad else None
-            else:
-                ay = y
-                py = None
-            arrays = (ax, ay)
+            ax = x.data if isinstance(x, Tensor) else x
+            ay = y.data if isinstance(y, Tensor) else y
+            px = py = None
+            if _grad_enabled and cls.differentiable:
+                if isinstance(x, Tensor) and x.requires_grad:
+                    px = x.grad_fn or x
+                if isinstance(y, Tensor) and y.requires_grad:
+                    py = y.grad_fn or y
             if px is None and py is None:
-                record = False
-            else:
-                op.parents = (px, py)
-                op.shapes = (ax.shape if px is not None else (), ay.shape if py is not None else ())
-                op.needs = (px is not None, py is not None)
+                return op._unrecorded((ax, ay), params)
+            op.parents = (px, py)
+            op.shapes = (ax.shape if px is not None else (), ay.shape if py is not None else ())
+            op.needs = (px is not None, py is not None)
             if backend._cupy is not None:
                 op.xp = backend.array_module(ax)
             out = op.forward(ax, ay, **params) if params else op.forward(ax, ay)
-        elif n == 1:
+            return op._recorded(out, (ax, ay), inputs)
+        if n == 1:
             x = inputs[0]
-            if isinstance(x, Tensor):
-                ax = x.data
-                if record and x.requires_grad:
-                    op.parents = (x.grad_fn or x,)
-                    op.shapes = (ax.shape,)
-                    op.needs = (True,)
-                else:
-                    record = False
-            else:
-                ax = x
-                record = False
-            arrays = (ax,)
+            if not (isinstance(x, Tensor) and x.requires_grad and _grad_enabled
+                    and cls.differentiable):
+                if params or _anomaly_hooks or backend._cupy is not None:
+                    return op._unrecorded((x.data if isinstance(x, Tensor) else x,), params)
+                out = op.forward(x.data if isinstance(x, Tensor) else x)
+                if type(out) is not _ndarray:
+                    out = np.asarray(out)
+                t = _new(Tensor)
+                t.data = out
+                t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
+                t.requires_grad = False
+                return t
+            ax = x.data
+            op.parents = (x.grad_fn or x,)
+            op.shapes = (ax.shape,)
+            op.needs = (True,)
             if backend._cupy is not None:
                 op.xp = backend.array_module(ax)
             out = op.forward(ax, **params) if params else op.forward(ax)
+            return op._recorded(out, (ax,), inputs)
+        arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        if not (_grad_enabled and cls.differentiable):
+            return op._unrecorded(arrays, params)
+        parents = [(t.grad_fn or t) if isinstance(t, Tensor) and t.requires_grad else None
+                   for t in inputs]
+        if not any(p is not None for p in parents):
+            return op._unrecorded(arrays, params)
+        op.parents = parents
+        op.shapes = [a.shape if p is not None else () for a, p in zip(arrays, parents)]
+        op.needs = [p is not None for p in parents]
+        if backend._cupy is not None:
+            op.xp = backend.array_module(arrays[0])
+        return op._recorded(op.forward(*arrays, **params), arrays, inputs)
+
+    @classmethod
+    def _apply2(cls, x, y):
+        """``apply(x, y)`` for a Tensor ``x`` and a Tensor or Python scalar ``y``, without
+        parameters: the arithmetic operators' path."""
+        if _anomaly_hooks or backend._cupy is not None:
+            return cls.apply(x, y)
+        op = _new(cls)
+        ax = x.data
+        if type(y) is Tensor:
+            ay = y.data
+            yg = y.requires_grad
         else:
-            arrays, parents, shapes = [], [], []
-            for t in inputs:
-                if isinstance(t, Tensor):
-                    a = t.data
-                    arrays.append(a)
-                    if record and t.requires_grad:
-                        parents.append(t.grad_fn or t)
-                        shapes.append(a.shape)
-                        continue
-                else:
-                    arrays.append(t)
-                parents.append(None)
-                shapes.append(())
-            if record and any(p is not None for p in parents):
-                op.parents, op.shapes = parents, shapes
-                op.needs = [p is not None for p in parents]
-            else:
-                record = False
-            if backend._cupy is not None and arrays:
-                op.xp = backend.array_module(arrays[0])
-            out = op.forward(*arrays, **params)
-        saved = op.saved
+            ay = y
+            yg = False
+        if _grad_enabled and (x.requires_grad or yg) and cls.differentiable:
+            px = (x.grad_fn or x) if x.requires_grad else None
+            py = (y.grad_fn or y) if yg else None
+            op.parents = (px, py)
+            op.shapes = (ax.shape if px is not None else (), ay.shape if yg else ())
+            op.needs = (px is not None, yg)
+            return op._recorded(op.forward(ax, ay), (ax, ay), (x, y))
+        out = op.forward(ax, ay)
         if type(out) is not _ndarray:
-            raw, out = out, op.xp.asarray(out)
+            out = np.asarray(out)
+        t = _new(Tensor)
+        t.data = out
+        t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
+        t.requires_grad = False
+        return t
+
+    def _recorded(self, out, arrays, inputs):
+        """The output tensor of a recorded op, with the bookkeeping of what forward saved."""
+        saved = self.saved
+        if type(out) is not _ndarray:
+            raw, out = out, self.xp.asarray(out)
             if saved:  # a 0-d ufunc result is a NumPy scalar: keep the saved output linked
-                op.saved = saved = tuple(out if s is raw else s for s in saved)
+                self.saved = saved = tuple(out if s is raw else s for s in saved)
         if _anomaly_hooks:
             for hook in _anomaly_hooks:
-                hook(op, out, arrays)
+                hook(self, out, arrays)
         res = _new(Tensor)
         res.data = out
         res.grad = res._vc = res._hooks = res.name = None
-        if not record:
-            res.grad_fn = None
-            res.requires_grad = False
-            return res
-        res.grad_fn = op
+        res.grad_fn = self
         res.requires_grad = True
         if saved:
             # Where each saved value came from (for create_graph), and the version of each saved
@@ -256,9 +275,30 @@ class Op:
                     i += 1
                 else:
                     links.append(None)
-            op._links = links
-            op._vers = vers
+            self._links = links
+            self._vers = vers
         return res
+
+    def _unrecorded(self, arrays, params):
+        """Forward without recording: a bare tensor, nothing kept."""
+        if backend._cupy is not None:
+            self.xp = backend.array_module(arrays[0])
+        if params:
+            out = self.forward(*arrays, **params)
+        elif len(arrays) == 2:
+            out = self.forward(arrays[0], arrays[1])
+        else:
+            out = self.forward(*arrays)
+        if type(out) is not _ndarray:
+            out = self.xp.asarray(out)
+        if _anomaly_hooks:
+            for hook in _anomaly_hooks:
+                hook(self, out, arrays)
+        t = _new(Tensor)
+        t.data = out
+        t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
+        t.requires_grad = False
+        return t
 
     # -- used by the engine ---------------------------------------------------------------
     def _check_versions(self):

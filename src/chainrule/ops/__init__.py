@@ -221,26 +221,26 @@ def _broadcast_error(e, a, b, name):
 
 
 def add(a, b, alpha=1):
-    if type(a) is Tensor and alpha == 1 and (
-        type(b) is Tensor and a.data.dtype is b.data.dtype
-        or type(b) is builtins.float and a.data.dtype.kind == "f"
-    ):
-        try:
-            return Add.apply(a, b)
-        except ValueError as e:
-            _broadcast_error(e, a, b, "add")
+    if type(a) is Tensor and alpha == 1:
+        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+            try:
+                return Add._apply2(a, b)
+            except ValueError as e:
+                _broadcast_error(e, a, b, "add")
+        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+            return Add._apply2(a, b)
     return _binary(Add, a, b if alpha == 1 else mul(b, alpha), "add")
 
 
 def sub(a, b, alpha=1):
-    if type(a) is Tensor and alpha == 1 and (
-        type(b) is Tensor and a.data.dtype is b.data.dtype
-        or type(b) is builtins.float and a.data.dtype.kind == "f"
-    ):
-        try:
-            return Sub.apply(a, b)
-        except ValueError as e:
-            _broadcast_error(e, a, b, "sub")
+    if type(a) is Tensor and alpha == 1:
+        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+            try:
+                return Sub._apply2(a, b)
+            except ValueError as e:
+                _broadcast_error(e, a, b, "sub")
+        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+            return Sub._apply2(a, b)
     return _binary(Sub, a, b if alpha == 1 else mul(b, alpha), "sub")
 
 
@@ -248,14 +248,14 @@ subtract = sub
 
 
 def mul(a, b):
-    if type(a) is Tensor and (
-        type(b) is Tensor and a.data.dtype is b.data.dtype
-        or type(b) is builtins.float and a.data.dtype.kind == "f"
-    ):
-        try:
-            return Mul.apply(a, b)
-        except ValueError as e:
-            _broadcast_error(e, a, b, "mul")
+    if type(a) is Tensor:
+        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+            try:
+                return Mul._apply2(a, b)
+            except ValueError as e:
+                _broadcast_error(e, a, b, "mul")
+        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+            return Mul._apply2(a, b)
     return _binary(Mul, a, b, "mul")
 
 
@@ -263,13 +263,14 @@ multiply = mul
 
 
 def div(a, b, rounding_mode=None):
-    if type(a) is Tensor and rounding_mode is None and a.data.dtype.kind == "f" and (
-        type(b) is Tensor and a.data.dtype is b.data.dtype or type(b) is builtins.float
-    ):
-        try:
-            return Div.apply(a, b)
-        except ValueError as e:
-            _broadcast_error(e, a, b, "div")
+    if type(a) is Tensor and rounding_mode is None and a.data.dtype.kind == "f":
+        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+            try:
+                return Div._apply2(a, b)
+            except ValueError as e:
+                _broadcast_error(e, a, b, "div")
+        elif type(b) is builtins.float:
+            return Div._apply2(a, b)
     if rounding_mode == "floor":
         return floor_divide(a, b)
     if rounding_mode == "trunc":
