@@ -157,6 +157,8 @@ def _operand(x, op):
 def _float(x, op):
     """A floating tensor for a math function: integers and bools become float32, as in
     PyTorch (exp of an int64 tensor is float32)."""
+    if type(x) is Tensor and x.data.dtype.kind == "f":  # the common case, first
+        return x
     x = _t(x, op)
     return x if x.data.dtype.kind == "f" else x.type(float32)
 

@@ -15,6 +15,8 @@ def norm_dims(dim, ndim, op="reduce"):
     """Normalise ``dim`` (None, int or sequence, negatives allowed) to a sorted tuple."""
     if dim is None:
         return tuple(range(ndim))
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, first
+        return (dim % ndim,)
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = []
     for d in dims:
