@@ -171,3 +171,21 @@ def test_fused_op_equals_its_composite(s, c):
     for x, g in zip(inputs, fused):
         if id(x.data) in by_data and by_data[id(x.data)] is not None:
             np.testing.assert_allclose(g.data, by_data[id(x.data)].data, rtol=1e-8, atol=1e-10)
+
+
+def _graph_op_names(y):
+    names, stack, seen = set(), [y.grad_fn], set()
+    while stack:
+        op = stack.pop()
+        if op is None or id(op) in seen or isinstance(op, cr.Tensor):
+            continue
+        seen.add(id(op))
+        names.add(type(op).__name__)
+        stack.extend(op.parents)
+    return names
+
+
+@pytest.mark.parametrize("s, c", CASES)
+def test_spec_case_records_the_op_its_row_names(s, c):
+    y = s.call(s.tensors(c), c)
+    assert s.op in _graph_op_names(y), f"{s.op}[{c.id}] never calls {s.op}"
