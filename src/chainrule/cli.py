@@ -140,7 +140,10 @@ def _cmd_sample(args, overrides: list[str]) -> int:
         raise _UsageError("sample: --max-new-tokens must be >= 0 and --num-samples >= 1")
     if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1:
         raise _UsageError("sample: need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
-    model, tokenizer, cfg = load_run(args.run_dir)
+    from .finetune.trainer import is_finetune_run, load_finetuned
+
+    loader = load_finetuned if is_finetune_run(args.run_dir) else load_run
+    model, tokenizer, cfg = loader(args.run_dir)
     prompt = args.prompt or "\n"
     try:
         ids = tokenizer.encode(prompt)

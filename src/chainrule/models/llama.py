@@ -185,6 +185,7 @@ class Llama(nn.Module):
     def __init__(self, config: LlamaConfig, init_weights: bool = True):
         super().__init__()
         self.config = config.validate()
+        self.eos_id = None  # when set, generate() stops at this token unless told otherwise
         self.embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.norm = nn.RMSNorm(config.n_embd, eps=config.norm_eps)
@@ -240,7 +241,7 @@ class Llama(nn.Module):
         prompt is read once, then each step runs one position. Sampling as
         :meth:`chainrule.models.gpt.GPT.generate` (``temperature=0`` is greedy; draws from
         ``generator``, default chainrule's global one). Stops early once every row has produced
-        ``eos_id``."""
+        ``eos_id`` (default ``self.eos_id``)."""
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx, dtype=np.int64)
         if idx.ndim == 1:
             idx = idx[None]
@@ -248,6 +249,7 @@ class Llama(nn.Module):
             raise ValueError(f"Llama.generate: idx must be (batch, T) with T >= 1, got shape "
                              f"{idx.shape}")
         generator = _rng() if generator is None else generator
+        eos_id = self.eos_id if eos_id is None else eos_id
         B, T = idx.shape
         cache = KVCache(self.config, B, T + max_new_tokens)
         was_training = self.training

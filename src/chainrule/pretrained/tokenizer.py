@@ -112,6 +112,17 @@ class PretrainedTokenizer:
         return "".join(out)
 
     # -- files ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild the tokenizer (see :meth:`from_dict`), as JSON data."""
+        return {"type": "pretrained", "tokenizer": json.loads(self.tokenizer.to_str()),
+                "bos_id": self.bos_id, "eos_id": self.eos_id, "chat_template": self.chat_template}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainedTokenizer:
+        tk = _tokenizers()
+        return cls(tk.Tokenizer.from_str(json.dumps(d["tokenizer"])), d.get("bos_id"),
+                   d.get("eos_id"), d.get("chat_template"))
+
     def save(self, folder) -> None:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``folder``."""
         os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,283 @@
+"""Fine-tuning runs: a pre-trained model, a text file, and chainrule's training loop.
+
+The loop, progress bar, evaluation, samples, metrics and report are the GPT trainer's
+(:class:`chainrule.train.loop.Trainer`); what differs is kept here:
+
+- the model comes from a file (:func:`chainrule.pretrained.from_pretrained`) with its own
+  tokenizer, and is prepared for one of three methods: LoRA adapters (``lora``), only the last
+  N blocks (``last``), or every weight (``full``);
+- the optimizer sees only trainable parameters, so AdamW holds state for those alone;
+- a checkpoint stores only the trainable tensors (and the optimizer state) beside
+  ``finetune.json``, which names the base model: a LoRA run's checkpoint is a few MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import chainrule as cr
+
+from ..data import TokenData, resolve_source
+from ..train.config import TrainConfig, config_from_dict, to_toml
+from ..train.loop import Trainer, TrainResult, _say, new_run
+from ..train.run import RunDir, RunError, truncate_metrics
+from .freeze import parameter_counts, train_last, trainable_parameters
+from .lora import DEFAULT_TARGETS, apply_lora
+
+FORMAT = 1
+SPEC_FILE = "finetune.json"
+
+
+@dataclass
+class FinetuneSpec:
+    """What to fine-tune and how (saved in the run folder as ``finetune.json``)."""
+
+    model: str  # a GGUF file, a Hugging Face folder, or a known name ('smollm2')
+    method: str = "lora"  # 'lora', 'last' (the last train_last blocks) or 'full'
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: list = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    train_last: int = 1
+    chat: bool = False  # sample prompts go through the model's chat template
+
+    def validate(self) -> FinetuneSpec:
+        if self.method not in ("lora", "last", "full"):
+            raise ValueError(f"finetune: method must be 'lora', 'last' or 'full', got "
+                             f"{self.method!r}")
+        if self.method == "lora" and self.lora_rank < 1:
+            raise ValueError(f"finetune: --lora-rank must be >= 1, got {self.lora_rank}")
+        if self.method == "last" and self.train_last < 1:
+            raise ValueError(f"finetune: --train-last must be >= 1, got {self.train_last}")
+        return self
+
+    def describe(self) -> str:
+        if self.method == "lora":
+            return (f"LoRA rank {self.lora_rank}, alpha {self.lora_alpha:g} on "
+                    f"{', '.join(self.lora_targets)}")
+        if self.method == "last":
+            return f"last {self.train_last} block(s) and the final norm"
+        return "all weights"
+
+
+def prepare_model(spec: FinetuneSpec):
+    """``(model, tokenizer)``: the pre-trained model with only the chosen parameters trainable."""
+    from ..pretrained import from_pretrained, resolve
+
+    model, tok = from_pretrained(resolve(spec.model))
+    if tok is None:
+        raise ValueError(f"finetune: {spec.model} has no tokenizer (tokenizer.json) beside it")
+    if spec.method == "lora":
+        apply_lora(model, spec.lora_rank, spec.lora_alpha, spec.lora_targets)
+    elif spec.method == "last":
+        train_last(model, spec.train_last)
+    if spec.chat and not tok.chat_template:
+        raise ValueError(f"finetune: --chat needs a chat template, and {spec.model} has none")
+    return model, tok
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    """AdamW over the trainable parameters only; matrices decay, vectors do not."""
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError("finetune: no parameter is trainable")
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    from ..optim import AdamW
+
+    return AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                          betas=(cfg.beta1, cfg.beta2))
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes held in the optimizer's per-parameter state (AdamW: two moments each)."""
+    n = 0
+    for state in optimizer.state.values():
+        for v in state.values():
+            data = v.data if isinstance(v, cr.Tensor) else v
+            n += getattr(data, "nbytes", 0)
+    return n
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+class FinetuneTrainer(Trainer):
+    """The GPT trainer's loop with a pre-trained model (see the module docstring)."""
+
+    def __init__(self, spec: FinetuneSpec, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+        self.counts = parameter_counts(self.model)
+        self.eos_id = self.tokenizer.eos_id if spec.chat else None
+
+    def checkpoint(self) -> None:
+        cr.save({
+            "format": FORMAT,
+            "finetune": asdict(self.spec),
+            "trainable": {n: p.data for n, p in self.model.named_parameters() if p.requires_grad},
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "rng": cr.get_rng_state(),
+            "config": self.cfg.to_dict(),
+            "elapsed": self.elapsed,
+            "val_loss": self.last_val,
+        }, self.run.checkpoint)
+
+    def prompt_ids(self) -> list[int]:
+        prompt = self.cfg.sample_prompt
+        if self.spec.chat:
+            return self.tokenizer.encode(self.tokenizer.chat_prompt(prompt))
+        if prompt:
+            return self.tokenizer.encode(prompt)
+        return [int(t) for t in self.data.splits["val"][:8]]
+
+    def sample(self, n_tokens: int, seed_offset: int = 0) -> str:
+        ids = self.prompt_ids()
+        rng = np.random.default_rng(self.cfg.seed + 2 + seed_offset)
+        out = self.model.generate(np.array([ids], dtype=np.int64), n_tokens,
+                                  temperature=self.cfg.temperature, top_k=self.cfg.top_k or None,
+                                  generator=rng, eos_id=self.eos_id)
+        return self.tokenizer.decode(out.data[0], skip_special_tokens=self.spec.chat)
+
+    def summary(self) -> dict:
+        cfg, c = self.cfg, self.counts
+        share = 100 * c["trainable"] / c["total"]
+        return {
+            "model": f"{self.spec.model} ({type(self.model).__name__}, {c['total']:,} parameters)",
+            "method": self.spec.describe(),
+            "trainable parameters": f"{c['trainable']:,} ({share:.2f}%)",
+            "optimizer state": _mb(optimizer_state_bytes(self.optimizer)) + " (AdamW moments "
+                               "of the trainable parameters only)",
+            "data": cfg.data or "embedded corpus (pydoc_data.topics)",
+            "tokens (train / val)": f"{len(self.data.splits['train']):,} / "
+                                    f"{len(self.data.splits['val']):,}",
+            "steps": f"{self.step} / {cfg.max_iters}",
+            "batch": f"{cfg.batch_size} x {cfg.block_size} tokens",
+            "training time (s)": f"{self.elapsed:.1f}",
+        }
+
+    def write_report(self, sample: str = "") -> None:
+        from ..train.report import write_report
+        from ..train.run import read_metrics
+
+        summary = self.summary()
+        evals = [r for r in read_metrics(self.run.metrics) if "val_loss" in r]
+        if evals:
+            summary["val loss before"] = f"{evals[0]['val_loss']:.4f} (step {evals[0]['step']})"
+            summary["val loss now"] = f"{evals[-1]['val_loss']:.4f} (step {evals[-1]['step']})"
+        if not sample and os.path.exists(self.run.samples):
+            with open(self.run.samples, encoding="utf-8") as f:
+                sample = f.read().rsplit("=== step", 1)[-1].split("===\n", 1)[-1].strip("\n")
+        findings = self._watch("findings") if self.watcher is not None else None
+        write_report(self.run, summary, sample, findings)
+
+
+def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
+    """Fine-tune ``spec.model`` on ``cfg.data`` in a new run folder (see the module doc)."""
+    spec.validate()
+    cfg.validate()
+    source = resolve_source(cfg.data)  # data errors before any folder is made
+    if cfg.data:
+        cfg.data = source.name
+    if not cfg.lr_decay_iters:
+        cfg.lr_decay_iters = cfg.max_iters
+    cr.manual_seed(cfg.seed)
+    model, tok = prepare_model(spec)  # model errors too
+    run = new_run(cfg)
+    try:
+        data = TokenData.build(source, tok, run.data_dir, cfg.val_fraction)
+        data.check_block_size(cfg.block_size)
+    except Exception:
+        import shutil
+
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    with open(run.config, "w", encoding="utf-8") as f:
+        f.write(to_toml(cfg))
+    with open(os.path.join(run.path, SPEC_FILE), "w", encoding="utf-8") as f:
+        json.dump(asdict(spec), f, indent=1)
+    tok.save(run.path)
+    opt = make_optimizer(model, cfg)
+    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt)
+    c = trainer.counts
+    _say(f"run folder: {run.path}\n{spec.model}: {c['total']:,} parameters, "
+         f"{c['trainable']:,} trainable ({spec.describe()}); {len(data.splits['train']):,} "
+         f"training tokens")
+    return trainer.fit(on_step)
+
+
+def is_finetune_run(run_dir) -> bool:
+    return os.path.isfile(os.path.join(run_dir, SPEC_FILE))
+
+
+def _read_run(run_dir):
+    run = RunDir(os.fspath(run_dir))
+    if not is_finetune_run(run.path):
+        raise RunError(f"{run.path!r} is not a fine-tuning run folder (no {SPEC_FILE})")
+    if not run.has_checkpoint():
+        raise RunError(f"{run.path!r} holds no checkpoint")
+    with open(os.path.join(run.path, SPEC_FILE), encoding="utf-8") as f:
+        spec = FinetuneSpec(**json.load(f))
+    try:
+        ckpt = cr.load(run.checkpoint)
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot read the checkpoint in {run.path!r}: {e}") from None
+    model, tok = prepare_model(spec)
+    params = dict(model.named_parameters())
+    saved = ckpt["trainable"]
+    wrong = sorted(set(saved) ^ {n for n, p in params.items() if p.requires_grad})
+    if wrong:
+        raise RunError(f"{run.path!r}: the checkpoint's tensors do not fit {spec.model} prepared "
+                       f"as {spec.describe()} ({', '.join(wrong[:4])})")
+    for n, a in saved.items():
+        params[n].data = np.array(a, dtype=params[n].data.dtype)
+    cfg = config_from_dict(dict(ckpt["config"]), f"{run.path} checkpoint")
+    return run, spec, ckpt, model, tok, cfg
+
+
+class _ChatPrompts:
+    """A tokenizer whose ``encode`` puts the text in the chat template as a user message."""
+
+    def __init__(self, tok):
+        self.tok, self.vocab_size, self.kind = tok, tok.vocab_size, "pretrained"
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(self.tok.chat_prompt(text))
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+
+def load_finetuned(run_dir):
+    """``(model, tokenizer, config)`` of a fine-tuning run, for ``chainrule sample``. For a
+    ``--chat`` run the tokenizer wraps prompts in the chat template, and generation stops at
+    the end-of-turn token."""
+    _, spec, _, model, tok, cfg = _read_run(run_dir)
+    model.eval()
+    if spec.chat:
+        model.eos_id = tok.eos_id
+        return model, _ChatPrompts(tok), cfg
+    return model, tok, cfg
+
+
+def resume(run_dir, max_iters: int | None = None, on_step=None) -> TrainResult:
+    """Continue a fine-tuning run from its checkpoint (optionally to a new ``max_iters``)."""
+    run, spec, ckpt, model, tok, cfg = _read_run(run_dir)
+    if max_iters is not None:
+        cfg.max_iters = max_iters
+    data = TokenData.build(resolve_source(cfg.data), tok, run.data_dir, cfg.val_fraction)
+    opt = make_optimizer(model, cfg)
+    opt.load_state_dict(ckpt["optimizer"])
+    cr.set_rng_state(ckpt["rng"])
+    step = int(ckpt["step"])
+    truncate_metrics(run.metrics, step)
+    _say(f"resuming {run.path} at step {step}")
+    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, step=step,
+                              elapsed=float(ckpt.get("elapsed", 0.0)))
+    trainer.last_val = ckpt.get("val_loss")
+    return trainer.fit(on_step)
