@@ -365,3 +365,26 @@ def test_finding_prints_severity_kind_module_step_and_fix():
     f = Finding("frozen", "blocks.1", 7, "it never learns", "unfreeze it", "warning")
     assert str(f) == ("[warning] frozen at 'blocks.1', step 7: it never learns\n"
                       "    fix: unfreeze it")
+
+
+# ----------------------------------------------------------------------------- rules on plain data
+
+_EMPTY_META = {"params": {}, "modules": {}, "order": [], "activations": {}}
+
+
+def _loss_findings(losses):
+    from chainrule.diagnostics import diagnose
+
+    return [(f.kind, f.step) for f in diagnose(_EMPTY_META, [], (list(range(len(losses))),
+                                                                  losses))]
+
+
+def test_loss_rules_spike_rise_divergence_and_quiet_decrease():
+    rng = np.random.default_rng(0)
+    decreasing = list(2.0 * np.exp(-np.arange(60) / 20) + 0.05 * rng.random(60))
+    assert _loss_findings(decreasing) == []
+    assert _loss_findings([1.0] * 10 + [5.0] + [0.9] * 5) == [("loss_spike", 10)]
+    rising = [1.0, 1.1, 1.0] + list(np.linspace(1.2, 3.0, 12))
+    assert ("loss_rising", 12) in _loss_findings(rising)
+    assert _loss_findings([1.0, 0.9, float("nan"), float("nan")]) == [("exploding", 2)]
+    assert ("loss_stalled", 45) in _loss_findings([1.0 + 0.01 * np.sin(i) for i in range(50)])

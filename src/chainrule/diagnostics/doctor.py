@@ -32,6 +32,8 @@ LOW_RECORDS = 3
 DEAD_FRAC = 0.5  # half the units of a ReLU layer never fire: dead units
 SAT_FRAC = 0.5  # half the outputs of a tanh/sigmoid within 1% of the range's ends: saturated
 STALL_MIN_STEPS = 40  # fewer losses than this cannot show a stall
+RISE_MIN_STEPS = 10
+RISE_FACTOR = 1.5  # the end of the run 1.5x the start (positive losses): diverging
 STALL_IMPROVEMENT = 0.01  # the end of the run no more than 1% below the start: stalled
 
 SEVERITIES = ("error", "warning", "info")
@@ -465,7 +467,7 @@ def _loss_rules(records, steps, values, found):
                 "non-finite value", "error"))
             break
     finite = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v)]
-    for i in range(5, len(finite)):
+    for i in range(1, len(finite)):
         s, v = finite[i]
         recent = [x for _, x in finite[max(0, i - SPIKE_WINDOW):i]]
         med = statistics.median(recent)
@@ -478,8 +480,18 @@ def _loss_rules(records, steps, values, found):
                 "lower the learning rate or add warm-up, clip gradients, and check the batch "
                 "at that step for bad data", "warning"))
             break
+    k = max(3, len(finite) // 10)
+    if len(finite) >= RISE_MIN_STEPS and not any(f.severity == "error" for f in out):
+        start = min(v for _, v in finite[:k])  # a blow-up in the very first steps counts too
+        end = statistics.mean(v for _, v in finite[-k:])
+        if start > 0 and end > RISE_FACTOR * start:
+            out.append(Finding(
+                "loss_rising", "", finite[-k][0],
+                f"the loss went up from {_fmt(start)} (best of the first {k} steps) to {_fmt(end)} "
+                f"over the last {k} (steps {finite[0][0]}..{finite[-1][0]}): training diverges",
+                "lower the learning rate (by 10x), add warm-up, clip gradients",
+                "error"))
     if len(finite) >= STALL_MIN_STEPS and not any(f.severity == "error" for f in out):
-        k = max(3, len(finite) // 10)
         start = statistics.mean(v for _, v in finite[:k])
         end = statistics.mean(v for _, v in finite[-k:])
         if end > start - STALL_IMPROVEMENT * abs(start):
