@@ -428,9 +428,16 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
             for vc, v, _ in op._vers:
                 if vc[0] != v:
                     op._check_versions()
-            grads = _call_backward(op, g, create_graph)
+            if create_graph:
+                grads = _call_backward(op, g, True)
+            else:
+                grads = op.backward(g)
+                if type(grads) is not tuple:
+                    grads = (grads,)
         shapes = op.shapes
-        for i, p in enumerate(op.parents):
+        i = -1
+        for p in op.parents:
+            i += 1
             if p is None:
                 continue
             if grads is not None:
@@ -439,14 +446,25 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                     if gi.shape != shapes[i]:
                         gi = unbroadcast(gi, shapes[i])
                         fresh = True
+                    elif create_graph or gi is g or gi.base is not None:
+                        fresh = False  # g passed on, or a view of something
+                    else:  # a new array, unless the rule gave the same one to two inputs
+                        fresh = i == 0 or not any(gi is o for o in grads[:i])
+                    # accumulate (inlined: this loop runs once per edge of the graph)
+                    old = buffers.get(p)
+                    if old is None:
+                        buffers[p] = gi
+                        if fresh:
+                            owned.add(p)
                     elif create_graph:
-                        fresh = False
+                        buffers[p] = old + gi
+                    elif p in owned and old.dtype == gi.dtype:
+                        old += gi
+                        buffers[p] = old  # a 0-d result can be a NumPy scalar, which += rebinds
                     else:
-                        # a new array, not g passed on, not a view, not given to two inputs
-                        fresh = (gi is not g and gi.base is None
-                                 and not any(gi is o for o in grads[:i]))
-                    accumulate(p, gi, fresh)
-            if type(p) is not Tensor and isinstance(p, Op):
+                        buffers[p] = old + gi
+                        owned.add(p)
+            if isinstance(p, Op):
                 n = deps[p] - 1
                 deps[p] = n
                 if n == 0:
