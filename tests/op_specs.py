@@ -784,3 +784,7 @@ spec("AvgPool2dOp", lambda F, x, **kw: _nnF(F).avg_pool2d(x, **kw),
      case((1, 2, 5, 5), kernel_size=3, stride=2, padding=1, id="overlapping-padded"),
      ref=lambda x, kernel_size, stride=None, padding=0: _pool_ref(
          x, kernel_size, stride or kernel_size, padding, "avg"))
+spec("GeluOp", lambda F, x, approximate="none": _nnF(F).gelu(x, approximate=approximate),
+     case((3, 4)), case((2, 3), approximate="tanh", id="tanh"), domain=(-4, 4),
+     ref=lambda x, approximate="none": x * 0.5 * (1 + _erf(x / np.sqrt(2))) if approximate == "none"
+     else 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))))

@@ -166,7 +166,7 @@ def test_dropout_zeroes_about_p_scales_the_rest_is_seeded_and_passes_the_same_ma
 # ----------------------------------------------------------------------------- fused vs composite
 
 
-def _composite_check(y, leaves, rtol=1e-10):
+def _composite_check(y, leaves, rtol=1e-10, graph_rtol=1e-10):
     """A recorded fused output ``y``: its op's composite, re-run on the saved inputs, gives the
     same value and the same vector-Jacobian product."""
     op = y.grad_fn
@@ -181,7 +181,22 @@ def _composite_check(y, leaves, rtol=1e-10):
         np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=1e-12)
     g2 = cr.grad((y * u).sum(), leaves, create_graph=True)
     for a, b in zip(g2, gf):
-        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(a.data, b.data, rtol=graph_rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_fused_equals_its_composite_and_float32_matches_torch(approximate):
+    x = cr.tensor(rng.standard_normal((4, 5)) * 3, dtype=cr.float64, requires_grad=True)
+    # create_graph runs the op library's gelu rule on Tensors, whose erf is the 1e-7 one
+    _composite_check(F.gelu(x, approximate), [x], graph_rtol=1e-6)
+    a = np.linspace(-8, 8, 4001).astype(np.float32)
+    c, t = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, yt = F.gelu(c, approximate), TF.gelu(t, approximate=approximate)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-5, atol=2e-6)
+    y.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(c.grad.data, t.grad.numpy(), rtol=1e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("affine", [True, False])

@@ -15,7 +15,6 @@ from . import conv, fused
 
 # activations and softmax: the op library's fused ops, re-exported under F
 relu = P.relu
-gelu = P.gelu
 silu = P.silu
 tanh = P.tanh
 sigmoid = P.sigmoid
@@ -24,6 +23,16 @@ softplus = P.softplus
 softmax = P.softmax
 log_softmax = P.log_softmax
 pad = P.pad
+
+
+def gelu(input, approximate="none"):
+    """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation; fused (see
+    :class:`fused.GeluOp`)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if not isinstance(input, Tensor) or input.data.dtype.kind != "f":
+        return P.gelu(input, approximate)
+    return fused.GeluOp.apply(input, approximate=approximate)
 
 
 def _tensor(x, op, name="input"):

@@ -307,7 +307,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x):
-        return P.gelu(x, self.approximate)
+        return F.gelu(x, self.approximate)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
