@@ -257,3 +257,16 @@ def test_layer_norm_with_the_wrong_trailing_shape_says_what_it_expects():
     m = nn.ModuleDict({"ln": nn.LayerNorm(8)})
     with pytest.raises(ValueError, match=r"LayerNorm 'ln'.*\(2, 7\).*\(\*, 8\)"):
         m["ln"](cr.randn(2, 7))
+
+
+def test_deepcopy_gives_independent_parameters_and_keeps_paths():
+    import copy
+
+    m = Tiny(n=2)
+    c = copy.deepcopy(m)
+    assert c.blocks[1].attn.qkv.path == "blocks.1.attn.qkv"
+    assert c.head.weight is c.wte.weight and c.wte.weight is not m.wte.weight
+    np.testing.assert_array_equal(c.wte.weight.data, m.wte.weight.data)
+    c.wte.weight.data[...] = 0
+    assert np.abs(m.wte.weight.data).sum() > 0
+    assert [n for n, _ in c.named_parameters()] == [n for n, _ in m.named_parameters()]

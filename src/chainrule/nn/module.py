@@ -169,6 +169,20 @@ class Module:
                 return
         object.__delattr__(self, name)
 
+    def __getstate__(self):
+        # the parent link is a weak reference (not copyable or picklable); __setstate__ of the
+        # parent restores it for its children
+        state = self.__dict__.copy()
+        state.pop("_parent", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for name, m in self._modules.items():
+            if m is not None:
+                object.__setattr__(m, "_parent", weakref.ref(self))
+                object.__setattr__(m, "_attr_name", name)
+
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
                       | set(self._modules))
