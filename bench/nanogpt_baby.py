@@ -9,8 +9,9 @@ split, evaluation every 250 iterations on 20 batches per split.
 
 Each engine runs in a subprocess of its own so that its peak memory (RSS) is its own. Reports:
 validation loss against wall time for chainrule, the median ms per training iteration of both
-engines on the same model, and peak RSS of both. ``--profile`` adds a cProfile of chainrule's
-steps, with the time grouped by op.
+engines on the same model, and peak RSS of both; then both engines in one process, a step of
+each in turn, for a time ratio that a busy machine's load affects alike. ``--profile N``
+instead profiles N chainrule steps (cProfile) and lists the own time of each function.
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ def peak_rss_mib() -> float:
 # ----------------------------------------------------------------------------- chainrule
 
 
-def run_chainrule(args) -> dict:
+def chainrule_setup(args, train, val, vocab):
+    """(step(it) -> loss tensor, evaluate() -> {'train', 'val'}) for chainrule's baby GPT."""
     import chainrule as cr
     from chainrule.models.gpt import GPT, GPTConfig
     from chainrule.nn.utils import clip_grad_norm_
+    from chainrule.train.memory import retain_freed_memory
 
-    train, val, vocab = load_data(args.data)
+    if not args.default_malloc:
+        retain_freed_memory()  # as chainrule train does
     cr.manual_seed(1337)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=CFG["block_size"], n_layer=CFG["n_layer"],
                           n_head=CFG["n_head"], n_embd=CFG["n_embd"], dropout=0.0, bias=False))
@@ -104,6 +108,12 @@ def run_chainrule(args) -> dict:
         opt.zero_grad(set_to_none=True)
         return loss
 
+    return step, evaluate
+
+
+def run_chainrule(args) -> dict:
+    train, val, vocab = load_data(args.data)
+    step, evaluate = chainrule_setup(args, train, val, vocab)
     if args.profile:
         import cProfile
         import pstats
@@ -152,13 +162,13 @@ def _profile_table(stats, n_steps) -> list:
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def run_torch(args) -> dict:
+def torch_setup(args, train, vocab):
+    """step(it) -> loss tensor for the same model in PyTorch eager."""
     import torch
     import torch.nn as tnn
     from torch.nn import functional as tF
 
     torch.set_num_threads(args.threads)
-    train, val, vocab = load_data(args.data)
     torch.manual_seed(1337)
     C, nh, T = CFG["n_embd"], CFG["n_head"], CFG["block_size"]
 
@@ -198,7 +208,7 @@ def run_torch(args) -> dict:
             for b in self.h:
                 x = b(x)
             logits = self.ln_f(x) @ self.wte.weight.T
-            return tF.cross_entropy(logits.view(-1, vocab), targets.view(-1))
+            return tF.cross_entropy(logits.view(-1, vocab), targets.reshape(-1))
 
     model = TorchGPT()
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -207,9 +217,8 @@ def run_torch(args) -> dict:
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=CFG["lr"], betas=CFG["betas"])
     rng = np.random.default_rng(1337)
-    step_ms = []
-    for it in range(args.torch_iters + 5):
-        t0 = time.perf_counter()
+
+    def step(it):
         for g in opt.param_groups:
             g["lr"] = get_lr(it)
         x, y = batch(train, rng)
@@ -218,11 +227,42 @@ def run_torch(args) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), CFG["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss.item()
+        return loss
+
+    return step
+
+
+def run_torch(args) -> dict:
+    train, _, vocab = load_data(args.data)
+    step = torch_setup(args, train, vocab)
+    step_ms = []
+    for it in range(args.torch_iters + 5):
+        t0 = time.perf_counter()
+        loss = step(it).item()
         if it >= 5:  # the first steps warm up allocators and thread pools
             step_ms.append((time.perf_counter() - t0) * 1000)
-    return {"ms_per_iter": float(np.median(step_ms)), "loss": loss.item(),
+    return {"ms_per_iter": float(np.median(step_ms)), "loss": loss,
             "peak_rss_mib": peak_rss_mib()}
+
+
+def run_speed(args) -> dict:
+    """Both engines in one process, one step of each in turn, so that the load of a shared
+    machine falls on both alike: median ms per step of each."""
+    train, val, vocab = load_data(args.data)
+    cr_step, _ = chainrule_setup(args, train, val, vocab)
+    th_step = torch_setup(args, train, vocab)
+    cr_ms, th_ms = [], []
+    for it in range(args.torch_iters + 5):
+        t0 = time.perf_counter()
+        cr_step(it).item()
+        t1 = time.perf_counter()
+        th_step(it).item()
+        t2 = time.perf_counter()
+        if it >= 5:
+            cr_ms.append((t1 - t0) * 1000)
+            th_ms.append((t2 - t1) * 1000)
+    return {"chainrule_ms": float(np.median(cr_ms)), "torch_ms": float(np.median(th_ms)),
+            "ratio": float(np.median(np.array(cr_ms) / np.array(th_ms)))}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -233,6 +273,8 @@ def _child(engine, args) -> dict:
            "--torch-iters", str(args.torch_iters), "--threads", str(args.threads)]
     if args.profile:
         cmd += ["--profile", str(args.profile)]
+    if args.default_malloc:
+        cmd += ["--default-malloc"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{engine} run failed (exit {out.returncode})")
@@ -248,7 +290,11 @@ def main():
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile N chainrule steps instead of training")
     ap.add_argument("--skip-torch", action="store_true")
-    ap.add_argument("--engine", choices=["chainrule", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the interleaved ms/iter comparison (no training run)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc settings alone in the chainrule run")
+    ap.add_argument("--engine", choices=["chainrule", "torch", "speed"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not os.path.exists(args.data):
         raise SystemExit(f"data file {args.data!r} not found (pass its path as the argument)")
@@ -258,6 +304,9 @@ def main():
     if args.engine == "torch":
         print(json.dumps(run_torch(args)))
         return
+    if args.engine == "speed":
+        print(json.dumps(run_speed(args)))
+        return
 
     if args.profile:
         res = _child("chainrule", args)
@@ -265,6 +314,11 @@ def main():
         print(f"{'ms/step':>9} {'calls/step':>10}  function")
         for ms, calls, name in res["profile"]:
             print(f"{ms:9.2f} {calls:10.1f}  {name}")
+        return
+    if args.speed_only:
+        sp = _child("speed", args)
+        print(f"interleaved ({args.torch_iters} steps each): chainrule {sp['chainrule_ms']:.1f} "
+              f"ms/iter, PyTorch {sp['torch_ms']:.1f} ms/iter, ratio {sp['ratio']:.2f}x")
         return
     print(f"baby GPT on {os.path.basename(args.data)}, {args.iters} iterations", flush=True)
     cr_res = _child("chainrule", args)
@@ -286,8 +340,11 @@ def main():
     th = _child("torch", args)
     print(f"PyTorch eager ({args.threads} threads): {th['ms_per_iter']:.1f} ms/iter (median of "
           f"{args.torch_iters}), peak RSS {th['peak_rss_mib']:.0f} MiB")
-    print(f"ratio chainrule / PyTorch: {cr_res['ms_per_iter'] / th['ms_per_iter']:.2f}x time, "
-          f"{cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x peak memory")
+    print(f"peak memory chainrule / PyTorch: {cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x")
+    sp = _child("speed", args)
+    print(f"interleaved in one process ({args.torch_iters} steps each, alternating): chainrule "
+          f"{sp['chainrule_ms']:.1f} ms/iter, PyTorch {sp['torch_ms']:.1f} ms/iter, "
+          f"ratio {sp['ratio']:.2f}x time")
 
 
 if __name__ == "__main__":

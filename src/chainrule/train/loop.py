@@ -33,6 +33,7 @@ import chainrule as cr
 from ..data import TokenData, resolve_source, tokenizer_from_dict, train_tokenizer
 from ..data.tokenizers import save_tokenizer
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_from_dict, to_toml
+from .memory import retain_freed_memory
 from .report import write_report
 from .run import MetricsLog, RunDir, RunError, read_metrics, truncate_metrics
 
@@ -402,6 +403,7 @@ def train(cfg: TrainConfig | None = None, resume: str | None = None, explicit: d
     """Train a GPT as ``cfg`` says, in a new run folder; or continue the run in folder
     ``resume`` (``explicit``: the config values given for it, which must agree with the run's
     except for logging and stopping keys)."""
+    retain_freed_memory()
     if resume:
         trainer = _resume_trainer(resume, explicit or {})
     else:
@@ -500,6 +502,7 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
 
 def load_run(run_path: str):
     """``(model, tokenizer, config)`` from a run folder's checkpoint, the model in eval mode."""
+    retain_freed_memory()
     run = RunDir(run_path)
     if not os.path.isdir(run_path):
         raise RunError(f"{run_path!r} is not a folder; pass a run folder made by chainrule train")
