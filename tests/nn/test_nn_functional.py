@@ -265,3 +265,52 @@ def test_default_linear_init_std_matches_torchs_samples():
     c = nn.Linear(256, 512).weight.data
     assert abs(c.std() / t.std() - 1) < 0.02
     assert abs(np.abs(c).max() - np.abs(t).max()) < 1e-3
+
+
+def test_rms_norm_fused_equals_its_composite():
+    x, w = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+            for s in ((3, 2, 6), (6,)))
+    _composite_check(F.rms_norm(x, (6,), w, eps=1e-6), [x, w])
+
+
+@pytest.mark.parametrize("kw", [{"padding": 1}, {"stride": 2, "dilation": 2, "groups": 2}])
+def test_conv2d_fused_equals_its_composite(kw):
+    x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((2, 4, 7, 6), (6, 4 // kw.get("groups", 1), 3, 2), (6,)))
+    _composite_check(F.conv2d(x, w, b, **kw), [x, w, b])
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}])
+def test_pooling_fused_ops_equal_their_composites(kw):
+    x = cr.tensor(rng.standard_normal((2, 3, 7, 6)), dtype=cr.float64, requires_grad=True)
+    _composite_check(F.max_pool2d(x, **kw), [x])
+    _composite_check(F.avg_pool2d(x, **kw), [x])
+
+
+def _value_and_grad_equal(y, y_ref, leaves):
+    np.testing.assert_allclose(y.data, y_ref.data, rtol=1e-12, atol=1e-14)
+    u = cr.tensor(rng.standard_normal(y.shape), dtype=cr.float64)
+    for a, b in zip(cr.grad((y * u).sum(), leaves), cr.grad((y_ref * u).sum(), leaves)):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+
+
+def test_linear_embedding_and_dropout_equal_their_primitive_compositions():
+    x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((2, 3, 4), (5, 4), (5,)))
+    _value_and_grad_equal(F.linear(x, w, b), x @ w.T + b, [x, w, b])
+    table = cr.tensor(rng.standard_normal((6, 3)), dtype=cr.float64, requires_grad=True)
+    idx = cr.tensor([[0, 5, 0], [2, 2, 1]])
+    _value_and_grad_equal(F.embedding(idx, table), table[idx], [table])
+    cr.manual_seed(1)
+    y = F.dropout(x, 0.4)
+    cr.manual_seed(1)
+    keep = np.random.default_rng(1).random(x.shape, dtype=np.float32) >= 0.4
+    _value_and_grad_equal(y, x * cr.tensor(keep / 0.6, dtype=cr.float64), [x])
+
+
+def test_second_derivatives_through_fused_ops_match_finite_differences():
+    x = cr.tensor(rng.standard_normal((3, 4)), dtype=cr.float64, requires_grad=True)
+    w = cr.tensor(rng.standard_normal((2, 4)), dtype=cr.float64, requires_grad=True)
+    t = cr.tensor([0, 1, 1])
+    assert cr.autograd.gradgradcheck(
+        lambda x, w: F.cross_entropy(F.gelu(F.layer_norm(F.linear(x, w), (2,))), t), (x, w))

@@ -181,7 +181,12 @@ class MaxPool2dOp(Op):
             nxt = []
             for (v1, a1), (v2, a2) in zip(level[0::2], level[1::2]):
                 right = v2 > v1
-                nxt.append((xp.maximum(v1, v2), xp.where(right, a2, a1).astype(code, copy=False)))
+                if isinstance(a1, int):  # first round: offsets are constants, a1 + right
+                    arg = right.view(xp.uint8) if code == xp.uint8 else right.astype(code)
+                    arg = arg + code(a1) if a1 else arg
+                else:
+                    arg = xp.where(right, a2, a1)
+                nxt.append((xp.maximum(v1, v2), arg))
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
