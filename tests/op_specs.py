@@ -788,3 +788,26 @@ spec("GeluOp", lambda F, x, approximate="none": _nnF(F).gelu(x, approximate=appr
      case((3, 4)), case((2, 3), approximate="tanh", id="tanh"), domain=(-4, 4),
      ref=lambda x, approximate="none": x * 0.5 * (1 + _erf(x / np.sqrt(2))) if approximate == "none"
      else 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))))
+
+
+def _rotary(F, x, theta=10000.0, start=0):
+    from chainrule.models.llama import apply_rotary, rope_tables
+
+    cos, sin = rope_tables(x.shape[-2], x.shape[-1], theta, start, dtype=np.float64)
+    return apply_rotary(x, cos, sin)
+
+
+def _rotary_ref(x, theta=10000.0, start=0):
+    """Each pair (x_i, x_{i+d/2}) at position p rotated by p * theta**(-2i/d)."""
+    T, d = x.shape[-2:]
+    h = d // 2
+    ang = np.outer(np.arange(start, start + T), theta ** (-2.0 * np.arange(h) / d))
+    x1, x2 = x[..., :h], x[..., h:]
+    return np.concatenate([x1 * np.cos(ang) - x2 * np.sin(ang),
+                           x2 * np.cos(ang) + x1 * np.sin(ang)], axis=-1)
+
+
+spec("Rotary", _rotary,
+     case((3, 4)), case((2, 2, 5, 6), theta=100.0, start=3, id="batched-offset"),
+     case(arg((3, 4), transposed=True), theta=10.0, id="noncontiguous"),
+     torch=False, ref=_rotary_ref)
