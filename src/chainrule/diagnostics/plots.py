@@ -124,8 +124,12 @@ def activations(meta, records, out, max_panels: int = 16):
             if "hist" in a:
                 latest[p] = (r["step"], a)
     seen = list(latest)  # in the order the layers ran
-    paths = sorted(seen, key=lambda p: (not latest[p][1].get("kind"), seen.index(p)))
-    paths = paths[:max_panels]
+    acts = [p for p in seen if latest[p][1].get("kind")][:max_panels]
+    rest = [p for p in seen if p not in acts]
+    room = max_panels - len(acts)
+    if len(rest) > room:  # spread the panels over the whole depth of the network
+        rest = [rest[round(i * (len(rest) - 1) / max(room - 1, 1))] for i in range(room)]
+    paths = [p for p in seen if p in acts or p in rest]
     n = len(paths)
     cols = min(4, max(1, n))
     rows = max(1, math.ceil(n / cols))

@@ -34,6 +34,8 @@ from .doctor import Finding, diagnose
 
 JSONL = "diagnostics.jsonl"
 _FUNCTIONAL = frozenset({"Relu", "Tanh", "Sigmoid"})
+# Modules whose output is their input (or a reshaping of it): nothing new to measure.
+_PASS_THROUGH = frozenset({"Dropout", "Identity", "Flatten", "Unflatten"})
 PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
 
 
@@ -76,6 +78,7 @@ class Watcher:
         self._wrapped = False
         self._modules = self._describe_modules()
         if optimizer is not None:
+            self._own_step = optimizer.__dict__.get("step")  # someone else's wrapper, if any
             self._orig_step = optimizer.step
             optimizer.step = self._optimizer_step  # instance attribute shadows the method
             self._wrapped = True
@@ -93,7 +96,7 @@ class Watcher:
             own = [n for n in own if n in params]
             leaf = not any(True for _ in m.children())
             typ = type(m).__name__
-            if own or leaf:
+            if own or (leaf and typ not in _PASS_THROUGH):
                 mods[path] = {"type": typ, "params": own, "kind": S.activation_kind(typ),
                               "module": m}
         return mods
@@ -316,7 +319,12 @@ class Watcher:
         """Remove the hooks and give the optimizer its own ``step`` back."""
         self._disarm()
         if self._wrapped:
-            self.optimizer.__dict__.pop("step", None)
+            d = self.optimizer.__dict__
+            if d.get("step") == self._optimizer_step:  # not wrapped again since: unwrap
+                if self._own_step is not None:
+                    d["step"] = self._own_step
+                else:
+                    d.pop("step", None)
             self._wrapped = False
 
 
