@@ -173,9 +173,10 @@ class Op:
             x = inputs[0]
             if not (isinstance(x, Tensor) and x.requires_grad and _grad_enabled
                     and cls.differentiable):
-                if params or _anomaly_hooks or backend._cupy is not None:
-                    return op._unrecorded((x.data if isinstance(x, Tensor) else x,), params)
-                out = op.forward(x.data if isinstance(x, Tensor) else x)
+                ax = x.data if isinstance(x, Tensor) else x
+                if _anomaly_hooks or backend._cupy is not None:
+                    return op._unrecorded((ax,), params)
+                out = op.forward(ax, **params) if params else op.forward(ax)
                 if type(out) is not _ndarray:
                     out = np.asarray(out)
                 t = _new(Tensor)

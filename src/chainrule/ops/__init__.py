@@ -559,6 +559,9 @@ def _reduce_dims(dim, axis):
 
 
 def sum(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
+    if (type(x) is Tensor and dim is None and axis is None and dtype is None
+            and keepdims is None and x.data.dtype.kind == "f"):  # a loss: sum of everything
+        return Sum.apply(x, dims=tuple(range(x.data.ndim)), keepdim=keepdim)
     x = _t(x, "sum")
     keepdim = keepdim if keepdims is None else keepdims
     if x.data.dtype.kind in "ib" and dtype is None:
