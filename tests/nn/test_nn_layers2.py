@@ -189,26 +189,6 @@ def test_conv_layers_match_torch_given_the_same_weights():
     _both(m, t, rng.standard_normal((3, 2, 12, 12)), rtol=1e-8)
 
 
-# ----------------------------------------------------------------------------- bad input
-
-
-def test_conv2d_given_the_wrong_channels_names_its_path_and_both_shapes():
-    net = nn.Module()
-    net.features = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Conv2d(4, 8, 3))
-    with pytest.raises(ValueError, match=r"Conv2d 'features\.3'.*\(2, 8, 13, 13\).*\(N, 4, H, W\)"):
-        net.features(cr.randn(2, 1, 28, 28))
-    with pytest.raises(TypeError, match=r"Conv2d 'features\.0'.*float64.*float32"):
-        net.features(cr.randn(2, 1, 28, 28, dtype=cr.float64))
-
-
-def test_multihead_attention_with_the_wrong_embed_dim_names_its_path():
-    m = nn.ModuleDict({"attn": nn.MultiheadAttention(8, 2, batch_first=True)})
-    with pytest.raises(ValueError, match=r"MultiheadAttention 'attn'.*\(2, 3, 6\).*E = embed_dim"):
-        x = cr.randn(2, 3, 6)
-        m["attn"](x, x, x)
-
-
 # ----------------------------------------------------------------------------- init, utils
 
 
@@ -265,14 +245,3 @@ def test_clip_grad_norm_returns_the_total_norm_and_scales_like_torch():
         assert math.isclose(float(total), float(ttotal), rel_tol=1e-12)
         for p, t in zip(ps, ts):
             np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-12)
-
-
-def test_clip_grad_value_and_parameter_vectors_round_trip():
-    m = nn.Linear(3, 2)
-    m.weight.grad = cr.tensor(np.linspace(-2, 2, 6).reshape(2, 3).astype(np.float32))
-    nn.utils.clip_grad_value_(m.parameters(), 0.5)
-    assert m.weight.grad.data.max() == 0.5 and m.weight.grad.data.min() == -0.5
-    v = nn.utils.parameters_to_vector(m.parameters())
-    np.testing.assert_array_equal(v.data, np.concatenate([m.weight.data.ravel(), m.bias.data]))
-    nn.utils.vector_to_parameters(v * 2, m.parameters())
-    np.testing.assert_array_equal(m.bias.data, 2 * v.data[6:])

@@ -1,0 +1,164 @@
+"""Fused ops against their compositions of primitive chainrule ops (value, gradient and the
+create_graph path), dropout statistics, float32 behaviour and default init distributions:
+checks that need no PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule import nn
+
+rng = np.random.default_rng(43)
+
+def test_cross_entropy_keeps_float32_and_rejects_out_of_range_targets():
+    x = cr.randn(4, 3, requires_grad=True)
+    loss = F.cross_entropy(x, cr.tensor([0, 1, 2, 1]))
+    loss.backward()
+    assert loss.dtype == np.float32 and x.grad.dtype == np.float32
+    with pytest.raises(IndexError, match="class 3.*3 classes"):
+        F.cross_entropy(x, cr.tensor([0, 1, 3, 1]))
+    with pytest.raises(ValueError, match=r"target of shape \(3,\).*\(4,\)"):
+        F.cross_entropy(x, cr.tensor([0, 1, 2]))
+
+
+def test_dropout_zeroes_about_p_scales_the_rest_is_seeded_and_passes_the_same_mask_back():
+    x = cr.ones(200, 200, requires_grad=True)
+    cr.manual_seed(3)
+    y = F.dropout(x, 0.3)
+    kept = y.data != 0
+    assert abs(1 - kept.mean() - 0.3) < 0.01
+    np.testing.assert_allclose(y.data[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, y.data)
+    cr.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(x, 0.3).data, y.data)
+    assert F.dropout(x, 0.3, training=False) is x
+
+
+# ----------------------------------------------------------------------------- fused vs composite
+
+
+def _composite_check(y, leaves, rtol=1e-10, graph_rtol=1e-10):
+    """A recorded fused output ``y``: its op's composite, re-run on the saved inputs, gives the
+    same value and the same vector-Jacobian product."""
+    op = y.grad_fn
+    inner = [cr.tensor(s, dtype=s.dtype, requires_grad=s.dtype.kind == "f") for s in op.saved]
+    yc = op.composite(*inner)
+    np.testing.assert_allclose(y.data, yc.data, rtol=rtol, atol=1e-12)
+    u = cr.tensor(np.random.default_rng(1).standard_normal(y.shape), dtype=cr.float64)
+    gf = cr.grad((y * u).sum(), leaves, retain_graph=True)
+    gin = [t for t in inner if t.requires_grad]
+    gc = cr.grad((yc * u).sum(), gin)
+    for a, b in zip(gf, gc):
+        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=1e-12)
+    g2 = cr.grad((y * u).sum(), leaves, create_graph=True)
+    for a, b in zip(g2, gf):
+        np.testing.assert_allclose(a.data, b.data, rtol=graph_rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_fused_equals_its_composite(approximate):
+    x = cr.tensor(rng.standard_normal((4, 5)) * 3, dtype=cr.float64, requires_grad=True)
+    # create_graph runs the op library's gelu rule on Tensors, whose erf is the 1e-7 one
+    _composite_check(F.gelu(x, approximate), [x], graph_rtol=1e-6)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_fused_equals_its_composite(affine):
+    x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((3, 2, 6), (6,), (6,)))
+    if affine:
+        _composite_check(F.layer_norm(x, (6,), w, b), [x, w, b])
+    else:
+        _composite_check(F.layer_norm(x, (6,)), [x])
+
+
+@pytest.mark.parametrize("kw", [{}, {"label_smoothing": 0.2, "ignore_index": 0},
+                                {"weight": np.array([1.0, 2.0, 0.5, 1.5]), "reduction": "none"}])
+def test_cross_entropy_fused_equals_its_composite(kw):
+    x = cr.tensor(rng.standard_normal((6, 4)), dtype=cr.float64, requires_grad=True)
+    y = F.cross_entropy(x, cr.tensor([0, 1, 2, 3, 0, 1]), **kw)
+    _composite_check(y, [x])
+
+
+def test_soft_cross_entropy_fused_equals_its_composite():
+    x = cr.tensor(rng.standard_normal((5, 3)), dtype=cr.float64, requires_grad=True)
+    p = cr.tensor(rng.dirichlet(np.ones(3), 5), dtype=cr.float64, requires_grad=True)
+    _composite_check(F.cross_entropy(x, p, label_smoothing=0.1), [x, p])
+
+
+@pytest.mark.parametrize("kw", [{}, {"is_causal": True}, {"dropout_p": 0.3}])
+def test_attention_fused_equals_its_composite(kw):
+    q, k, v = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((2, 4, 3), (2, 5, 3), (2, 5, 2)))
+    _composite_check(F.scaled_dot_product_attention(q, k, v, **kw), [q, k, v])
+
+
+def test_attention_with_float_mask_fused_equals_composite_including_the_mask_gradient():
+    q, k, v, m = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+                  for s in ((2, 4, 3), (2, 5, 3), (2, 5, 2), (4, 5)))
+    _composite_check(F.scaled_dot_product_attention(q, k, v, attn_mask=m), [q, k, v, m])
+
+
+@pytest.mark.parametrize("make,ref_std,name", [
+    (lambda: nn.Linear(300, 200).weight, 1 / np.sqrt(3 * 300), "linear weight U(+-1/sqrt(in))"),
+    (lambda: nn.Linear(300, 2000).bias, 1 / np.sqrt(3 * 300), "linear bias"),
+    (lambda: nn.Embedding(400, 100).weight, 1.0, "embedding N(0, 1)"),
+])
+def test_default_init_has_pytorchs_distribution(make, ref_std, name):
+    cr.manual_seed(0)
+    w = make().data
+    assert abs(w.std() / ref_std - 1) < 0.03, name
+    assert abs(w.mean()) < 0.05 * ref_std * 3
+
+
+def test_rms_norm_fused_equals_its_composite():
+    x, w = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+            for s in ((3, 2, 6), (6,)))
+    _composite_check(F.rms_norm(x, (6,), w, eps=1e-6), [x, w])
+
+
+@pytest.mark.parametrize("kw", [{"padding": 1}, {"stride": 2, "dilation": 2, "groups": 2}])
+def test_conv2d_fused_equals_its_composite(kw):
+    x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((2, 4, 7, 6), (6, 4 // kw.get("groups", 1), 3, 2), (6,)))
+    _composite_check(F.conv2d(x, w, b, **kw), [x, w, b])
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1}])
+def test_pooling_fused_ops_equal_their_composites(kw):
+    x = cr.tensor(rng.standard_normal((2, 3, 7, 6)), dtype=cr.float64, requires_grad=True)
+    _composite_check(F.max_pool2d(x, **kw), [x])
+    _composite_check(F.avg_pool2d(x, **kw), [x])
+
+
+def _value_and_grad_equal(y, y_ref, leaves):
+    np.testing.assert_allclose(y.data, y_ref.data, rtol=1e-12, atol=1e-14)
+    u = cr.tensor(rng.standard_normal(y.shape), dtype=cr.float64)
+    for a, b in zip(cr.grad((y * u).sum(), leaves), cr.grad((y_ref * u).sum(), leaves)):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+
+
+def test_linear_embedding_and_dropout_equal_their_primitive_compositions():
+    x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
+               for s in ((2, 3, 4), (5, 4), (5,)))
+    _value_and_grad_equal(F.linear(x, w, b), x @ w.T + b, [x, w, b])
+    table = cr.tensor(rng.standard_normal((6, 3)), dtype=cr.float64, requires_grad=True)
+    idx = cr.tensor([[0, 5, 0], [2, 2, 1]])
+    _value_and_grad_equal(F.embedding(idx, table), table[idx], [table])
+    cr.manual_seed(1)
+    y = F.dropout(x, 0.4)
+    cr.manual_seed(1)
+    keep = np.random.default_rng(1).random(x.shape, dtype=np.float32) >= 0.4
+    _value_and_grad_equal(y, x * cr.tensor(keep / 0.6, dtype=cr.float64), [x])
+
+
+def test_second_derivatives_through_fused_ops_match_finite_differences():
+    x = cr.tensor(rng.standard_normal((3, 4)), dtype=cr.float64, requires_grad=True)
+    w = cr.tensor(rng.standard_normal((2, 4)), dtype=cr.float64, requires_grad=True)
+    t = cr.tensor([0, 1, 1])
+    assert cr.autograd.gradgradcheck(
+        lambda x, w: F.cross_entropy(F.gelu(F.layer_norm(F.linear(x, w), (2,))), t), (x, w))
