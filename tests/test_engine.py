@@ -492,6 +492,24 @@ def test_gradient_penalty_backward_through_grad():
     np.testing.assert_allclose(w.grad.numpy(), 18 * W * X0**4, rtol=1e-10)
 
 
+def test_create_graph_records_the_backward_even_under_no_grad():
+    x = f64(X0)
+    y = (x**3).sum()
+    with cr.no_grad():
+        (g,) = cr.autograd.grad(y, x, create_graph=True)
+    assert g.requires_grad
+    (h,) = cr.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(h.numpy(), 6 * X0, rtol=1e-12)
+
+
+def test_first_order_backward_works_under_no_grad():
+    x = f64(X0)
+    y = (x * x).sum()
+    with cr.no_grad():
+        y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * X0)
+
+
 def test_backward_with_create_graph_leaves_differentiable_grad():
     x = f64(X0)
     (x**3).sum().backward(create_graph=True)

@@ -376,6 +376,10 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
     A gradient array is added into in place only when the engine knows nobody else holds it
     (``owned``): a rule may pass its incoming gradient on unchanged, or a view of it.
     """
+    if create_graph and not _grad_enabled:
+        # as in PyTorch, create_graph records the backward pass even inside no_grad()
+        with enable_grad():
+            return _engine(roots, root_grads, retain_graph, create_graph, capture)
     deps: dict = {}
     stack = [r for r in roots if isinstance(r, Op)]
     seen = set(stack)
