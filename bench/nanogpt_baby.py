@@ -108,7 +108,44 @@ def chainrule_setup(args, train, val, vocab):
         opt.zero_grad(set_to_none=True)
         return loss
 
+    step.model = model
     return step, evaluate
+
+
+def inference_figures(model, data) -> dict:
+    """One training forward (graph recorded) of a batch against sampling: ms and the peak of
+    memory allocated (tracemalloc, which sees NumPy's buffers) of each."""
+    import tracemalloc
+
+    import chainrule as cr
+
+    x, y = batch(data, np.random.default_rng(5))
+    out = {}
+
+    def measure(name, fn, repeat=5):
+        fn()
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1000)
+        tracemalloc.start()
+        fn()
+        out[name + "_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        out[name + "_ms"] = float(np.median(ts))
+
+    def train_forward():
+        _, loss = model(cr.tensor(x), cr.tensor(y))
+        return loss
+
+    n_new = CFG["block_size"] - 1
+    measure("train_forward", train_forward)
+    measure("generate", lambda: model.generate(cr.tensor(x[:1, :1]), n_new, temperature=1.0,
+                                               generator=np.random.default_rng(0)))
+    out["generate_ms_per_token"] = out.pop("generate_ms") / n_new
+    out["generated_tokens"] = n_new
+    return out
 
 
 def run_chainrule(args) -> dict:
@@ -146,7 +183,8 @@ def run_chainrule(args) -> dict:
         step_ms.append(dt * 1000)
     return {"evals": evals, "ms_per_iter": float(np.median(step_ms)),
             "mean_ms_per_iter": float(np.mean(step_ms)),
-            "wall_s": time.perf_counter() - t_start, "peak_rss_mib": peak_rss_mib()}
+            "wall_s": time.perf_counter() - t_start, "peak_rss_mib": peak_rss_mib(),
+            "inference": inference_figures(step.model, val)}
 
 
 def _profile_table(stats, n_steps) -> list:
@@ -330,6 +368,12 @@ def main():
     print(f"\nchainrule: {cr_res['ms_per_iter']:.1f} ms/iter (median; mean "
           f"{cr_res['mean_ms_per_iter']:.1f}), {cr_res['wall_s']:.1f} s total, peak RSS "
           f"{cr_res['peak_rss_mib']:.0f} MiB")
+    inf = cr_res["inference"]
+    print(f"inference: a training forward of {CFG['batch_size']}x{CFG['block_size']} tokens "
+          f"(graph recorded) {inf['train_forward_ms']:.1f} ms, peak "
+          f"{inf['train_forward_peak_mib']:.1f} MiB allocated; sampling "
+          f"{inf['generated_tokens']} tokens (no_grad, KV cache) "
+          f"{inf['generate_ms_per_token']:.2f} ms/token, peak {inf['generate_peak_mib']:.2f} MiB")
     try:
         import torch  # noqa: F401
     except ImportError:
