@@ -35,10 +35,11 @@ class CharTokenizer:
     @classmethod
     def train(cls, texts: Iterable[str]) -> CharTokenizer:
         """The vocabulary of every character in ``texts`` (an iterable of strings)."""
-        seen: set[str] = set()
-        for t in texts:
-            seen.update(t)
-        return cls(seen)
+        seen = np.zeros(0, dtype=np.uint32)
+        for t in texts:  # distinct code points per chunk, vectorised (fast on a GB of text)
+            cps = np.unique(np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32))
+            seen = np.union1d(seen, cps)
+        return cls(chr(c) for c in seen.tolist())
 
     @property
     def vocab_size(self) -> int:
