@@ -36,7 +36,7 @@ def _train_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a GPT language model. Any config key can be set with --key=value "
                     "(after --config, which they override).",
-        epilog="config keys (--key=default (type)):\n" + config_help(),
+        epilog="config keys (--key=default  type  meaning):\n" + config_help(),
     )
     p.add_argument("--config", metavar="FILE", help="a TOML file of config keys")
     p.add_argument("--resume", metavar="RUN_DIR",

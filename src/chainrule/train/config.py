@@ -238,9 +238,35 @@ def to_toml(cfg: TrainConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+_HELP = {
+    "data": "UTF-8 text file or folder of .txt files ('' = the embedded corpus)",
+    "tokenizer": "'char' or 'bpe' (byte-level BPE, needs chainrule[bpe])",
+    "bpe_vocab_size": "vocabulary size of the BPE tokenizer",
+    "val_fraction": "the last fraction of the tokens that validates",
+    "n_layer": "transformer blocks", "n_head": "attention heads per block",
+    "n_embd": "embedding width", "block_size": "context length (tokens)",
+    "dropout": "dropout probability", "bias": "biases in Linear and LayerNorm layers",
+    "batch_size": "windows per step", "max_iters": "training steps",
+    "learning_rate": "peak AdamW learning rate", "min_lr": "learning rate after the decay",
+    "warmup_iters": "steps of linear warmup", "lr_decay_iters": "end of the cosine decay "
+    "(0 = max_iters)", "weight_decay": "AdamW weight decay (matrices only)",
+    "beta1": "AdamW beta1", "beta2": "AdamW beta2", "grad_clip": "gradient norm clip (0 = off)",
+    "eval_interval": "evaluate every N steps", "eval_iters": "batches per split per evaluation",
+    "log_interval": "write a metrics line every N steps",
+    "checkpoint_interval": "checkpoint every N steps (0 = at every evaluation)",
+    "sample_tokens": "tokens sampled at evaluations and at the end (0 = none)",
+    "sample_prompt": "prompt of those samples ('' = a newline)",
+    "temperature": "sampling temperature", "top_k": "sample among the k likeliest (0 = all)",
+    "diagnose_interval": "training-doctor statistics every N steps (0 = off)",
+    "seed": "random seed (init, batches, dropout)", "out_dir": "folder of run folders",
+    "name": "run folder name ('' = a timestamp)", "progress": "show a progress bar",
+}
+
+
 def config_help() -> str:
-    """One line per key: name, type, default (for ``chainrule train --help``)."""
+    """One line per key: name, default, type and meaning (for ``chainrule train --help``)."""
     rows = []
     for f in fields(TrainConfig):
-        rows.append(f"  --{f.name}={f.default!r}  ({f.type})")
+        key = f"--{f.name}={f.default!r}"
+        rows.append(f"  {key:<26} {f.type:<6} {_HELP.get(f.name, '')}")
     return "\n".join(rows)
