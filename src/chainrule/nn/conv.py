@@ -184,8 +184,12 @@ class MaxPool2dOp(Op):
                 if isinstance(a1, int):  # first round: offsets are constants, a1 + right
                     arg = right.view(xp.uint8) if code == xp.uint8 else right.astype(code)
                     arg = arg + code(a1) if a1 else arg
-                else:
-                    arg = xp.where(right, a2, a1)
+                elif isinstance(a2, int):
+                    arg = a1 + right.astype(code) * (code(a2) - a1)
+                else:  # a2 > a1 everywhere (the right half holds the later offsets)
+                    arg = a2 - a1
+                    arg *= right
+                    arg += a1
                 nxt.append((xp.maximum(v1, v2), arg))
             if len(level) % 2:
                 nxt.append(level[-1])
