@@ -63,7 +63,9 @@ class Conv2dOp(Op):
         y = y.reshape(N, O, Ho, Wo)
         if b is not None:
             y += b.reshape(O, 1, 1)
-        self.cols = cols
+        # the columns are what the weight gradient reads: keep them only when it is needed
+        needs = getattr(self, "needs", None)
+        self.cols = cols if needs and needs[1] else None
         return y
 
     def _im2col(self, x):
