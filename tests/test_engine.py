@@ -616,3 +616,23 @@ def test_random_graphs_second_order_matches_pytorch(seed):
     sum((g * g).sum() for g in g_theirs).backward()
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_in_place_change_through_a_view_is_detected():
+    x = f64(np.arange(1.0, 7.0).reshape(2, 3))
+    y = x.exp()  # saves its output
+    loss = y.sum()
+    with cr.no_grad():
+        y[0].mul_(2.0)  # a view of y's memory
+    with pytest.raises(RuntimeError, match=r"Exp\.backward: its output was modified in place"):
+        loss.backward()
+
+
+def test_in_place_change_of_a_recorded_view_of_a_saved_input_is_detected():
+    w = f64(X0)
+    c = f64(X0 + 1, requires_grad=False)
+    y = (w * c).sum()  # saves c
+    v = c.reshape(2, 2)  # a view of c
+    v.add_(1.0)
+    with pytest.raises(RuntimeError, match=r"Mul\.backward: input 1 was modified in place"):
+        y.backward()

@@ -161,7 +161,7 @@ class Op:
                 if isinstance(y, Tensor) and y.requires_grad:
                     py = y.grad_fn or y
             if px is None and py is None:
-                return op._unrecorded((ax, ay), params)
+                return op._unrecorded((ax, ay), params, inputs)
             op.parents = (px, py)
             op.shapes = (ax.shape if px is not None else (), ay.shape if py is not None else ())
             op.needs = (px is not None, py is not None)
@@ -175,7 +175,7 @@ class Op:
                     and cls.differentiable):
                 ax = x.data if isinstance(x, Tensor) else x
                 if _anomaly_hooks or backend._cupy is not None:
-                    return op._unrecorded((ax,), params)
+                    return op._unrecorded((ax,), params, inputs)
                 out = op.forward(ax, **params) if params else op.forward(ax)
                 if type(out) is not _ndarray:
                     out = np.asarray(out)
@@ -183,6 +183,8 @@ class Op:
                 t.data = out
                 t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
                 t.requires_grad = False
+                if out.base is not None:
+                    _share_version(t, out, inputs)
                 return t
             ax = x.data
             op.parents = (x.grad_fn or x,)
@@ -194,11 +196,11 @@ class Op:
             return op._recorded(out, (ax,), inputs)
         arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
         if not (_grad_enabled and cls.differentiable):
-            return op._unrecorded(arrays, params)
+            return op._unrecorded(arrays, params, inputs)
         parents = [(t.grad_fn or t) if isinstance(t, Tensor) and t.requires_grad else None
                    for t in inputs]
         if not any(p is not None for p in parents):
-            return op._unrecorded(arrays, params)
+            return op._unrecorded(arrays, params, inputs)
         op.parents = parents
         op.shapes = [a.shape if p is not None else () for a, p in zip(arrays, parents)]
         op.needs = [p is not None for p in parents]
@@ -251,6 +253,8 @@ class Op:
         res.grad = res._vc = res._hooks = res.name = None
         res.grad_fn = self
         res.requires_grad = True
+        if getattr(out, "base", None) is not None:
+            _share_version(res, out, inputs)
         if saved:
             # Where each saved value came from (for create_graph), and the version of each saved
             # tensor now, so that an in-place change before backward is caught.
@@ -259,8 +263,10 @@ class Op:
             for s in saved:
                 if s is out:
                     links.append(_OUT)
-                    res._vc = vc = [0]
-                    vers.append((vc, 0, -1))
+                    vc = res._vc
+                    if vc is None:
+                        res._vc = vc = [0]
+                    vers.append((vc, vc[0], -1))
                     continue
                 i = 0
                 for a in arrays:
@@ -280,7 +286,7 @@ class Op:
             self._vers = vers
         return res
 
-    def _unrecorded(self, arrays, params):
+    def _unrecorded(self, arrays, params, inputs):
         """Forward without recording: a bare tensor, nothing kept."""
         if backend._cupy is not None:
             self.xp = backend.array_module(arrays[0])
@@ -299,6 +305,8 @@ class Op:
         t.data = out
         t.grad = t.grad_fn = t._vc = t._hooks = t.name = None
         t.requires_grad = False
+        if getattr(out, "base", None) is not None:
+            _share_version(t, out, inputs)
         return t
 
     # -- used by the engine ---------------------------------------------------------------
@@ -335,6 +343,21 @@ class Op:
     def _release(self):
         if self.saved:
             self.saved = None
+
+
+def _share_version(res, out, inputs):
+    """A view of an input's array shares that input's version counter, so an in-place change
+    made through either is seen by the saved-tensor check (as PyTorch's views do)."""
+    base = out.base
+    for t in inputs:
+        if isinstance(t, Tensor):
+            a = t.data
+            if a is base or getattr(a, "base", None) is base:
+                vc = t._vc
+                if vc is None:
+                    t._vc = vc = [0]
+                res._vc = vc
+                return
 
 
 def _freed_error(op) -> RuntimeError:
