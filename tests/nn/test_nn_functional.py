@@ -167,3 +167,17 @@ def test_gelu_float32_matches_torch(approximate):
     y.sum().backward()
     yt.sum().backward()
     np.testing.assert_allclose(c.grad.data, t.grad.numpy(), rtol=1e-5, atol=2e-6)
+
+
+def test_cross_entropy_and_nll_read_classes_last_for_targets_shaped_like_the_leading_dims():
+    x = rng.standard_normal((2, 3, 5))
+    t = rng.integers(0, 5, (2, 3))
+    (cx,), (tx,) = _pair(x)
+    for red in ("mean", "none"):
+        _check(F.cross_entropy(cx, cr.tensor(t), reduction=red, label_smoothing=0.1),
+               TF.cross_entropy(tx.reshape(-1, 5), torch.tensor(t).reshape(-1), reduction=red,
+                                label_smoothing=0.1).reshape((2, 3) if red == "none" else ()),
+               [cx], [tx])
+        cx.grad, tx.grad = None, None
+    tt = torch.tensor(t).reshape(-1)
+    _check(F.nll_loss(cx, cr.tensor(t)), TF.nll_loss(tx.reshape(-1, 5), tt), [cx], [tx])

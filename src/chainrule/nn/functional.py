@@ -231,6 +231,21 @@ def _weight_array(weight, C, dtype, op):
     return w.astype(dtype, copy=False)
 
 
+def _classes_last(input, target):
+    """True for integer targets shaped like the input without its last dim, where PyTorch's
+    class-dim-1 reading does not fit: the classes are then the last dim (an extension)."""
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if input.ndim < 3 or t.dtype.kind not in "iu":
+        return False
+    pytorch = (input.shape[0],) + tuple(input.shape[2:])
+    return tuple(t.shape) == tuple(input.shape[:-1]) and tuple(t.shape) != pytorch
+
+
+def _flat_targets(target):
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    return Tensor._wrap(t.reshape(-1))
+
+
 def _check_targets(input, target, op):
     """Validate class-index targets against (N, C, d1...) input; returns the int array."""
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
@@ -270,12 +285,21 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                   label_smoothing=0.0):
     """Cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...) against class indices
     (integer target of shape (), (N,) or (N, d1, ...)) or class probabilities (float target
-    shaped like the input). Fused with log-softmax; see :class:`fused.CrossEntropyOp`."""
+    shaped like the input). Fused with log-softmax; see :class:`fused.CrossEntropyOp`.
+
+    Beyond PyTorch: logits (..., C) with integer targets (...) (say (B, T, V) and (B, T)),
+    which PyTorch rejects, are read with the classes in the last dim.
+    """
     op = "cross_entropy"
     _float(input, op)
     _reduction(reduction, op)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if _classes_last(input, target):
+        # (..., C) logits with (...) indices, e.g. (B, T, V) and (B, T): rows of classes
+        loss = cross_entropy(input.reshape(-1, input.shape[-1]), _flat_targets(target), weight,
+                             ignore_index, reduction, label_smoothing)
+        return loss.reshape(tuple(target.shape)) if reduction == "none" else loss
     C = input.shape[0] if input.ndim == 1 else input.shape[1]
     w = _weight_array(weight, C, input.dtype, op)
     x2 = _class_last(input, op)
@@ -514,6 +538,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     op = "nll_loss"
     _float(input, op)
     _reduction(reduction, op)
+    if _classes_last(input, target):
+        loss = nll_loss(input.reshape(-1, input.shape[-1]), _flat_targets(target), weight,
+                        ignore_index, reduction)
+        return loss.reshape(tuple(target.shape)) if reduction == "none" else loss
     C = input.shape[0] if input.ndim == 1 else input.shape[1]
     t = _check_targets(input, target, op).reshape(-1)
     _check_range(t, C, ignore_index, op)
