@@ -636,3 +636,17 @@ def test_in_place_change_of_a_recorded_view_of_a_saved_input_is_detected():
     v.add_(1.0)
     with pytest.raises(RuntimeError, match=r"Mul\.backward: input 1 was modified in place"):
         y.backward()
+
+
+def test_op_whose_backward_returns_too_few_gradients_raises_naming_it():
+    from chainrule.autograd import Op
+
+    class Twice(Op):
+        def forward(self, a, b):
+            return 2 * a + b
+
+        def backward(self, g):
+            return (2 * g,)  # forgot b's gradient
+
+    with pytest.raises(RuntimeError, match=r"Twice\.backward returned 1 gradients for 2 inputs"):
+        Twice.apply(f64(X0), f64(X0)).sum().backward()

@@ -462,6 +462,11 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                 grads = op.backward(g)
                 if type(grads) is not tuple:
                     grads = (grads,)
+            if len(grads) != len(op.parents):
+                raise RuntimeError(
+                    f"{op.name}.backward returned {len(grads)} gradients for "
+                    f"{len(op.parents)} inputs; return one per input (None where not needed)"
+                )
         shapes = op.shapes
         i = -1
         for p in op.parents:
