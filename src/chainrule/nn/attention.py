@@ -120,11 +120,11 @@ class MultiheadAttention(Module):
         h, d = self.num_heads, self.head_dim
         w, b = self.in_proj_weight, self.in_proj_bias
         if query is key and key is value:  # self-attention: one GEMM for q, k and v
-            q, k, v = fused.LinearOp.apply(query, w, b).split(E, dim=-1)
+            q, k, v = fused.apply_present(fused.LinearOp, query, w, b).split(E, dim=-1)
         else:
             ws = w.split(E, dim=0)
             bs = b.split(E, dim=0) if b is not None else (None, None, None)
-            q, k, v = (fused.LinearOp.apply(x, wi, bi)
+            q, k, v = (fused.apply_present(fused.LinearOp, x, wi, bi)
                        for x, wi, bi in zip((query, key, value), ws, bs))
         q = q.reshape(N, L, h, d).transpose(1, 2)  # (N, h, L, d)
         k = k.reshape(N, S, h, d).transpose(1, 2)  # (N, h, S, d)

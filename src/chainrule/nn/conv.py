@@ -119,7 +119,7 @@ class Conv2dOp(Op):
                     for j in range(kw):
                         _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += gcols[:, :, i, j]
                 gx = gpad[:, :, ph:ph + H, pw:pw + W]
-        return gx, gw, gb
+        return (gx, gw, gb)[:len(self.needs)]
 
     def _grad_input_stride1(self, g, w):
         """dx for stride 1 as a convolution of g (padded by d(k-1) - p) with the flipped,

@@ -85,7 +85,7 @@ def linear(input, weight, bias=None):
             raise ValueError(
                 f"linear: bias of shape {tuple(bias.shape)}, expected ({weight.shape[0]},)"
             )
-    return fused.LinearOp.apply(input, weight, bias)
+    return fused.apply_present(fused.LinearOp, input, weight, bias)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -148,7 +148,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     _check_norm(input, shape, weight, bias, "layer_norm")
     if weight is None and bias is not None:
         weight = Tensor._wrap(np.ones(shape, dtype=input.dtype))
-    return fused.LayerNormOp.apply(input, weight, bias, n=math.prod(shape), eps=eps)
+    return fused.apply_present(fused.LayerNormOp, input, weight, bias, n=math.prod(shape), eps=eps)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):
@@ -158,7 +158,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     _check_norm(input, shape, weight, None, "rms_norm")
     if eps is None:
         eps = float(np.finfo(input.dtype).eps)
-    return fused.RMSNormOp.apply(input, weight, n=math.prod(shape), eps=eps)
+    return fused.apply_present(fused.RMSNormOp, input, weight, n=math.prod(shape), eps=eps)
 
 
 # ----------------------------------------------------------------------------- attention
@@ -204,8 +204,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                 f"{op}: attn_mask of shape {tuple(mask.shape)} does not broadcast to the "
                 f"attention weights' shape {tuple(query.shape[:-2]) + (L, S)}"
             ) from None
-    return fused.AttentionOp.apply(query, key, value, mask, scale=float(scale),
-                                   causal=bool(is_causal), dropout_p=float(dropout_p))
+    return fused.apply_present(fused.AttentionOp, query, key, value, mask, scale=float(scale),
+                               causal=bool(is_causal), dropout_p=float(dropout_p))
 
 
 # ----------------------------------------------------------------------------- losses
@@ -321,7 +321,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                         f"(float), got dtype {tdtype}")
     t = _check_targets(input, target, op)
     _check_range(t, C, ignore_index, op)
-    loss = fused.CrossEntropyOp.apply(x2, t.reshape(-1), weight=w, ignore_index=ignore_index,
+    loss = fused.CrossEntropyOp.apply(x2, t=t.reshape(-1), weight=w, ignore_index=ignore_index,
                                       label_smoothing=label_smoothing, reduction=reduction)
     return _restore(loss, input, reduction)
 
@@ -392,8 +392,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 f" {dilation}, padding {padding}) needs spatial size at least {d_ * (k - 1) + 1}"
                 f" with padding included"
             )
-    y = conv.Conv2dOp.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                            groups=groups)
+    y = fused.apply_present(conv.Conv2dOp, x, weight, bias, stride=stride, padding=padding,
+                            dilation=dilation, groups=groups)
     return y.squeeze(0) if unbatched else y
 
 

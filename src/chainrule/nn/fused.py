@@ -17,6 +17,16 @@ from ..ops.shape import index_add_zeros
 from ..random import _rng
 from ..tensor import Tensor
 
+
+def apply_present(op, *inputs, **params):
+    """``op.apply`` without the trailing optional inputs that are None (no bias, no mask), so
+    the op's inputs are exactly the tensors it saves and differentiates."""
+    n = len(inputs)
+    while n and inputs[n - 1] is None:
+        n -= 1
+    return op.apply(*inputs[:n], **params)
+
+
 # ----------------------------------------------------------------------------- linear
 
 
@@ -42,7 +52,7 @@ class LinearOp(Op):
         gx = (g2 @ w).reshape(x.shape) if needs[0] else None
         gw = g2.T @ x.reshape((-1, x.shape[-1])) if needs[1] else None
         gb = g2.sum(axis=0) if len(needs) > 2 and needs[2] else None
-        return gx, gw, gb
+        return (gx, gw, gb)[:len(needs)]
 
 
 # ----------------------------------------------------------------------------- GELU
@@ -250,7 +260,7 @@ class LayerNormOp(Op):
             gx -= xh * c
             gx *= r
             gx = gx.reshape(self.saved[0].shape)
-        return gx, gw, gb
+        return (gx, gw, gb)[:len(self.needs)]
 
     def composite(self, x, w=None, b=None):
         """The same function from primitives: (x - mean) * rsqrt(var + eps) * w + b."""
@@ -301,7 +311,7 @@ class RMSNormOp(Op):
             gx = gh - xh * c
             gx *= r
             gx = gx.reshape(self.saved[0].shape)
-        return gx, gw
+        return (gx, gw)[:len(self.needs)]
 
     def composite(self, x, w=None):
         """x * rsqrt(mean(x^2) + eps) * w, from primitives."""
@@ -329,7 +339,7 @@ class CrossEntropyOp(Op):
     (divided by the mean's denominator), with p = exp(logp).
     """
 
-    def forward(self, x, t, weight=None, ignore_index=-100, label_smoothing=0.0,
+    def forward(self, x, t=None, weight=None, ignore_index=-100, label_smoothing=0.0,
                 reduction="mean"):
         xp = self.xp
         self.save(x)
@@ -385,7 +395,7 @@ class CrossEntropyOp(Op):
         if e:
             w = self.weight if self.weight is not None else 1.0
             gx -= (smooth_s[:, None] * w).astype(gx.dtype, copy=False)
-        return (gx, None)
+        return (gx,)
 
     def composite(self, x):
         """The same loss from primitives: log_softmax, gather, where, sums."""
@@ -552,7 +562,7 @@ class AttentionOp(Op):
                 gq = (gS @ k) * sc
             if needs[1]:
                 gk = (xp.swapaxes(gS, -1, -2) @ q) * sc
-        return gq, gk, gv, gm
+        return (gq, gk, gv, gm)[:len(needs)]
 
     def composite(self, q, k, v, mask=None):
         """softmax(q k^T s + mask) (dropout mask reused) @ v, from primitives."""

@@ -85,7 +85,8 @@ class Linear(Module):
                 or x.data.shape[-1] != self.in_features or x.data.dtype != w.data.dtype):
             check_input(self, x, last=(self.in_features,), dtype=w.data.dtype,
                         expected=f"(*, {self.in_features}) (last dim = in_features)")
-        return fused.LinearOp.apply(x, w, self.bias)
+        b = self.bias
+        return fused.LinearOp.apply(x, w) if b is None else fused.LinearOp.apply(x, w, b)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -190,7 +191,7 @@ class LayerNorm(_Norm):
 
     def forward(self, x):
         self._check(x)
-        return fused.LayerNormOp.apply(x, self.weight, self.bias,
+        return fused.apply_present(fused.LayerNormOp, x, self.weight, self.bias,
                                        n=math.prod(self.normalized_shape), eps=self.eps)
 
     def extra_repr(self):
@@ -222,7 +223,8 @@ class RMSNorm(_Norm):
     def forward(self, x):
         self._check(x)
         eps = self.eps if self.eps is not None else float(np.finfo(x.data.dtype).eps)
-        return fused.RMSNormOp.apply(x, self.weight, n=math.prod(self.normalized_shape), eps=eps)
+        return fused.apply_present(fused.RMSNormOp, x, self.weight,
+                                   n=math.prod(self.normalized_shape), eps=eps)
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
