@@ -121,10 +121,11 @@ def test_operators_match_numpy(fn, ref):
 
 
 def test_reflected_operators_differentiate_the_tensor_operand():
-    # d/dx sum(2/x + 3 - x + 2**x) = -2/x^2 - 1 + ln2 2^x
+    # d/dx sum(2/x + 3 - x + 2**x + 0.5 x + (1 + x) x) = -2/x^2 - 1 + ln2 2^x + 0.5 + 1 + 2x
     x = f64(A, requires_grad=True)
-    (2.0 / x + 3.0 - x + 2.0**x).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), -2 / A**2 - 1 + np.log(2) * 2.0**A, rtol=1e-12)
+    (2.0 / x + 3.0 - x + 2.0**x + 0.5 * x + (1.0 + x) * x).sum().backward()
+    expected = -2 / A**2 - 1 + np.log(2) * 2.0**A + 0.5 + 1 + 2 * A
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
 
 
 def test_numpy_array_on_left_defers_to_tensor():

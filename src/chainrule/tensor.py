@@ -431,6 +431,8 @@ class Tensor:
         return _F.add(self, o)
 
     def __radd__(self, o):
+        if type(o) is float and self.data.dtype.kind == "f":  # 1.0 + x: addition commutes
+            return _Add._apply2(self, o)
         return _F.add(o, self)
 
     def __sub__(self, o):
@@ -443,6 +445,8 @@ class Tensor:
         return _F.mul(self, o)
 
     def __rmul__(self, o):
+        if type(o) is float and self.data.dtype.kind == "f":  # lr * g: multiplication commutes
+            return _Mul._apply2(self, o)
         return _F.mul(o, self)
 
     def __truediv__(self, o):
@@ -546,6 +550,8 @@ class _HookHandle:
 
 from . import autograd as _autograd  # noqa: E402
 from . import ops as _F  # noqa: E402
+from .ops.elementwise import Add as _Add  # noqa: E402
+from .ops.elementwise import Mul as _Mul  # noqa: E402
 
 # The hottest operators are the functional ops themselves (one Python call fewer per op).
 Tensor.__add__ = _F.add
