@@ -216,7 +216,7 @@ class Op:
             return cls.apply(x, y)
         op = _new(cls)
         ax = x.data
-        if type(y) is Tensor:
+        if isinstance(y, Tensor):
             ay = y.data
             yg = y.requires_grad
         else:
