@@ -240,6 +240,8 @@ def test_random_creation_ranges_and_dtypes():
     assert abs(n.data.mean()) < 0.05 and abs(n.data.std() - 1) < 0.05
     i = cr.randint(3, 7, (1000,))
     assert i.dtype == cr.int64 and set(np.unique(i.data)) == {3, 4, 5, 6}
+    j = cr.randint(4, (2, 500))  # randint(high, size), as torch.randint
+    assert j.shape == (2, 500) and set(np.unique(j.data)) == {0, 1, 2, 3}
 
 
 def test_manual_seed_reproduces_every_generator_call_bit_for_bit():

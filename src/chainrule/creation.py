@@ -132,7 +132,11 @@ def randn(*size, dtype=None, requires_grad=False, device=None, generator=None):
 
 
 def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
-    if high is None:
+    """Integers drawn uniformly from [low, high): ``randint(high, size)`` or
+    ``randint(low, high, size)``, as torch.randint."""
+    if isinstance(high, (tuple, list)) and size == ():
+        low, high, size = 0, low, high  # randint(high, size)
+    elif high is None:
         low, high = 0, low
     rng = generator or _rng()
     return _make(rng.integers(low, high, size=tuple(size), dtype=np.int64), dtype, False, device)
