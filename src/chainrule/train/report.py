@@ -9,6 +9,8 @@ import os
 
 from .run import RunDir, read_metrics
 
+DIAGNOSTIC_PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
+
 
 def _series(records, key):
     pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
@@ -56,11 +58,12 @@ def write_png(records: list[dict], path: str, title: str = "") -> bool:
     return True
 
 
-def write_report(run: RunDir, summary: dict, sample: str = "", findings=()) -> None:
+def write_report(run: RunDir, summary: dict, sample: str = "", findings=None) -> None:
     """Write report.png and report.html from the run's metrics.
 
     ``summary``: key/value rows shown at the top (model size, steps, losses, time...);
-    ``findings``: objects with a ``.message`` (the training doctor's diagnosis)."""
+    ``findings``: objects with a ``.message`` (the training doctor's diagnosis), or None when
+    the doctor did not run."""
     records = read_metrics(run.metrics)
     has_png = write_png(records, run.report_png, title=os.path.basename(run.path))
     e = html.escape
@@ -94,13 +97,19 @@ def write_report(run: RunDir, summary: dict, sample: str = "", findings=()) -> N
                 f"<td>{_fmt(r.get('val_loss'))}</td><td>{_fmt(r.get('time'), 1)}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Diagnosis</h2>")
-    if findings:
+    if findings is None:
+        parts.append("<p>(the training doctor, chainrule.diagnostics, did not run: it is not "
+                     "installed or diagnose_interval is 0)</p>")
+    elif findings:
         parts.append("<ul>")
         for f in findings:
             parts.append(f"<li>{e(str(getattr(f, 'message', f)))}</li>")
         parts.append("</ul>")
     else:
-        parts.append("<p>No findings.</p>")
+        parts.append("<p>No findings: the training doctor saw nothing wrong.</p>")
+    for pic in DIAGNOSTIC_PICTURES:  # written beside the report by the training doctor
+        if os.path.exists(os.path.join(run.path, pic)):
+            parts.append(f"<p><img alt='{e(pic)}' style='max-width:100%' src='{e(pic)}'></p>")
     if sample:
         parts.append(f"<h2>Sample</h2><pre>{e(sample)}</pre>")
     parts.append("</body></html>")
