@@ -208,6 +208,30 @@ def test_foreign_safetensors_file_is_refused(tmp_path):
         cr.load(path)
 
 
+def test_well_formed_file_with_inconsistent_metadata_raises_clear_error(tmp_path):
+    import json
+    import zlib
+
+    from safetensors.numpy import save_file
+
+    from chainrule.serialization import FORMAT, CheckpointError
+
+    path = tmp_path / "odd.safetensors"
+    for doc, match in [
+        ({"format": FORMAT, "version": 1, "arrays": {}, "tree": {"__tensor__": "gone"}},
+         "structure cannot be read"),
+        ({"format": FORMAT, "version": 1, "arrays": {"w": ["<f4", [2], 0]}, "tree": None},
+         "differ from those its metadata lists"),
+        ({"format": "something-else", "version": 1}, "unknown checkpoint format"),
+        ({"format": FORMAT, "version": 99, "arrays": {}, "tree": None}, "newer chainrule"),
+    ]:
+        text = json.dumps(doc)
+        save_file({}, path, metadata={FORMAT: text, f"{FORMAT}-crc32": str(zlib.crc32(
+            text.encode()))})
+        with pytest.raises(CheckpointError, match=rf"odd\.safetensors: .*{match}"):
+            cr.load(path)
+
+
 def test_unstorable_values_raise_type_error_with_their_path(tmp_path):
     with pytest.raises(TypeError, match=r"cannot store a function at 'scheduler/fn'"):
         cr.save({"scheduler": {"fn": lambda t: t}}, tmp_path / "x.safetensors")

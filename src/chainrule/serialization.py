@@ -189,7 +189,18 @@ def load(path):
                    "chainrule.save (read raw tensors with safetensors.numpy.load_file)")
     if str(zlib.crc32(text.encode())) != meta.get(f"{FORMAT}-crc32"):
         raise fail("the checkpoint's metadata fails its checksum: corrupted")
-    doc = json.loads(text)
+    try:
+        return _read_body(path, size, n, header, json.loads(text), fail)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise fail(f"the checkpoint's structure cannot be read ({e!r}): corrupted") from None
+
+
+def _read_body(path, size, n, header, doc, fail):
+    """Check the data section against the header and the metadata, then rebuild the object."""
+    if doc.get("format") != FORMAT:
+        raise fail(f"unknown checkpoint format {doc.get('format')!r}")
     if doc.get("version", 0) > VERSION:
         raise fail(f"written by a newer chainrule (checkpoint version {doc.get('version')}, this "
                    f"one reads up to {VERSION})")
@@ -205,7 +216,7 @@ def load(path):
         raise fail(f"the file is {size} bytes but its header describes {expected}: truncated")
     if size > expected:
         raise fail(f"{size - expected} unexpected bytes after the data: corrupted")
-    checks = doc.get("arrays", {})
+    checks = doc["arrays"]
     if set(checks) != set(header) - {"__metadata__"}:
         raise fail("the tensors in the file differ from those its metadata lists: corrupted")
     arrays = _read_arrays(path, fail)
@@ -213,13 +224,10 @@ def load(path):
         a = arrays[name]
         if a.dtype.str != dtype or list(a.shape) != shape:
             raise fail(f"tensor '{name}' is {a.dtype}{list(a.shape)} but was saved as "
-                       f"{np.dtype(dtype)}{shape}: corrupted")
+                       f"{dtype}{shape}: corrupted")
         if zlib.crc32(_bytes_of(a if a.flags.c_contiguous else a.copy(order="C"))) != crc:
             raise fail(f"tensor '{name}' fails its checksum: corrupted")
-    try:
-        return _decode(doc["tree"], arrays)
-    except (KeyError, TypeError, ValueError) as e:
-        raise fail(f"the checkpoint's structure cannot be read ({e!r}): corrupted") from None
+    return _decode(doc["tree"], arrays)
 
 
 def _foreign_format(head: bytes) -> str | None:
