@@ -380,3 +380,12 @@ def test_bad_parameters_raise_type_or_value_error():
         optim.SGD([W * 2], lr=0.1)
     with pytest.raises(TypeError, match="not a set"):
         optim.SGD({W}, lr=0.1)
+
+
+def test_step_bumps_version_so_stale_graph_backward_raises():
+    W = cr.tensor(W0, requires_grad=True)
+    loss = (W * W).sum()  # saves W for backward
+    W.grad = cr.ones(3, 2)
+    optim.SGD([W], lr=0.1).step()
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
