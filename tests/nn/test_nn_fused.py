@@ -121,10 +121,11 @@ def test_rms_norm_fused_equals_its_composite():
     _composite_check(F.rms_norm(x, (6,), w, eps=1e-6), [x, w])
 
 
+@pytest.mark.parametrize("C", [4, 24])  # per-sample GEMMs, and the one-GEMM layout
 @pytest.mark.parametrize("kw", [{"padding": 1}, {"stride": 2, "dilation": 2, "groups": 2}])
-def test_conv2d_fused_equals_its_composite(kw):
+def test_conv2d_fused_equals_its_composite(kw, C):
     x, w, b = (cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True)
-               for s in ((2, 4, 7, 6), (6, 4 // kw.get("groups", 1), 3, 2), (6,)))
+               for s in ((2, C, 7, 6), (6, C // kw.get("groups", 1), 3, 2), (6,)))
     _composite_check(F.conv2d(x, w, b, **kw), [x, w, b])
 
 

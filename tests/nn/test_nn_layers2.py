@@ -40,9 +40,15 @@ def _both(fc, ft, *arrays, rtol=1e-9, atol=1e-11):
     ({"padding": "same"}, (3, 4, 2, 3)),
     ({}, (5, 4, 1, 1)),
     ({"stride": 3, "groups": 4}, (4, 1, 2, 2)),
+    # deep kernels (Cg kh kw >= 64) take the one-GEMM column layout
+    ({"padding": 1}, (8, 72, 3, 3)),
+    ({"stride": 2, "padding": 1, "groups": 2}, (6, 36, 3, 2)),
+    ({"dilation": 2, "padding": 3}, (3, 72, 3, 3)),
+    ({}, (5, 72, 1, 1)),
 ])
 def test_conv2d_matches_torch(kw, wshape):
-    x, w, b = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal(wshape), rng.standard_normal(
+    C = wshape[1] * kw.get("groups", 1)
+    x, w, b = rng.standard_normal((2, C, 9, 8)), rng.standard_normal(wshape), rng.standard_normal(
         wshape[0])
     _both(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw),
           x, w, b)

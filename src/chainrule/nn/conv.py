@@ -1,8 +1,8 @@
 """Convolution and pooling ops on (N, C, H, W) arrays (conv1d runs as conv2d with H = 1).
 
-Convolution is im2col plus one batched GEMM: the kh*kw shifted, strided views of the padded
-input are copied into columns (N, G, Cg*kh*kw, Ho*Wo), and the weight as (G, O/G, Cg*kh*kw)
-multiplies them, giving the output already in (N, O, Ho, Wo) layout. Pooling walks the same
+Convolution is im2col plus one GEMM: the kh*kw shifted, strided views of the padded input are
+copied into columns (G, Cg*kh*kw, N*Ho*Wo), which the weight as (G, O/G, Cg*kh*kw)
+multiplies; one more pass puts the result in (N, O, Ho, Wo) layout. Pooling walks the same
 kh*kw views elementwise; max pooling saves the argmax offset of each window for backward.
 """
 
@@ -41,12 +41,29 @@ def _view(a, i, j, Ho, Wo, sh, sw, dh, dw):
     return a[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
 
 
+_PER_SAMPLE_K = 64  # below this GEMM depth, per-sample GEMMs beat one GEMM plus two transposes
+
+
+def _nchw(xp, y, b=None):
+    """(C, N, H, W) -> a contiguous (N, C, H, W), adding the per-channel bias in the same pass."""
+    C, N, H, W = y.shape
+    out = xp.empty((N, C, H, W), dtype=y.dtype)
+    yt = y.transpose(1, 0, 2, 3)
+    if b is None:
+        out[...] = yt
+    else:
+        xp.add(yt, b.reshape(C, 1, 1), out=out)
+    return out
+
+
 class Conv2dOp(Op):
     """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] x_pad[n, c, h s + i d, w s + j d].
 
-    As GEMMs per group g, with X = im2col(x) (Cg kh kw, Ho Wo) per sample and Wg (O/G, Cg kh kw):
-    Y = Wg X;  dWg = sum_n G_n X_n^T;  dX = Wg^T G, scattered back (col2im: each column entry
-    added to the input pixel it was copied from);  db = sum of g over n, h, w.
+    As one GEMM per group, with the columns X = im2col(x) laid out (Cg kh kw, N Ho Wo) (a
+    column per output pixel of every sample), Wg = w as (O/G, Cg kh kw) and the output gradient
+    G as (O/G, N Ho Wo):  Y = Wg X;  dWg = G X^T;  dX = col2im(Wg^T G) (each column entry added
+    back onto the pixel it was copied from; for stride 1, the convolution of g with the
+    flipped kernel instead);  db = sum of g over n, h, w.
     """
 
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
@@ -58,18 +75,25 @@ class Conv2dOp(Op):
         (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
         Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
         self.out_hw = (Ho, Wo)
-        cols = self._im2col(x)
+        # Few input channels (K small, e.g. the first layer on images): per-sample GEMMs on
+        # (N, G, K, Ho Wo) columns give NCHW directly; otherwise one large GEMM per group is
+        # faster than the two layout passes it costs.
+        self.per_sample = Cg * kh * kw < _PER_SAMPLE_K
+        cols = self._im2col(x, self.per_sample)
         y = xp.matmul(w.reshape(groups, O // groups, Cg * kh * kw), cols)
-        y = y.reshape(N, O, Ho, Wo)
-        if b is not None:
-            y += b.reshape(O, 1, 1)
         # the columns are what the weight gradient reads: keep them only when it is needed
         needs = getattr(self, "needs", None)
         self.cols = cols if needs and needs[1] else None
-        return y
+        if self.per_sample:
+            y = y.reshape(N, O, Ho, Wo)
+            if b is not None:
+                y += b.reshape(O, 1, 1)
+            return y
+        return _nchw(xp, y.reshape(O, N, Ho, Wo), b)
 
-    def _im2col(self, x):
-        """(N, G, Cg*kh*kw, Ho*Wo) columns of x (a view of x itself for a 1x1 stride-1 kernel)."""
+    def _im2col(self, x, per_sample=False):
+        """(G, Cg*kh*kw, N*Ho*Wo) columns of x, or (N, G, Cg*kh*kw, Ho*Wo) per sample: one
+        strided copy (none for a 1x1 stride-1 kernel per sample)."""
         xp = self.xp
         N, C, H, W = x.shape
         _, _, kh, kw = self.saved[1].shape
@@ -77,15 +101,20 @@ class Conv2dOp(Op):
         Ho, Wo = self.out_hw
         G = self.groups
         if kh == kw == 1 and sh == sw == 1 and not (ph or pw):
-            return x.reshape(N, G, C // G, H * W)
+            if per_sample:
+                return x.reshape(N, G, C // G, H * W)
+            return xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(G, C // G, N * H * W)
         xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, 0)
         # all windows as a strided view (N, C, H', W', ekh, ekw), then one copy into the
-        # (N, C, kh, kw, Ho, Wo) column layout
+        # (C, kh, kw, N, Ho, Wo) column layout
         win = xp.lib.stride_tricks.sliding_window_view(
             xpad, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
         win = win[:, :, :sh * (Ho - 1) + 1:sh, :sw * (Wo - 1) + 1:sw, ::dh, ::dw]
-        cols = xp.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
-        return cols.reshape(N, G, (C // G) * kh * kw, Ho * Wo)
+        if per_sample:
+            cols = xp.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
+            return cols.reshape(N, G, (C // G) * kh * kw, Ho * Wo)
+        cols = xp.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3))
+        return cols.reshape(G, (C // G) * kh * kw, N * Ho * Wo)
 
     def backward(self, g):
         xp = self.xp
@@ -95,23 +124,25 @@ class Conv2dOp(Op):
         G = self.groups
         Ho, Wo = self.out_hw
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        g2 = g.reshape(N, G, O // G, Ho * Wo)
         gx = gw = gb = None
         if len(self.saved) > 2 and self.needs[2]:
             gb = g.sum(axis=(0, 2, 3))
+        stride1 = sh == sw == 1 and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+        gT = None
+        if self.per_sample:
+            gT = g.reshape(N, G, O // G, Ho * Wo)
+        elif self.needs[1] or not stride1:
+            gT = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(G, O // G, N * Ho * Wo)
         if self.needs[1]:
-            cols = self.cols
-            gw = xp.matmul(g2, xp.swapaxes(cols, -1, -2)).sum(axis=0).reshape(w.shape)
+            gw = xp.matmul(gT, xp.swapaxes(self.cols, -1, -2))
+            gw = (gw.sum(axis=0) if self.per_sample else gw).reshape(w.shape)
         if self.needs[0]:
             w2 = w.reshape(G, O // G, Cg * kh * kw)
-            if kh == kw == 1 and sh == sw == 1 and not (ph or pw):
-                gx = xp.matmul(xp.swapaxes(w2, -1, -2), g2).reshape(x.shape)
-            elif sh == sw == 1 and ph <= dh * (kh - 1) and pw <= dw * (kw - 1):
+            if stride1:
                 gx = self._grad_input_stride1(g, w)
-            else:
-                gcols = xp.matmul(xp.swapaxes(w2, -1, -2), g2)  # (N, G, Cg*kh*kw, Ho*Wo)
+            elif self.per_sample:
+                gcols = xp.matmul(xp.swapaxes(w2, -1, -2), gT)  # (N, G, Cg kh kw, Ho Wo)
                 gcols = gcols.reshape(N, C, kh, kw, Ho, Wo)
-                # col2im: add each column entry back onto the pixel it was copied from
                 Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
                 Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
                 gpad = xp.zeros((N, C, Hp, Wp), dtype=g.dtype)
@@ -119,6 +150,19 @@ class Conv2dOp(Op):
                     for j in range(kw):
                         _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += gcols[:, :, i, j]
                 gx = gpad[:, :, ph:ph + H, pw:pw + W]
+            else:
+                gcols = xp.matmul(xp.swapaxes(w2, -1, -2), gT)  # (G, Cg kh kw, N Ho Wo)
+                gcols = gcols.reshape(C, kh, kw, N, Ho, Wo)
+                # col2im: add each column entry back onto the pixel it was copied from
+                Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
+                Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
+                gpad = xp.zeros((C, N, Hp, Wp), dtype=g.dtype)
+                for i in range(kh):
+                    for j in range(kw):
+                        view = gpad[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
+                                    j * dw:j * dw + sw * (Wo - 1) + 1:sw]
+                        view += gcols[:, i, j]
+                gx = _nchw(xp, gpad[:, :, ph:ph + H, pw:pw + W])
         return (gx, gw, gb)[:len(self.needs)]
 
     def _grad_input_stride1(self, g, w):
@@ -140,8 +184,11 @@ class Conv2dOp(Op):
             (dh, dw), G
         sub.saved = (g, wt.reshape(C, O // G, kh, kw))
         sub.out_hw = (H, W)
-        cols = sub._im2col(g)  # (N, G, (O/G) kh kw, H W)
-        return xp.matmul(wt, cols).reshape(N, C, H, W)
+        if (O // G) * kh * kw < _PER_SAMPLE_K:
+            cols = sub._im2col(g, True)  # (N, G, (O/G) kh kw, H W)
+            return xp.matmul(wt, cols).reshape(N, C, H, W)
+        cols = sub._im2col(g)  # (G, (O/G) kh kw, N H W)
+        return _nchw(xp, xp.matmul(wt, cols).reshape(C, N, H, W))
 
     def composite(self, x, w, b=None):
         """The same convolution from primitives: pad, strided slices, stack, matmul."""
