@@ -178,3 +178,17 @@ def test_run_folder_holds_every_promised_file(tmp_path, text_file):
     with open(os.path.join(run.run_dir, "report.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert run.sample and len(run.sample) >= 20
+
+
+def test_a_bpe_run_saves_its_tokenizer_and_samples_through_it(tmp_path, text_file):
+    pytest.importorskip("tokenizers")
+    from chainrule.train import load_run
+
+    run = train(_cfg(tmp_path, text_file, "bpe", tokenizer="bpe", bpe_vocab_size=300,
+                     max_iters=2, eval_interval=2))
+    with open(os.path.join(run.run_dir, "tokenizer.json"), encoding="utf-8") as f:
+        assert json.load(f)["type"] == "bpe"
+    model, tokenizer, cfg = load_run(run.run_dir)
+    assert tokenizer.vocab_size == 300 == model.config.vocab_size
+    text = "def f(x): return x  # ünïcode"
+    assert tokenizer.decode(tokenizer.encode(text)) == text

@@ -122,8 +122,8 @@ def _cmd_train(args, overrides: list[str]) -> int:
         return 130
     if result.sample:
         print("\n--- sample ---\n" + result.sample + "\n--------------")
-    print(f"done: {result.step} steps, val loss {result.val_loss:.4f}; report: "
-          f"{result.run_dir}/report.html")
+    val = "" if result.val_loss is None else f", val loss {result.val_loss:.4f}"
+    print(f"done: {result.step} steps{val}; report: {result.run_dir}/report.html")
     return 0
 
 
