@@ -650,3 +650,46 @@ def test_op_whose_backward_returns_too_few_gradients_raises_naming_it():
 
     with pytest.raises(RuntimeError, match=r"Twice\.backward returned 1 gradients for 2 inputs"):
         Twice.apply(f64(X0), f64(X0)).sum().backward()
+
+
+def test_grad_runs_only_the_ops_that_lead_to_its_inputs():
+    # d loss / dx for loss = sum(f(x @ W) + h(u)): W's gradient and h's backward are not needed
+    calls = []
+
+    class Spy(Function):
+        @staticmethod
+        def forward(ctx, a, tag=""):
+            ctx.tag = tag
+            return a * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            calls.append((ctx.tag, ctx.needs_input_grad))
+            return g
+
+    class SpyMatmul(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return a @ b
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            calls.append(("matmul", ctx.needs_input_grad))
+            return (g @ b.T if ctx.needs_input_grad[0] else None,
+                    a.T @ g if ctx.needs_input_grad[1] else None)
+
+    x = f64(np.ones((2, 3)))
+    W = f64(np.arange(6.0).reshape(3, 2))
+    u = f64(X0)
+    loss = Spy.apply(SpyMatmul.apply(x, W), tag="f").tanh().sum() + Spy.apply(u, tag="h").sum()
+    (gx,) = cr.autograd.grad(loss, x, retain_graph=True)
+    y = np.ones((2, 3)) @ W.data
+    np.testing.assert_allclose(gx.numpy(), (1 - np.tanh(y) ** 2) @ W.data.T, rtol=1e-12)
+    assert calls == [("f", (True,)), ("matmul", (True, False))]
+    # a full backward still computes everything
+    calls.clear()
+    loss.backward()
+    assert sorted(calls) == [("f", (True,)), ("h", (True,)), ("matmul", (True, True))]
+    np.testing.assert_allclose(W.grad.numpy(), x.data.T @ (1 - np.tanh(y) ** 2), rtol=1e-12)

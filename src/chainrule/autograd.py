@@ -419,6 +419,10 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                     seen.add(p)
                     stack.append(p)
 
+    # grad(): run only the ops on a path to an input, and ask each only for the input
+    # gradients that lead there (as PyTorch does; grad(loss, x) computes no weight gradients)
+    reach = None if capture is None else _reaching(roots, deps, capture)
+
     buffers: dict = {}  # op or leaf tensor -> gradient summed so far
     owned: set = set()  # keys whose buffer is an array only the engine holds
 
@@ -456,13 +460,15 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
             for vc, v, _ in op._vers:
                 if vc[0] != v:
                     op._check_versions()
-            if create_graph:
+            if reach is not None:
+                grads = _backward_toward(op, g, create_graph, reach, capture)
+            elif create_graph:
                 grads = _call_backward(op, g, True)
             else:
                 grads = op.backward(g)
                 if type(grads) is not tuple:
                     grads = (grads,)
-            if len(grads) != len(op.parents):
+            if grads is not None and len(grads) != len(op.parents):
                 raise RuntimeError(
                     f"{op.name}.backward returned {len(grads)} gradients for "
                     f"{len(op.parents)} inputs; return one per input (None where not needed)"
@@ -509,6 +515,41 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
         if capture is not None and t not in capture:
             continue
         _accumulate_leaf(t, g, capture, create_graph, t in owned)
+
+
+def _reaching(roots, deps, capture):
+    """The ops from which some key of ``capture`` (an op or a leaf) can be reached."""
+    indeg = dict(deps)
+    order = []
+    ready = [r for r in dict.fromkeys(roots) if isinstance(r, Op) and r not in indeg]
+    while ready:  # a topological order, consumers first
+        op = ready.pop()
+        order.append(op)
+        for p in op.parents:
+            if isinstance(p, Op):
+                indeg[p] -= 1
+                if indeg[p] == 0:
+                    ready.append(p)
+    reach = set()
+    for op in reversed(order):  # producers first: each op's parents are already decided
+        if op in capture or any(p in reach or (p is not None and p in capture)
+                                for p in op.parents):
+            reach.add(op)
+    return reach
+
+
+def _backward_toward(op, g, create_graph, reach, capture):
+    """``op``'s input gradients, only those on a path to a captured key (None if none is)."""
+    mask = tuple(p is not None and (p in reach or p in capture) for p in op.parents)
+    if not any(mask):
+        return None
+    needs = op.needs
+    op.needs = tuple(n and m for n, m in zip(needs, mask))
+    try:
+        grads = _call_backward(op, g, create_graph)
+    finally:
+        op.needs = needs
+    return tuple(gi if m else None for gi, m in zip(grads, mask))
 
 
 def _call_backward(op, g, create_graph):
