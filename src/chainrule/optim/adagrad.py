@@ -41,7 +41,7 @@ class Adagrad(Optimizer):
         xp = backend.array_module(p)
         wd = group["weight_decay"]
         state["step"] = step = state["step"] + 1
-        t, t2 = self._buffers(p, 2)
+        t, t2 = self._buffers(p, 2) if group["maximize"] or wd != 0 else (*self._buffers(p), None)
         if group["maximize"]:
             g = xp.negative(g, out=t2)
         if wd != 0:

@@ -46,7 +46,7 @@ class RMSprop(Optimizer):
         xp = backend.array_module(p)
         lr, alpha, eps, wd = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
         state["step"] += 1
-        t, t2 = self._buffers(p, 2)
+        t, t2 = self._buffers(p, 2) if group["maximize"] or wd != 0 else (*self._buffers(p), None)
         if group["maximize"]:
             g = xp.negative(g, out=t2)
         if wd != 0:

@@ -44,7 +44,9 @@ class SGD(Optimizer):
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        t1, t2 = self._buffers(p, 2)
+        # scratch: one array, or two when the gradient itself must be rewritten first
+        two = group["maximize"] or wd != 0 or (mu != 0 and group["nesterov"])
+        t1, t2 = self._buffers(p, 2) if two else (*self._buffers(p), None)
 
         def spare(a):  # a scratch array that is not ``a``
             return t1 if a is not t1 else t2
