@@ -59,11 +59,13 @@ def _nchw(xp, y, b=None):
 class Conv2dOp(Op):
     """y[n, o] = b[o] + sum_{c in group(o), i, j} w[o, c, i, j] x_pad[n, c, h s + i d, w s + j d].
 
-    As one GEMM per group, with the columns X = im2col(x) laid out (Cg kh kw, N Ho Wo) (a
-    column per output pixel of every sample), Wg = w as (O/G, Cg kh kw) and the output gradient
-    G as (O/G, N Ho Wo):  Y = Wg X;  dWg = G X^T;  dX = col2im(Wg^T G) (each column entry added
-    back onto the pixel it was copied from; for stride 1, the convolution of g with the
-    flipped kernel instead);  db = sum of g over n, h, w.
+    Forward is one GEMM per group, with the columns X = im2col(x) laid out (Cg kh kw, N Ho Wo)
+    (a column per output pixel of every sample) and Wg = w as (O/G, Cg kh kw): Y = Wg X.
+    With G the output gradient as (O/G, N Ho Wo):  dWg = G X^T;  dX = col2im(Wg^T G), each
+    column entry added back onto the pixel it was copied from (for stride 1 with few input
+    channels, the convolution of g with the flipped kernel instead);  db = sum of g over
+    n, h, w. Deep kernels compute both per kernel offset (see ``_backward_by_offset``), so no
+    column matrix is kept between forward and backward.
     """
 
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
@@ -81,9 +83,10 @@ class Conv2dOp(Op):
         self.per_sample = Cg * kh * kw < _PER_SAMPLE_K
         cols = self._im2col(x, self.per_sample)
         y = xp.matmul(w.reshape(groups, O // groups, Cg * kh * kw), cols)
-        # the columns are what the weight gradient reads: keep them only when it is needed
+        # per sample, the columns are what the weight gradient reads: kept when it is needed
+        # (deep kernels rebuild them one kernel offset at a time in backward instead)
         needs = getattr(self, "needs", None)
-        self.cols = cols if needs and needs[1] else None
+        self.cols = cols if needs and needs[1] and self.per_sample else None
         if self.per_sample:
             y = y.reshape(N, O, Ho, Wo)
             if b is not None:
@@ -127,20 +130,17 @@ class Conv2dOp(Op):
         gx = gw = gb = None
         if len(self.saved) > 2 and self.needs[2]:
             gb = g.sum(axis=(0, 2, 3))
+        if not self.per_sample:
+            return self._backward_by_offset(g, gb)
         stride1 = sh == sw == 1 and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
-        gT = None
-        if self.per_sample:
-            gT = g.reshape(N, G, O // G, Ho * Wo)
-        elif self.needs[1] or not stride1:
-            gT = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(G, O // G, N * Ho * Wo)
+        gT = g.reshape(N, G, O // G, Ho * Wo)
         if self.needs[1]:
-            gw = xp.matmul(gT, xp.swapaxes(self.cols, -1, -2))
-            gw = (gw.sum(axis=0) if self.per_sample else gw).reshape(w.shape)
+            gw = xp.matmul(gT, xp.swapaxes(self.cols, -1, -2)).sum(axis=0).reshape(w.shape)
         if self.needs[0]:
             w2 = w.reshape(G, O // G, Cg * kh * kw)
             if stride1:
                 gx = self._grad_input_stride1(g, w)
-            elif self.per_sample:
+            else:
                 gcols = xp.matmul(xp.swapaxes(w2, -1, -2), gT)  # (N, G, Cg kh kw, Ho Wo)
                 gcols = gcols.reshape(N, C, kh, kw, Ho, Wo)
                 Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
@@ -150,19 +150,46 @@ class Conv2dOp(Op):
                     for j in range(kw):
                         _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += gcols[:, :, i, j]
                 gx = gpad[:, :, ph:ph + H, pw:pw + W]
-            else:
-                gcols = xp.matmul(xp.swapaxes(w2, -1, -2), gT)  # (G, Cg kh kw, N Ho Wo)
-                gcols = gcols.reshape(C, kh, kw, N, Ho, Wo)
-                # col2im: add each column entry back onto the pixel it was copied from
-                Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
-                Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
-                gpad = xp.zeros((C, N, Hp, Wp), dtype=g.dtype)
-                for i in range(kh):
-                    for j in range(kw):
-                        view = gpad[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
-                                    j * dw:j * dw + sw * (Wo - 1) + 1:sw]
-                        view += gcols[:, i, j]
-                gx = _nchw(xp, gpad[:, :, ph:ph + H, pw:pw + W])
+        return (gx, gw, gb)[:len(self.needs)]
+
+    def _backward_by_offset(self, g, gb):
+        """Deep kernels: both gradients as kh*kw GEMMs, one per kernel offset (i, j), with
+        X_ij the (Cg, N Ho Wo) input pixels that offset sees and G the output gradient as
+        (O/G, N Ho Wo):  dW[:, :, i, j] = G X_ij^T;  dx_pad[pixels of X_ij] += W[:, :, i, j]^T G.
+        Nothing of im2col's size is kept from forward or built here: the extra memory is one
+        (C, N Ho Wo) slice at a time."""
+        xp = self.xp
+        x, w = self.saved[0], self.saved[1]
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        G = self.groups
+        Og = O // G
+        Ho, Wo = self.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        M = N * Ho * Wo
+        gT = xp.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(G, Og, M)
+        gx = gw = None
+
+        if self.needs[1]:
+            xT = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, 0).transpose(1, 0, 2, 3)
+            buf = xp.empty((C, N, Ho, Wo), dtype=x.dtype)
+            gw = xp.empty((kh, kw, G, Og, Cg), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    buf[...] = _view(xT, i, j, Ho, Wo, sh, sw, dh, dw)
+                    xp.matmul(gT, xp.swapaxes(buf.reshape(G, Cg, M), -1, -2), out=gw[i, j])
+            gw = xp.ascontiguousarray(gw.transpose(2, 3, 4, 0, 1)).reshape(O, Cg, kh, kw)
+        if self.needs[0]:
+            Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
+            Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
+            gpad = xp.zeros((C, N, Hp, Wp), dtype=g.dtype)
+            wt = xp.swapaxes(w.reshape(G, Og, Cg, kh, kw), 1, 2)  # (G, Cg, Og, kh, kw)
+            buf = xp.empty((G, Cg, M), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    xp.matmul(xp.ascontiguousarray(wt[..., i, j]), gT, out=buf)
+                    _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += buf.reshape(C, N, Ho, Wo)
+            gx = _nchw(xp, gpad[:, :, ph:ph + H, pw:pw + W])
         return (gx, gw, gb)[:len(self.needs)]
 
     def _grad_input_stride1(self, g, w):
