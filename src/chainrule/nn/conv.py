@@ -153,11 +153,10 @@ class Conv2dOp(Op):
         return (gx, gw, gb)[:len(self.needs)]
 
     def _backward_by_offset(self, g, gb):
-        """Deep kernels: both gradients as kh*kw GEMMs, one per kernel offset (i, j), with
-        X_ij the (Cg, N Ho Wo) input pixels that offset sees and G the output gradient as
-        (O/G, N Ho Wo):  dW[:, :, i, j] = G X_ij^T;  dx_pad[pixels of X_ij] += W[:, :, i, j]^T G.
-        Nothing of im2col's size is kept from forward or built here: the extra memory is one
-        (C, N Ho Wo) slice at a time."""
+        """Deep kernels, with G the output gradient as (O/G, N Ho Wo): the weight gradient as
+        kh*kw GEMMs, one per kernel offset (i, j), dW[:, :, i, j] = G X_ij^T with X_ij the
+        (Cg, N Ho Wo) input pixels that offset sees (so no column matrix is kept from forward);
+        the input gradient as one GEMM W^T G and col2im."""
         xp = self.xp
         x, w = self.saved[0], self.saved[1]
         N, C, H, W = x.shape
@@ -183,12 +182,14 @@ class Conv2dOp(Op):
             Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
             Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
             gpad = xp.zeros((C, N, Hp, Wp), dtype=g.dtype)
-            wt = xp.swapaxes(w.reshape(G, Og, Cg, kh, kw), 1, 2)  # (G, Cg, Og, kh, kw)
-            buf = xp.empty((G, Cg, M), dtype=g.dtype)
+            # one deep GEMM for all offsets (a temporary the size of the columns, faster than
+            # kh*kw shallow ones), then col2im
+            gcols = xp.matmul(xp.swapaxes(w.reshape(G, Og, Cg * kh * kw), -1, -2), gT)
+            gcols = gcols.reshape(C, kh, kw, N, Ho, Wo)
             for i in range(kh):
                 for j in range(kw):
-                    xp.matmul(xp.ascontiguousarray(wt[..., i, j]), gT, out=buf)
-                    _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += buf.reshape(C, N, Ho, Wo)
+                    _view(gpad, i, j, Ho, Wo, sh, sw, dh, dw)[...] += gcols[:, i, j]
+            del gcols
             gx = _nchw(xp, gpad[:, :, ph:ph + H, pw:pw + W])
         return (gx, gw, gb)[:len(self.needs)]
 
