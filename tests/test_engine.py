@@ -519,11 +519,13 @@ def test_backward_with_create_graph_leaves_differentiable_grad():
     np.testing.assert_allclose(g2.numpy(), 6 * X0, rtol=1e-12)
 
 
-def test_backward_inputs_restricts_accumulation():
+def test_backward_inputs_restricts_accumulation_and_runs_hooks_once():
     x, w = f64(X0), f64(X0 + 1)
+    calls = []
+    w.register_hook(lambda g: calls.append(1) or g * 2.0)
     (x * w).sum().backward(inputs=[w])
-    np.testing.assert_allclose(w.grad.numpy(), X0)
-    assert x.grad is None
+    np.testing.assert_allclose(w.grad.numpy(), 2 * X0)
+    assert x.grad is None and len(calls) == 1
 
 
 # ----------------------------------------------------------------------------- errors

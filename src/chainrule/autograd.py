@@ -579,10 +579,10 @@ def _composite_vjp(op, g):
     return tuple(grads)
 
 
-def _accumulate_leaf(t, g, capture, create_graph, owned=False):
+def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
     """Give leaf ``t`` its gradient ``g`` for this pass: hooks first, then ``.grad`` (added in
     place when it exists, as PyTorch does) or ``capture``."""
-    if t._hooks:
+    if run_hooks and t._hooks:
         for hook in t._hooks:
             r = hook(g if create_graph else Tensor._wrap(g))
             if r is not None:
@@ -652,7 +652,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                    create_graph=create_graph, allow_unused=True)
         for t, gi in zip(inputs, res):
             if gi is not None:
-                _accumulate_leaf(t, gi if create_graph else gi.data, None, create_graph)
+                # grad() has run the hooks already
+                _accumulate_leaf(t, gi if create_graph else gi.data, None, create_graph,
+                                 run_hooks=False)
         return
     _engine(roots, seeds, retain_graph, create_graph)
 
