@@ -298,3 +298,20 @@ def test_clip_grad_value_and_parameter_vectors_round_trip():
     np.testing.assert_array_equal(v.data, np.concatenate([m.weight.data.ravel(), m.bias.data]))
     nn.utils.vector_to_parameters(v * 2, m.parameters())
     np.testing.assert_array_equal(m.bias.data, 2 * v.data[6:])
+
+
+def test_embedding_from_pretrained_shares_the_table_and_freezes_it():
+    table = cr.tensor(np.arange(12.0).reshape(4, 3))
+    emb = nn.Embedding.from_pretrained(table)
+    assert emb.weight.data is table.data and not emb.weight.requires_grad
+    np.testing.assert_array_equal(emb(cr.tensor([3, 1])).data, table.data[[3, 1]])
+    assert nn.Embedding.from_pretrained(table, freeze=False).weight.requires_grad
+
+
+def test_sequential_insert_and_pop_renumber_children():
+    s = nn.Sequential(nn.ReLU(), nn.Tanh())
+    s.insert(1, nn.Sigmoid())
+    assert [type(m).__name__ for m in s] == ["ReLU", "Sigmoid", "Tanh"]
+    assert isinstance(s.pop(0), nn.ReLU)
+    assert [n for n, _ in s.named_children()] == ["0", "1"]
+    assert [type(m).__name__ for m in s] == ["Sigmoid", "Tanh"]

@@ -61,6 +61,11 @@ class Sequential(Module):
                                                                          "Sequential")]]
         for k in targets:
             del self._modules[k]
+        # renumber, as PyTorch does, so positions and names agree again
+        mods = list(self._modules.values())
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self.add_module(str(i), m)
 
     def append(self, module):
         self.add_module(str(len(self._modules)), module)
@@ -70,6 +75,19 @@ class Sequential(Module):
         for m in modules:
             self.append(m)
         return self
+
+    def insert(self, index, module):
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self.add_module(str(i), m)
+        return self
+
+    def pop(self, index=-1):
+        m = self[index]
+        del self[index]
+        return m
 
 
 class ModuleList(Module):

@@ -122,6 +122,18 @@ class Embedding(Module):
         if self.padding_idx is not None:
             self.weight.data[self.padding_idx] = 0
 
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+        """An Embedding whose table is ``embeddings`` (num_embeddings, embedding_dim), shared
+        not copied; frozen (no gradient) unless ``freeze=False``."""
+        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2:
+            raise ValueError("Embedding.from_pretrained: expected a 2-d tensor (num_embeddings, "
+                             f"embedding_dim), got {getattr(embeddings, 'shape', embeddings)}")
+        V, D = embeddings.shape
+        m = cls(V, D, padding_idx=padding_idx, _weight=embeddings)
+        m.weight.requires_grad_(not freeze)
+        return m
+
     def forward(self, idx):
         a = idx.data if isinstance(idx, Tensor) else None
         if a is None or a.dtype.kind not in "iu":
