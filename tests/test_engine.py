@@ -203,6 +203,20 @@ def test_retain_grad_keeps_a_non_leaf_gradient_and_leaves_others_none():
     assert z.grad is None
 
 
+def test_retain_grad_accumulates_over_calls_once_and_after_later_hooks():
+    x = f64(X0)
+    y = x * 3.0
+    y.retain_grad()
+    y.retain_grad()  # a second call changes nothing
+    y.register_hook(lambda g: g * 2.0)  # registered after, still runs before retain_grad
+    z = (y * y).sum()
+    z.backward(retain_graph=True)
+    np.testing.assert_allclose(y.grad.numpy(), 2 * (2 * 3 * X0), rtol=1e-12)
+    z.backward()
+    np.testing.assert_allclose(y.grad.numpy(), 2 * 2 * (2 * 3 * X0), rtol=1e-12)
+    assert y.retains_grad and not x.retains_grad
+
+
 def test_register_hook_on_tensor_without_grad_raises():
     with pytest.raises(RuntimeError, match="register_hook"):
         f64(X0, requires_grad=False).register_hook(lambda g: g)

@@ -228,12 +228,22 @@ class Tensor:
             if self.grad_fn.hooks is None:
                 self.grad_fn.hooks = []
             hooks = self.grad_fn.hooks
-        hooks.append(hook)
+        if hooks and getattr(hooks[-1], "_retains_grad", False):
+            hooks.insert(len(hooks) - 1, hook)  # retain_grad sees the gradient after all hooks
+        else:
+            hooks.append(hook)
         return _HookHandle(hooks, hook)
 
+    @property
+    def retains_grad(self) -> bool:
+        """Whether retain_grad() was called on this non-leaf tensor."""
+        hooks = self.grad_fn.hooks if self.grad_fn is not None else None
+        return bool(hooks) and getattr(hooks[-1], "_retains_grad", False)
+
     def retain_grad(self):
-        """Keep ``.grad`` on this non-leaf tensor after backward."""
-        if self.grad_fn is None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (accumulated over calls, and
+        after any hooks on it, as in PyTorch). A no-op on leaves and when already retained."""
+        if self.grad_fn is None or self.retains_grad:
             return
         import weakref
 
@@ -244,6 +254,7 @@ class Tensor:
             if t is not None:
                 t.grad = Tensor._wrap(g.data.copy()) if t.grad is None else t.grad + g.detach()
 
+        keep._retains_grad = True
         self.register_hook(keep)
 
     # -- conversion -------------------------------------------------------------------------
