@@ -129,6 +129,11 @@ def test_crash_mid_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch
     assert cr.load(path)["step"] == 1
 
 
+def test_save_into_missing_folder_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.*does not exist"):
+        cr.save({"step": 1}, tmp_path / "nowhere" / "ckpt.safetensors")
+
+
 def test_overwrite_replaces_previous_checkpoint(tmp_path):
     path = tmp_path / "ckpt.safetensors"
     cr.save({"step": 1}, path)

@@ -65,6 +65,8 @@ def save(obj, path) -> None:
     metadata = {"format": "np", FORMAT: text, f"{FORMAT}-crc32": str(zlib.crc32(text.encode()))}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"chainrule.save: {path}: the folder {folder} does not exist")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
         with open(tmp, "xb"):  # created with the user's umask; the writer below narrows it
