@@ -292,3 +292,36 @@ def test_smollm2_lora_rank8_lowers_held_out_domain_loss_and_keeps_base_weights()
     for n, p in model.named_parameters():
         if n in frozen:
             assert p.grad is None and _digest(p) == frozen[n], n
+
+
+def test_killed_finetune_run_resumes_to_the_uninterrupted_losses(tmp_path):
+    from chainrule.finetune.trainer import FinetuneSpec, finetune, resume
+    from chainrule.train.config import TrainConfig
+    from chainrule.train.loop import StopTraining
+
+    write_tiny_hf(tmp_path / "base")
+    data = tmp_path / "d.txt"
+    data.write_text("the cat sat on the mat; " * 200, encoding="utf-8")
+
+    def cfg(name):
+        return TrainConfig(data=str(data), block_size=16, batch_size=2, max_iters=8,
+                           learning_rate=1e-2, warmup_iters=1, eval_interval=4, eval_iters=1,
+                           log_interval=1, checkpoint_interval=4, sample_tokens=0,
+                           diagnose_interval=0, out_dir=str(tmp_path), name=name,
+                           progress=False)
+
+    spec = FinetuneSpec(model=str(tmp_path / "base"), method="lora", lora_rank=2)
+    finetune(spec, cfg("whole"))
+
+    def crash(step, loss):
+        if step == 6:
+            raise StopTraining
+
+    finetune(FinetuneSpec(**vars(spec)), cfg("killed"), on_step=crash)
+    resume(tmp_path / "killed")
+
+    def losses(name):
+        rows = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["loss"]) for r in map(json.loads, rows) if "loss" in r]
+
+    assert losses("killed") == losses("whole") and len(losses("whole")) == 8

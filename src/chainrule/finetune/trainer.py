@@ -208,7 +208,15 @@ def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
     _say(f"run folder: {run.path}\n{spec.model}: {c['total']:,} parameters, "
          f"{c['trainable']:,} trainable ({spec.describe()}); {len(data.splits['train']):,} "
          f"training tokens")
-    return trainer.fit(on_step)
+    return _fit(trainer, on_step)
+
+
+def _fit(trainer: FinetuneTrainer, on_step) -> TrainResult:
+    result = trainer.fit(on_step)
+    c = trainer.counts
+    _say(f"trainable parameters: {c['trainable']:,} of {c['total']:,}; optimizer state: "
+         f"{_mb(optimizer_state_bytes(trainer.optimizer))}")
+    return result
 
 
 def is_finetune_run(run_dir) -> bool:
@@ -280,4 +288,4 @@ def resume(run_dir, max_iters: int | None = None, on_step=None) -> TrainResult:
     trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, step=step,
                               elapsed=float(ckpt.get("elapsed", 0.0)))
     trainer.last_val = ckpt.get("val_loss")
-    return trainer.fit(on_step)
+    return _fit(trainer, on_step)
