@@ -533,6 +533,16 @@ def test_backward_with_create_graph_leaves_differentiable_grad():
     np.testing.assert_allclose(g2.numpy(), 6 * X0, rtol=1e-12)
 
 
+def test_create_graph_grads_of_two_leaves_are_separate_tensors():
+    # add passes one gradient to both inputs; a later first-order backward adds into each .grad
+    a, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    (a + b).sum().backward(create_graph=True)
+    assert a.grad is not b.grad
+    (a * b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [1 + 3, 1 + 4])
+    np.testing.assert_allclose(b.grad.numpy(), [1 + 1, 1 + 2])
+
+
 def test_backward_inputs_restricts_accumulation_and_runs_hooks_once():
     x, w = f64(X0), f64(X0 + 1)
     calls = []

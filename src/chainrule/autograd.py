@@ -593,7 +593,10 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
             capture[t] = g if capture[t] is None else capture[t] + g
         return
     if create_graph:
-        t.grad = g if t.grad is None else t.grad + g
+        if t.grad is not None:
+            t.grad = t.grad + g
+        else:  # a constant gradient may be shared (seed, add's (g, g)): .grad gets its own
+            t.grad = g if g.requires_grad else Tensor._wrap(g.data.copy())
         return
     dtype = t.data.dtype
     if type(g) is not t.data.__class__:  # a NumPy scalar from a 0-d rule
@@ -606,7 +609,8 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
     if old is None:
         # the optimizer and clipping update .grad in place, so it must not alias anything else
         t.grad = Tensor._wrap(g if owned else g.copy())
-    elif old.requires_grad or old.data.shape != g.shape or old.data.dtype != dtype:
+    elif (old.requires_grad or old.data.shape != g.shape or old.data.dtype != dtype
+          or not getattr(old.data.flags, "writeable", True)):
         t.grad = old + Tensor._wrap(g)
     else:
         old.data += g
