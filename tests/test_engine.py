@@ -719,3 +719,10 @@ def test_grad_runs_only_the_ops_that_lead_to_its_inputs():
     loss.backward()
     assert sorted(calls) == [("f", (True,)), ("h", (True,)), ("matmul", (True, True))]
     np.testing.assert_allclose(W.grad.numpy(), x.data.T @ (1 - np.tanh(y) ** 2), rtol=1e-12)
+
+
+def test_grad_results_are_writable_arrays():
+    x = f64(X0)
+    (g,) = cr.autograd.grad(x.sum(), x)  # sum's gradient is a broadcast view of one number
+    g.data += 1.0
+    np.testing.assert_allclose(g.numpy(), np.full(4, 2.0))

@@ -708,8 +708,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                     "outputs; pass allow_unused=True to get None for it"
                 )
             result.append(None)
-        else:
-            result.append(g if create_graph else Tensor._wrap(g))
+        elif create_graph:
+            result.append(g)
+        else:  # a broadcast view is read-only: give the caller an array it can change
+            g = t.xp.asarray(g)  # (a 0-d rule may give a NumPy scalar)
+            writeable = getattr(g.flags, "writeable", True)
+            result.append(Tensor._wrap(g if writeable else g.copy()))
     return tuple(result)
 
 
