@@ -13,8 +13,10 @@ Each framework runs in its own subprocess with the same thread count (``torch.se
 and the BLAS thread pool of NumPy), alternating for ``--rounds`` rounds so that load from
 elsewhere on the machine falls on both. Reported: the median step time over all rounds (and the
 median CPU time of a step, summed over threads: steadier than wall time on a busy machine), the
-ratio chainrule / PyTorch, minor page faults per step, and memory: the step's peak RSS above
-the RSS before it (the kernel's high-water mark, reset with /proc/self/clear_refs), and for
+ratio chainrule / PyTorch, minor page faults per step, and memory: peak RSS during the steps
+(the kernel's high-water mark, reset with /proc/self/clear_refs), the same above the RSS right
+after the imports (model, optimizer state, data and the step's working memory), the step's
+peak above the RSS just before it, and for
 chainrule also the peak of traced Python allocations during one step (tracemalloc sees NumPy's
 arrays). ``--profile`` prints
 where chainrule's step spends its time (cProfile, by internal time).
@@ -102,6 +104,7 @@ def worker_chainrule(workload: str, steps: int, threads: int, profile: bool) -> 
     from chainrule.nn import functional as F
 
     threadpoolctl.threadpool_limits(threads, user_api="blas")
+    imported = _rss_kib("VmRSS")
     model = _chainrule_model(workload)
     opt = optim.AdamW(model.parameters(), lr=1e-3)
     xn, yn = _data(workload)
@@ -125,7 +128,7 @@ def worker_chainrule(workload: str, steps: int, threads: int, profile: bool) -> 
     step()
     traced = tracemalloc.get_traced_memory()[1] - before
     tracemalloc.stop()
-    out.update(traced_peak=traced, first_loss=losses[0])
+    out.update(traced_peak=traced, first_loss=losses[0], rss_imported_kib=imported)
     if profile:
         import cProfile
         import io
@@ -150,6 +153,9 @@ def worker_torch(workload: str, steps: int, threads: int, optimizer: str) -> dic
     import threadpoolctl
 
     threadpoolctl.threadpool_limits(threads, user_api="blas")
+    import chainrule  # noqa: F401  (loaded before the baseline: it provides the weights)
+
+    imported = _rss_kib("VmRSS")
     if workload == "mlp":
         model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
                                     torch.nn.Linear(512, 512), torch.nn.ReLU(),
@@ -184,7 +190,7 @@ def worker_torch(workload: str, steps: int, threads: int, optimizer: str) -> dic
         return loss
 
     first = step().item()
-    return {**_time_steps(step, steps), "first_loss": first}
+    return {**_time_steps(step, steps), "first_loss": first, "rss_imported_kib": imported}
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -262,11 +268,15 @@ def main():
             med[fw] = statistics.median(times) * 1e3
             step_mem = [r["rss_peak_kib"] - r["rss_base_kib"] for r in runs
                         if r["rss_peak_kib"] is not None]
+            work_mem = [r["rss_peak_kib"] - r["rss_imported_kib"] for r in runs
+                        if r["rss_peak_kib"] is not None]
             cpu = statistics.median([t for r in runs for t in r["cpu"]]) * 1e3
             line = (f"  {fw:9s} median {med[fw]:7.2f} ms  (round medians "
                     + ", ".join(f"{statistics.median(r['times']) * 1e3:.2f}" for r in runs)
                     + f"; CPU {cpu:.2f} ms)  peak RSS "
-                    f"{_mib(max(r['rss_peak_kib'] or 0 for r in runs))}, step adds "
+                    f"{_mib(max(r['rss_peak_kib'] or 0 for r in runs))} ("
+                    f"{_mib(max(work_mem) if work_mem else None)} above the imported libraries), "
+                    "step adds "
                     f"{_mib(max(step_mem) if step_mem else None)}, "
                     f"{statistics.median(r['faults'] for r in runs):.0f} page faults")
             if fw == "chainrule":
