@@ -204,7 +204,7 @@ class Op:
         op.parents = parents
         op.shapes = [a.shape if p is not None else () for a, p in zip(arrays, parents)]
         op.needs = [p is not None for p in parents]
-        if backend._cupy is not None:
+        if backend._cupy is not None and arrays:
             op.xp = backend.array_module(arrays[0])
         return op._recorded(op.forward(*arrays, **params), arrays, inputs)
 
@@ -288,7 +288,7 @@ class Op:
 
     def _unrecorded(self, arrays, params, inputs):
         """Forward without recording: a bare tensor, nothing kept."""
-        if backend._cupy is not None:
+        if backend._cupy is not None and arrays:
             self.xp = backend.array_module(arrays[0])
         if params:
             out = self.forward(*arrays, **params)
