@@ -81,6 +81,8 @@ class Conv2dOp(Op):
         # (N, G, K, Ho Wo) columns give NCHW directly; otherwise one large GEMM per group is
         # faster than the two layout passes it costs.
         self.per_sample = Cg * kh * kw < _PER_SAMPLE_K
+        if not self.per_sample and groups == 1:
+            return self._forward_rows(x, w, b)
         cols = self._im2col(x, self.per_sample)
         y = xp.matmul(w.reshape(groups, O // groups, Cg * kh * kw), cols)
         # per sample, the columns are what the weight gradient reads: kept when it is needed
@@ -93,6 +95,78 @@ class Conv2dOp(Op):
                 y += b.reshape(O, 1, 1)
             return y
         return _nchw(xp, y.reshape(O, N, Ho, Wo), b)
+
+    def _rows_nhwc(self, x):
+        """(N Ho Wo, kh kw C) patch rows of x: the input padded in channels-last layout, then
+        one copy whose innermost run is C contiguous channels (much faster than gathering
+        (C, kh, kw, N, Ho, Wo) columns, whose runs are Wo pixels long)."""
+        xp = self.xp
+        N, C, H, W = x.shape
+        _, _, kh, kw = self.saved[1].shape
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        Ho, Wo = self.out_hw
+        rh = max((Ho - 1) * sh + dh * (kh - 1) + 1 - H - ph, 0)
+        rw = max((Wo - 1) * sw + dw * (kw - 1) + 1 - W - pw, 0)
+        xh = xp.zeros((N, ph + H + rh, pw + W + rw, C), dtype=x.dtype)
+        xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
+        win = xp.lib.stride_tricks.sliding_window_view(
+            xh, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))  # (N, H', W', C, ekh, ekw)
+        win = win[:, :sh * (Ho - 1) + 1:sh, :sw * (Wo - 1) + 1:sw, :, ::dh, ::dw]
+        rows = xp.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3))
+        return rows.reshape(N * Ho * Wo, kh * kw * C)
+
+    def _forward_rows(self, x, w, b):
+        """Deep kernels without groups: Y = X Wr^T with X the (N Ho Wo, kh kw C) patch rows
+        and Wr = w as (O, kh kw C); Y (N Ho Wo, O) is put in NCHW layout with the bias in the
+        same pass. No rows are kept for backward (it rebuilds them)."""
+        xp = self.xp
+        N = x.shape[0]
+        O, C, kh, kw = w.shape
+        Ho, Wo = self.out_hw
+        wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, kh * kw * C)
+        y = self._rows_nhwc(x) @ wr.T
+        out = xp.empty((N, O, Ho, Wo), dtype=y.dtype)
+        yt = y.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
+        if b is None:
+            out[...] = yt
+        else:
+            xp.add(yt, b.reshape(O, 1, 1), out=out)
+        return out
+
+    def _backward_rows(self, g, gb):
+        """Backward of ``_forward_rows``, with Gr = g as (N Ho Wo, O):  dWr = Gr^T X (X rebuilt
+        from x);  dX: for each kernel offset (i, j), Gr w[:, :, i, j] added back onto the input
+        pixels that offset read (col2im in channels-last layout)."""
+        xp = self.xp
+        x, w = self.saved[0], self.saved[1]
+        N, C, H, W = x.shape
+        O, _, kh, kw = w.shape
+        Ho, Wo = self.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        gr = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(N * Ho * Wo, O)
+        gx = gw = None
+        rows = None
+        if self.needs[1]:
+            rows = self._rows_nhwc(x)
+            gw = (gr.T @ rows).reshape(O, kh, kw, C)
+            gw = xp.ascontiguousarray(gw.transpose(0, 3, 1, 2))
+        if self.needs[0]:
+            del rows
+            # one (N Ho Wo, C) block per kernel offset, so that each block is added back onto
+            # the padded input gradient in runs of Wo C contiguous values
+            wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, O, C)
+            blocks = xp.matmul(gr, wk)
+            Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
+            Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
+            gxh = xp.zeros((N, Hp, Wp, C), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    blk = blocks[i * kw + j].reshape(N, Ho, Wo, C)
+                    gxh[:, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
+                        j * dw:j * dw + sw * (Wo - 1) + 1:sw, :] += blk
+            del blocks
+            gx = xp.ascontiguousarray(gxh[:, ph:ph + H, pw:pw + W, :].transpose(0, 3, 1, 2))
+        return (gx, gw, gb)[:len(self.needs)]
 
     def _im2col(self, x, per_sample=False):
         """(G, Cg*kh*kw, N*Ho*Wo) columns of x, or (N, G, Cg*kh*kw, Ho*Wo) per sample: one
@@ -131,6 +205,8 @@ class Conv2dOp(Op):
         if len(self.saved) > 2 and self.needs[2]:
             gb = g.sum(axis=(0, 2, 3))
         if not self.per_sample:
+            if G == 1:
+                return self._backward_rows(g, gb)
             return self._backward_by_offset(g, gb)
         stride1 = sh == sw == 1 and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
         gT = g.reshape(N, G, O // G, Ho * Wo)
