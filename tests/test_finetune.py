@@ -28,6 +28,20 @@ CFG = dict(vocab_size=256, n_layer=3, n_embd=32, n_head=4, n_kv_head=2, n_hidden
            rope_theta=1000.0, norm_eps=1e-5, block_size=64)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """One BLAS thread per process: SmolLM2's products are large enough to keep one core
+    busy, and two threads per test process (pytest-xdist workers, a busy machine) oversubscribe
+    the cores and run many times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 def tiny(seed=0, tied=True):
     cr.manual_seed(seed)
     return Llama(LlamaConfig(**CFG, tie_embeddings=tied))
@@ -276,10 +290,10 @@ def test_smollm2_lora_rank8_lowers_held_out_domain_loss_and_keeps_base_weights()
             return float(model(cr.tensor(held[None, :-1]), cr.tensor(held[None, 1:]))[1])
 
     before = held_out_loss()
-    opt = make_optimizer(model, cr_cfg(learning_rate=2e-3, weight_decay=0.0))
+    opt = make_optimizer(model, cr_cfg(learning_rate=3e-3, weight_decay=0.0))
     rng = np.random.default_rng(0)
-    T = 48
-    for _ in range(12):
+    T = 32
+    for _ in range(8):
         starts = rng.integers(0, len(train_ids) - T - 1, 2)
         win = np.stack([train_ids[s:s + T + 1] for s in starts])
         _, loss = model(cr.tensor(win[:, :-1]), cr.tensor(win[:, 1:]))
@@ -287,7 +301,7 @@ def test_smollm2_lora_rank8_lowers_held_out_domain_loss_and_keeps_base_weights()
         opt.step()
         opt.zero_grad()
     after = held_out_loss()
-    assert after < before - 1.0, (before, after)  # measured 3.53 -> 1.52
+    assert after < before - 1.0, (before, after)
     assert optimizer_state_bytes(opt) == 2 * 4 * 460_800  # 3.5 MiB beside 540 MB of weights
     for n, p in model.named_parameters():
         if n in frozen:

@@ -34,6 +34,20 @@ PROSE = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """One BLAS thread per process: SmolLM2's products are large enough to keep one core
+    busy, and two threads per test process (pytest-xdist workers, a busy machine) oversubscribe
+    the cores and run many times slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 # ----------------------------------------------------------------------------- reference
 
 
@@ -307,3 +321,13 @@ def test_hf_gpt2_folder_maps_onto_gpt_with_conv1d_weights_transposed(tmp_path):
     ref = ln(x, D["ln_f.weight"], D["ln_f.bias"]) @ D["wte.weight"].T
     logits, _ = model(cr.tensor(ids[None]))
     np.testing.assert_allclose(logits.data[0], ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_smol
+def test_smollm2_answers_a_chat_template_question_and_stops_at_end_of_turn(smol):
+    model, tok = smol
+    ids = tok.encode(tok.chat_prompt("What is the capital of France? Answer in one word."))
+    out = model.generate([ids], 12, temperature=0, eos_id=tok.eos_id).data[0, len(ids):]
+    answer = tok.decode(out)
+    assert "Paris" in answer
+    assert out[-1] == tok.eos_id and answer.endswith("<|im_end|>")
