@@ -331,3 +331,56 @@ def test_smollm2_answers_a_chat_template_question_and_stops_at_end_of_turn(smol)
     answer = tok.decode(out)
     assert "Paris" in answer
     assert out[-1] == tok.eos_id and answer.endswith("<|im_end|>")
+
+
+def write_gguf(path, tensors, arch="llama", drop=None, extra_kv=None):
+    c = TINY
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(c["n_layer"])
+    w.add_context_length(64)
+    w.add_embedding_length(c["n_embd"])
+    w.add_feed_forward_length(c["n_hidden"])
+    w.add_head_count(c["n_head"])
+    w.add_head_count_kv(c["n_kv_head"])
+    w.add_rope_freq_base(c["rope_theta"])
+    w.add_layer_norm_rms_eps(c["norm_eps"])
+    w.add_vocab_size(c["vocab_size"])
+    for k, v in (extra_kv or {}).items():
+        w.add_string(k, v)
+    for name, a in tensors.items():
+        if name != drop:
+            w.add_tensor(name, a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_gguf_file_written_in_llama_cpp_layout_loads_to_the_reference_logits(tmp_path):
+    gg = write_hf_llama(tmp_path / "hf")  # GGUF names, Q/K permuted as llama.cpp stores them
+    write_gguf(tmp_path / "m.gguf", gg)
+    model = Llama.from_gguf(tmp_path / "m.gguf")
+    ids = np.array([5, 1, 38, 22, 22, 9])
+    ref = ref_forward(gg, ids, TINY["n_head"], TINY["n_kv_head"], TINY["norm_eps"],
+                      TINY["rope_theta"])
+    np.testing.assert_allclose(model(cr.tensor(ids[None]))[0].data[0], ref, rtol=1e-4,
+                               atol=1e-4)
+    assert not model.config.tie_embeddings
+
+
+def test_gguf_errors_name_architecture_missing_tensor_and_rope_scaling(tmp_path):
+    from chainrule.pretrained import load_gguf
+
+    gg = write_hf_llama(tmp_path / "hf")
+    write_gguf(tmp_path / "a.gguf", gg, arch="mamba")
+    with pytest.raises(ValueError, match="architecture 'mamba' is not supported"):
+        load_gguf(tmp_path / "a.gguf")
+    write_gguf(tmp_path / "b.gguf", gg, drop="blk.1.ffn_up.weight")
+    with pytest.raises(ValueError, match=r"missing tensor\(s\) blocks\.1\.mlp\.up_proj\.weight"):
+        Llama.from_gguf(tmp_path / "b.gguf")
+    write_gguf(tmp_path / "c.gguf", gg, extra_kv={"llama.rope.scaling.type": "yarn"})
+    with pytest.raises(ValueError, match="rotary scaling"):
+        load_gguf(tmp_path / "c.gguf")
+    (tmp_path / "d.gguf").write_bytes(b"not a gguf file at all")
+    with pytest.raises(ValueError, match="not a readable GGUF file"):
+        load_gguf(tmp_path / "d.gguf")

@@ -87,7 +87,7 @@ _BLOCK_NAMES = {
 }
 _TOP_NAMES = {"token_embd": "embed", "output_norm": "norm", "output": "lm_head"}
 # tensors some GGUF llamas carry that the model computes itself
-_IGNORED = {"rope_freqs.weight"}
+_IGNORED: set = set()
 
 
 def _chainrule_name(name: str) -> str | None:
@@ -155,6 +155,10 @@ def load_gguf(path) -> GGUFModel:
             f"{', '.join(SUPPORTED)} GGUF files"
         )
     config = _llama_config(meta, path)
+    scaling = meta.get(f"{arch}.rope.scaling.type", "none")
+    if scaling not in ("none", None) or any(t.name == "rope_freqs.weight" for t in reader.tensors):
+        raise ValueError(f"load_gguf({path}): rotary scaling ({scaling}, or rope_freqs) is not "
+                         "supported; chainrule's Llama uses plain rotary embeddings")
     tensors = {}
     for t in reader.tensors:
         if t.name in _IGNORED:
@@ -192,8 +196,8 @@ def tokenizer_from_metadata(meta: dict, source: str = "GGUF"):
     types = list(meta.get("tokenizer.ggml.token_type", [1] * len(tokens)))
     # token type 3 is llama.cpp's CONTROL: <|im_start|> and the like, matched whole in text
     special = [tok for tok, ty in zip(tokens, types) if ty == 3]
-    digits = meta.get("tokenizer.ggml.pre") in ("smollm", "starcoder", "refact", "command-r")
-    tok = byte_level_bpe(tokens, merges, special, split_digits=digits)
+    pre = meta.get("tokenizer.ggml.pre", "default")
+    tok = byte_level_bpe(tokens, merges, special, pre=pre)
 
     def tid(key):
         v = meta.get(key)

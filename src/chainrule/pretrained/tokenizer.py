@@ -23,20 +23,33 @@ def _tokenizers():
     return tokenizers
 
 
-def byte_level_bpe(tokens, merges, special=(), split_digits=False):
+# Llama 3's split (llama.cpp's "llama-bpe"): digits in groups of up to three
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# pre-tokenizers (llama.cpp's names) that put every digit in its own piece, then split as GPT-2
+_DIGITS_FIRST = ("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone")
+
+
+def byte_level_bpe(tokens, merges, special=(), pre="default"):
     """A byte-level BPE ``tokenizers.Tokenizer`` from a vocabulary list and merge rules.
 
     ``merges`` are ``"left right"`` strings (GGUF and Hugging Face store them so); byte-level
-    symbols never contain a plain space, so the split is unambiguous. ``split_digits`` puts
-    every digit in its own pre-token first (SmolLM's and StarCoder's pre-tokenizer).
+    symbols never contain a plain space, so the split is unambiguous. ``pre`` names the
+    pre-tokenizer as GGUF's ``tokenizer.ggml.pre`` does: SmolLM's and StarCoder's split every
+    digit first, Llama 3's (``llama-bpe``) has its own pattern, anything else splits as GPT-2.
     """
     tk = _tokenizers()
     vocab = {t: i for i, t in enumerate(tokens)}
     pairs = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
     tok = tk.Tokenizer(tk.models.BPE(vocab=vocab, merges=pairs))
-    pre = [tk.pre_tokenizers.Digits(individual_digits=True)] if split_digits else []
-    pre.append(tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
-    tok.pre_tokenizer = tk.pre_tokenizers.Sequence(pre)
+    P = tk.pre_tokenizers
+    if pre == "llama-bpe":
+        steps = [P.Split(tk.Regex(_LLAMA3_SPLIT), behavior="isolated"),
+                 P.ByteLevel(add_prefix_space=False, use_regex=False)]
+    else:
+        steps = [P.Digits(individual_digits=True)] if pre in _DIGITS_FIRST else []
+        steps.append(P.ByteLevel(add_prefix_space=False, use_regex=True))
+    tok.pre_tokenizer = P.Sequence(steps)
     tok.decoder = tk.decoders.ByteLevel()
     if special:
         tok.add_special_tokens([tk.AddedToken(s, special=True, normalized=False) for s in special])
