@@ -101,8 +101,12 @@ def _phi_float32(xp, x, y=None):
         poly *= tb  # = erfc(|x| / sqrt 2)
         poly *= f(-0.5)
         poly += f(0.5)  # = 1/2 - Phi(-|x|) >= 0
-        # Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|)): a copysign, not a (much slower) masked where
-        xp.copysign(poly, xb, out=poly)
+        # Phi(x) = 1/2 + sign(x) (1/2 - Phi(-|x|)): x's sign bit put onto the non-negative
+        # value with integer ops (NumPy's copysign is several times slower; a where, more so)
+        sb = tb.view(xp.uint32)
+        xp.bitwise_and(xb.view(xp.uint32), xp.uint32(0x80000000), out=sb)
+        pb = poly.view(xp.uint32)
+        xp.bitwise_or(pb, sb, out=pb)
         poly += f(0.5)
         if yf is not None:
             xp.multiply(xb, poly, out=yf[s:e])
@@ -230,6 +234,24 @@ def _rows(x, n):
     return x.reshape(-1, n)
 
 
+def _rowsum(xp, a):
+    """a.sum(axis=-1, keepdims=True) for a float array: a matrix-vector product with ones
+    (BLAS), several times faster than NumPy's reduction along a short contiguous axis."""
+    if xp is not np or a.dtype.kind != "f" or a.ndim < 2 or not a.flags.c_contiguous:
+        return a.sum(axis=-1, keepdims=True)
+    n = a.shape[-1]
+    return (a.reshape(-1, n) @ np.ones(n, dtype=a.dtype)).reshape(a.shape[:-1] + (1,))
+
+
+def _rowdot(xp, a, b):
+    """(a * b).sum(axis=-1, keepdims=True) without the product's temporary."""
+    if xp is not np or a.shape != b.shape:
+        return (a * b).sum(axis=-1, keepdims=True)
+    n = a.shape[-1]
+    d = np.einsum("ij,ij->i", a.reshape(-1, n), b.reshape(-1, n))
+    return d.reshape(a.shape[:-1] + (1,))
+
+
 class LayerNormOp(Op):
     """Layer norm over the trailing n elements of each row of x:
 
@@ -244,7 +266,8 @@ class LayerNormOp(Op):
         self.n, self.eps = n, eps
         self.save(*[a for a in (x, w, b) if a is not None])
         x2 = _rows(x, n)
-        mu = x2.mean(axis=1, keepdims=True)
+        mu = _rowsum(self.xp, x2)
+        mu /= n
         xh = x2 - mu
         var = self.xp.einsum("ij,ij->i", xh, xh)[:, None]
         var /= n
@@ -270,11 +293,12 @@ class LayerNormOp(Op):
         if has_b and self.needs[2]:
             gb = g2.sum(axis=0).reshape(self.saved[2].shape)
         if self.needs[0]:
-            gh = g2 * self.saved[1].reshape(-1) if has_w else g2
-            a = gh.mean(axis=1, keepdims=True)
-            c = self.xp.einsum("ij,ij->i", gh, xh)[:, None]
+            gx = g2 * self.saved[1].reshape(-1) if has_w else g2.copy()  # gh, then dx in place
+            a = _rowsum(self.xp, gx)
+            a /= n
+            c = self.xp.einsum("ij,ij->i", gx, xh)[:, None]
             c /= n
-            gx = gh - a
+            gx -= a
             gx -= xh * c
             gx *= r
             gx = gx.reshape(self.saved[0].shape)
@@ -547,7 +571,7 @@ class AttentionOp(Op):
             S += causal_additive(xp, S.shape[-2], S.shape[-1], S.dtype)
         S -= S.max(axis=-1, keepdims=True)
         xp.exp(S, out=S)
-        S /= S.sum(axis=-1, keepdims=True)
+        S /= _rowsum(xp, S)
         self.A = S
         self.D = None
         if dropout_p > 0:
@@ -571,7 +595,7 @@ class AttentionOp(Op):
             gS = g @ xp.swapaxes(v, -1, -2)
             if D is not None:
                 gS *= D
-            gS -= (gS * A).sum(axis=-1, keepdims=True)
+            gS -= _rowdot(xp, gS, A)
             gS *= A
             if len(needs) > 3 and needs[3] and self.saved[3].dtype != np.bool_:
                 gm = gS
