@@ -286,3 +286,24 @@ def test_python_scalar_keeps_tensor_dtype():
 def test_unknown_dtype_name_raises():
     with pytest.raises(TypeError, match="unknown dtype 'float8'"):
         cr.zeros(2, dtype="float8")
+
+
+def test_new_functions_take_dtype_and_device_of_the_tensor():
+    x = cr.tensor(A)  # float64
+    z = x.new_zeros(2, 2)
+    assert z.dtype == cr.float64 and z.device == x.device
+    np.testing.assert_array_equal(z.numpy(), np.zeros((2, 2)))
+    np.testing.assert_array_equal(x.new_ones((3,)).numpy(), np.ones(3))
+    np.testing.assert_array_equal(x.new_full((2,), 7.0).numpy(), [7.0, 7.0])
+    assert x.new_empty(4).shape == (4,) and x.new_empty(4).dtype == cr.float64
+    t = x.new_tensor([1, 2])
+    assert t.dtype == cr.float64 and t.tolist() == [1.0, 2.0]
+    assert x.new_zeros(2, dtype=cr.int64).dtype == cr.int64
+
+
+def test_size_queries_and_device_type():
+    x = cr.tensor(A)
+    assert x.nbytes == A.nbytes and x.itemsize == 8 and x.element_size() == 8
+    assert x.nelement() == 6 and x.ndimension() == 2
+    assert x.is_contiguous() and not x.T.is_contiguous()
+    assert x.device == "cpu" and x.device.type == "cpu" and x.device.index is None

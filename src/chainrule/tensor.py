@@ -108,8 +108,8 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> Device:
+        return Device(backend.device_of(self.data))
 
     @property
     def xp(self):
@@ -139,6 +139,52 @@ class Tensor:
 
     def element_size(self) -> int:
         return self.data.itemsize
+
+    itemsize = property(element_size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def nelement(self) -> int:
+        return int(self.data.size)
+
+    def ndimension(self) -> int:
+        return self.data.ndim
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    # -- new tensors like this one (dtype and device), as torch.Tensor.new_* ----------------
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        from .creation import tensor
+
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                      device=self.device)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False):
+        from .creation import zeros
+
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                     device=self.device)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False):
+        from .creation import ones
+
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                    device=self.device)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False):
+        from .creation import empty
+
+        return empty(*size, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                     device=self.device)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False):
+        from .creation import full
+
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad,
+                    device=self.device)
 
     def __len__(self):
         if self.data.ndim == 0:
@@ -538,6 +584,19 @@ class Tensor:
     @property
     def mT(self):
         return _F.transpose(self, -2, -1)
+
+
+class Device(str):
+    """A device name ('cpu' or 'cuda') that also answers ``.type`` and ``.index``, as
+    torch.device does; it compares equal to its name."""
+
+    @property
+    def type(self) -> str:
+        return str(self)
+
+    @property
+    def index(self):
+        return None
 
 
 class Size(tuple):
