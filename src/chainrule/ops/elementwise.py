@@ -218,9 +218,15 @@ class Sigmoid(Op):
 
     def forward(self, x):
         xp = self.xp
-        # stable on both tails: exp of a non-positive number only
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        # stable on both tails: exp of a non-positive number only; y = num / (1 + e) with
+        # num = 1 where x >= 0 and e elsewhere, i.e. max(e, [x >= 0]) as e <= 1 (a maximum,
+        # not a masked where, which is many times slower)
+        e = xp.abs(x, out=xp.empty_like(x))  # out=: a 0-d input stays an array
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)
+        y = xp.maximum(e, x >= 0, out=xp.empty_like(x))
+        e += 1
+        xp.divide(y, e, out=y)
         self.save(y)
         return y
 
@@ -247,11 +253,19 @@ class LeakyRelu(Op):
     def forward(self, x, negative_slope=0.01):
         self.slope = negative_slope
         self.save(x)
-        return self.xp.where(x > 0, x, x * negative_slope)
+        y = self.xp.multiply(x, negative_slope, out=self.xp.empty_like(x))
+        # for 0 <= s <= 1, max(x, s x) picks x above 0 and s x below; s > 1: the min
+        if 0 <= negative_slope <= 1:
+            return self.xp.maximum(x, y, out=y)
+        if negative_slope > 1:
+            return self.xp.minimum(x, y, out=y)
+        return self.xp.where(x > 0, x, y)
 
     def backward(self, g):
         x = self.saved[0]
-        return (self.xp.where(x > 0, g, g * self.slope),)
+        s = self.slope
+        # g (s + (1 - s) [x > 0]): products, not a masked where
+        return (g * ((x > 0).astype(g.dtype) * (1 - s) + s),)
 
 
 class Softplus(Op):
@@ -304,7 +318,7 @@ def erf(xp, x):
         -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
             -0.82215223 + t * 0.17087277))))))))
     r = 1 - t * xp.exp(poly)
-    return xp.where(x >= 0, r, -r)
+    return r * xp.sign(x)  # erf is odd (and sign(0) = 0 gives erf(0) = 0 exactly)
 
 
 class Gelu(Op):
@@ -363,8 +377,7 @@ class Maximum(Op):
 
     def backward(self, g):
         a, b = self.saved
-        xp = self.xp
-        w = xp.where(a > b, 1.0, xp.where(a == b, 0.5, 0.0)).astype(g.dtype)
+        w = (a > b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
         return (g * w if self.needs[0] else None), (g * (1 - w) if self.needs[1] else None)
 
 
@@ -377,8 +390,7 @@ class Minimum(Op):
 
     def backward(self, g):
         a, b = self.saved
-        xp = self.xp
-        w = xp.where(a < b, 1.0, xp.where(a == b, 0.5, 0.0)).astype(g.dtype)
+        w = (a < b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
         return (g * w if self.needs[0] else None), (g * (1 - w) if self.needs[1] else None)
 
 
