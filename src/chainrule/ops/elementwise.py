@@ -244,7 +244,14 @@ class Relu(Op):
         return y
 
     def backward(self, g):
-        return (g * (self.saved[0] > 0),)
+        y = self.saved[0]
+        if isinstance(g, Tensor) or y.shape != g.shape:
+            return (g * (y > 0),)
+        # the mask written as 0/1 in g's dtype, then one same-dtype multiply in place: about
+        # twice as fast as g times a boolean array (a casting loop); the same values
+        m = self.xp.greater(y, 0, out=self.xp.empty(g.shape, dtype=g.dtype), casting="unsafe")
+        m *= g
+        return (m,)
 
 
 class LeakyRelu(Op):
