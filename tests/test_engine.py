@@ -726,3 +726,27 @@ def test_grad_results_are_writable_arrays():
     (g,) = cr.autograd.grad(x.sum(), x)  # sum's gradient is a broadcast view of one number
     g.data += 1.0
     np.testing.assert_allclose(g.numpy(), np.full(4, 2.0))
+
+
+def test_grad_mode_is_per_thread():
+    import threading
+
+    x = f64(X0)
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with cr.no_grad():
+            inside.set()
+            release.wait(5)
+            seen["other"] = (x * 2.0).requires_grad
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    y = x * 2.0  # recorded here while the other thread is inside no_grad()
+    release.set()
+    t.join()
+    assert y.requires_grad and seen["other"] is False
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(4, 2.0))

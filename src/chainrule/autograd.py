@@ -18,19 +18,29 @@ very same rule is recorded as a differentiable computation.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 
 from . import backend
 
-_grad_enabled = True
+
+class _ThreadState(threading.local):
+    """Grad mode, per thread as in PyTorch (a no_grad() block in one thread does not stop
+    another thread's recording)."""
+
+    def __init__(self):
+        self.grad_enabled = True
+
+
+_state = _ThreadState()
 _anomaly_hooks: list = []  # callables (op, out_array, in_arrays) run after every forward
 _new = object.__new__
 _ndarray = np.ndarray
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _state.grad_enabled
 
 
 class _GradMode:
@@ -48,13 +58,11 @@ class _GradMode:
         return self
 
     def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = self.mode
+        self._prev = _state.grad_enabled
+        _state.grad_enabled = self.mode
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _state.grad_enabled = self._prev
         return False
 
     def __call__(self, fn):
@@ -84,17 +92,15 @@ class set_grad_enabled(_GradMode):
     """``set_grad_enabled(False)`` acts as ``no_grad``; usable as a call, a block or a decorator."""
 
     def __init__(self, mode: bool):
-        global _grad_enabled
         self.mode = bool(mode)
-        self._prev = _grad_enabled
-        _grad_enabled = self.mode  # takes effect at once, as torch.set_grad_enabled does
+        self._prev = _state.grad_enabled
+        _state.grad_enabled = self.mode  # takes effect at once, as torch.set_grad_enabled does
 
     def __enter__(self):
         pass
 
     def __call__(self, fn):
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _state.grad_enabled = self._prev
         mode = self.mode
 
         @functools.wraps(fn)
@@ -155,7 +161,7 @@ class Op:
             ax = x.data if isinstance(x, Tensor) else x
             ay = y.data if isinstance(y, Tensor) else y
             px = py = None
-            if _grad_enabled and cls.differentiable:
+            if _state.grad_enabled and cls.differentiable:
                 if isinstance(x, Tensor) and x.requires_grad:
                     px = x.grad_fn or x
                 if isinstance(y, Tensor) and y.requires_grad:
@@ -171,7 +177,7 @@ class Op:
             return op._recorded(out, (ax, ay), inputs)
         if n == 1:
             x = inputs[0]
-            if not (isinstance(x, Tensor) and x.requires_grad and _grad_enabled
+            if not (isinstance(x, Tensor) and x.requires_grad and _state.grad_enabled
                     and cls.differentiable):
                 ax = x.data if isinstance(x, Tensor) else x
                 if _anomaly_hooks or backend._cupy is not None:
@@ -195,7 +201,7 @@ class Op:
             out = op.forward(ax, **params) if params else op.forward(ax)
             return op._recorded(out, (ax,), inputs)
         arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
-        if not (_grad_enabled and cls.differentiable):
+        if not (_state.grad_enabled and cls.differentiable):
             return op._unrecorded(arrays, params, inputs)
         parents = [(t.grad_fn or t) if isinstance(t, Tensor) and t.requires_grad else None
                    for t in inputs]
@@ -222,7 +228,7 @@ class Op:
         else:
             ay = y
             yg = False
-        if _grad_enabled and (x.requires_grad or yg) and cls.differentiable:
+        if _state.grad_enabled and (x.requires_grad or yg) and cls.differentiable:
             px = (x.grad_fn or x) if x.requires_grad else None
             py = (y.grad_fn or y) if yg else None
             op.parents = (px, py)
@@ -399,7 +405,7 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
     A gradient array is added into in place only when the engine knows nobody else holds it
     (``owned``): a rule may pass its incoming gradient on unchanged, or a view of it.
     """
-    if create_graph and not _grad_enabled:
+    if create_graph and not _state.grad_enabled:
         # as in PyTorch, create_graph records the backward pass even inside no_grad()
         with enable_grad():
             return _engine(roots, root_grads, retain_graph, create_graph, capture)

@@ -381,7 +381,7 @@ class Tensor:
 
     # -- in-place (bump the version counter, so a saved tensor's change is caught) ----------
     def _check_inplace(self, name):
-        if self.requires_grad and _autograd._grad_enabled:
+        if self.requires_grad and _autograd._state.grad_enabled:
             if self.grad_fn is None:
                 raise RuntimeError(
                     f"{name}: in-place change of a leaf tensor that requires grad; wrap it in "
@@ -459,7 +459,7 @@ class Tensor:
     # ``x += y``: in place, as in PyTorch, except on a tensor inside a recorded graph (the
     # engine records no in-place ops), where it rebinds x to the out-of-place result.
     def _in_graph(self):
-        return self.grad_fn is not None and _autograd._grad_enabled
+        return self.grad_fn is not None and _autograd._state.grad_enabled
 
     def __iadd__(self, other):
         return self + other if self._in_graph() else self.add_(other)
@@ -475,7 +475,7 @@ class Tensor:
 
     def __setitem__(self, index, value):
         index = _F._index_arrays(index)
-        if self.requires_grad and _autograd._grad_enabled:
+        if self.requires_grad and _autograd._state.grad_enabled:
             raise RuntimeError(
                 "__setitem__ on a tensor that requires grad is not differentiable here; build the "
                 "result with where(), masked_fill() or cat(), or assign under no_grad()"
