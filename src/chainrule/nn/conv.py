@@ -96,10 +96,9 @@ class Conv2dOp(Op):
             return y
         return _nchw(xp, y.reshape(O, N, Ho, Wo), b)
 
-    def _rows_nhwc(self, x):
-        """(N Ho Wo, kh kw C) patch rows of x: the input padded in channels-last layout, then
-        one copy whose innermost run is C contiguous channels (much faster than gathering
-        (C, kh, kw, N, Ho, Wo) columns, whose runs are Wo pixels long)."""
+    def _windows_nhwc(self, x):
+        """All kernel windows of x as a strided (N, Ho, Wo, kh, kw, C) view of the input padded
+        in channels-last layout, so a copy of it has runs of C contiguous channels."""
         xp = self.xp
         N, C, H, W = x.shape
         _, _, kh, kw = self.saved[1].shape
@@ -112,59 +111,82 @@ class Conv2dOp(Op):
         win = xp.lib.stride_tricks.sliding_window_view(
             xh, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))  # (N, H', W', C, ekh, ekw)
         win = win[:, :sh * (Ho - 1) + 1:sh, :sw * (Wo - 1) + 1:sw, :, ::dh, ::dw]
-        rows = xp.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3))
-        return rows.reshape(N * Ho * Wo, kh * kw * C)
+        return win.transpose(0, 1, 2, 4, 5, 3)
+
+    def _samples_per_block(self, N, K, itemsize):
+        """Samples whose (Ho Wo, K) patch rows fill about 1 MiB: a block that stays in cache
+        between being copied and being multiplied."""
+        Ho, Wo = self.out_hw
+        return max(1, min(N, (1 << 20) // max(1, Ho * Wo * K * itemsize)))
 
     def _forward_rows(self, x, w, b):
         """Deep kernels without groups: Y = X Wr^T with X the (N Ho Wo, kh kw C) patch rows
-        and Wr = w as (O, kh kw C); Y (N Ho Wo, O) is put in NCHW layout with the bias in the
-        same pass. No rows are kept for backward (it rebuilds them)."""
+        and Wr = w as (O, kh kw C), a block of samples at a time (the rows never exist for the
+        whole batch); Y (rows, O) is put in NCHW layout with the bias in the same pass."""
         xp = self.xp
         N = x.shape[0]
         O, C, kh, kw = w.shape
         Ho, Wo = self.out_hw
-        wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, kh * kw * C)
-        y = self._rows_nhwc(x) @ wr.T
-        out = xp.empty((N, O, Ho, Wo), dtype=y.dtype)
-        yt = y.reshape(N, Ho, Wo, O).transpose(0, 3, 1, 2)
-        if b is None:
-            out[...] = yt
-        else:
-            xp.add(yt, b.reshape(O, 1, 1), out=out)
+        K = kh * kw * C
+        wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, K)
+        win = self._windows_nhwc(x)
+        nb = self._samples_per_block(N, K, x.dtype.itemsize)
+        buf = xp.empty((nb * Ho * Wo, K), dtype=x.dtype)
+        out = xp.empty((N, O, Ho, Wo), dtype=xp.result_type(x.dtype, w.dtype))
+        for s in range(0, N, nb):
+            e = min(N, s + nb)
+            rows = buf[:(e - s) * Ho * Wo]
+            rows.reshape(e - s, Ho, Wo, kh, kw, C)[...] = win[s:e]
+            yt = (rows @ wr.T).reshape(e - s, Ho, Wo, O).transpose(0, 3, 1, 2)
+            if b is None:
+                out[s:e] = yt
+            else:
+                xp.add(yt, b.reshape(O, 1, 1), out=out[s:e])
         return out
 
     def _backward_rows(self, g, gb):
-        """Backward of ``_forward_rows``, with Gr = g as (N Ho Wo, O):  dWr = Gr^T X (X rebuilt
-        from x);  dX: for each kernel offset (i, j), Gr w[:, :, i, j] added back onto the input
-        pixels that offset read (col2im in channels-last layout)."""
+        """Backward of ``_forward_rows`` by the same blocks of samples, with Gr = g as
+        (rows, O):  dWr = sum over blocks of Gr^T X (X rebuilt from x);  dX: for each kernel
+        offset (i, j), Gr w[:, :, i, j] added back onto the input pixels that offset read
+        (col2im in channels-last layout)."""
         xp = self.xp
         x, w = self.saved[0], self.saved[1]
         N, C, H, W = x.shape
         O, _, kh, kw = w.shape
+        K = kh * kw * C
         Ho, Wo = self.out_hw
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        gr = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(N * Ho * Wo, O)
+        P = Ho * Wo
+        gr = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(N * P, O)
+        nb = self._samples_per_block(N, K, g.dtype.itemsize)
         gx = gw = None
-        rows = None
         if self.needs[1]:
-            rows = self._rows_nhwc(x)
-            gw = (gr.T @ rows).reshape(O, kh, kw, C)
-            gw = xp.ascontiguousarray(gw.transpose(0, 3, 1, 2))
+            win = self._windows_nhwc(x)
+            buf = xp.empty((nb * P, K), dtype=x.dtype)
+            gwr = xp.zeros((O, K), dtype=g.dtype)
+            for s in range(0, N, nb):
+                e = min(N, s + nb)
+                rows = buf[:(e - s) * P]
+                rows.reshape(e - s, Ho, Wo, kh, kw, C)[...] = win[s:e]
+                gwr += gr[s * P:e * P].T @ rows
+            gw = xp.ascontiguousarray(gwr.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
         if self.needs[0]:
-            del rows
-            # one (N Ho Wo, C) block per kernel offset, so that each block is added back onto
+            # one (rows, C) block per kernel offset, so that each block is added back onto
             # the padded input gradient in runs of Wo C contiguous values
             wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, O, C)
-            blocks = xp.matmul(gr, wk)
             Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
             Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
             gxh = xp.zeros((N, Hp, Wp, C), dtype=g.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    blk = blocks[i * kw + j].reshape(N, Ho, Wo, C)
-                    gxh[:, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
-                        j * dw:j * dw + sw * (Wo - 1) + 1:sw, :] += blk
-            del blocks
+            blocks = xp.empty((kh * kw, nb * P, C), dtype=g.dtype)
+            for s in range(0, N, nb):
+                e = min(N, s + nb)
+                blk = xp.matmul(gr[s * P:e * P], wk, out=blocks[:, :(e - s) * P])
+                gs = gxh[s:e]
+                for i in range(kh):
+                    for j in range(kw):
+                        gs[:, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
+                           j * dw:j * dw + sw * (Wo - 1) + 1:sw, :] += \
+                            blk[i * kw + j].reshape(e - s, Ho, Wo, C)
             gx = xp.ascontiguousarray(gxh[:, ph:ph + H, pw:pw + W, :].transpose(0, 3, 1, 2))
         return (gx, gw, gb)[:len(self.needs)]
 
