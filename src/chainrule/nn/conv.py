@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import ops as P
 from ..autograd import Op
 
@@ -54,6 +56,16 @@ def _nchw(xp, y, b=None):
     else:
         xp.add(yt, b.reshape(C, 1, 1), out=out)
     return out
+
+
+def _channel_sums(xp, g):
+    """g.sum(axis=(0, 2, 3)) of an (N, C, H, W) array; for a contiguous float array as a
+    matrix-vector product with ones (BLAS) over each plane, then a sum over the batch: about
+    three times faster than NumPy's reduction over the non-adjacent axes."""
+    N, C, H, W = g.shape
+    if xp is not np or g.dtype.kind != "f" or not g.flags.c_contiguous:
+        return g.sum(axis=(0, 2, 3))
+    return (g.reshape(N, C, H * W) @ np.ones(H * W, dtype=g.dtype)).sum(axis=0)
 
 
 class Conv2dOp(Op):
@@ -225,7 +237,7 @@ class Conv2dOp(Op):
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
         gx = gw = gb = None
         if len(self.saved) > 2 and self.needs[2]:
-            gb = g.sum(axis=(0, 2, 3))
+            gb = _channel_sums(xp, g)
         if not self.per_sample:
             if G == 1:
                 return self._backward_rows(g, gb)
