@@ -173,8 +173,14 @@ def test_train_last_computes_grads_only_for_the_last_block():
 # ----------------------------------------------------------------------------- the command
 
 
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
+          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
+          "{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
 def write_tiny_hf(folder):
-    """A tiny random Llama checkpoint with a byte-level tokenizer of the 256 byte symbols."""
+    """A tiny random Llama checkpoint with a byte-level tokenizer of the 256 byte symbols
+    (a newline ends a chat turn)."""
     import tokenizers
     from safetensors.numpy import save_file
 
@@ -200,7 +206,8 @@ def write_tiny_hf(folder):
         "rope_theta": c["rope_theta"], "rms_norm_eps": c["norm_eps"],
         "max_position_embeddings": c["block_size"], "tie_word_embeddings": True}))
     alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    PretrainedTokenizer(byte_level_bpe(alphabet, [])).save(folder)
+    PretrainedTokenizer(byte_level_bpe(alphabet, []), eos_id=alphabet.index("Ċ"),
+                        chat_template=CHATML).save(folder)
 
 
 def test_finetune_command_trains_reports_and_samples_from_the_run(tmp_path, capsys):
@@ -232,6 +239,25 @@ def test_finetune_command_trains_reports_and_samples_from_the_run(tmp_path, caps
                  "--temperature", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("abc") and len(out.strip()) >= 6
+
+
+def test_chat_run_samples_through_the_chat_template_and_stops_at_end_of_turn(tmp_path):
+    from chainrule.cli import main
+    from chainrule.finetune.trainer import load_finetuned
+    from chainrule.pretrained.tokenizer import PretrainedTokenizer
+
+    write_tiny_hf(tmp_path / "base")
+    data = tmp_path / "d.txt"
+    data.write_text("question and answer\n" * 100, encoding="utf-8")
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--data", str(data), "--chat",
+                 "--prompt", "hi", "--max-iters", "2", "--block-size", "8", "--eval-iters", "1",
+                 "--sample-tokens", "4", "--out-dir", str(tmp_path), "--name", "c",
+                 "--no-progress"]) == 0
+    model, tok, _ = load_finetuned(tmp_path / "c")
+    base = PretrainedTokenizer.from_folder(tmp_path / "base")
+    assert tok.encode("hi") == base.encode("<|im_start|>user\nhi<|im_end|>\n"
+                                           "<|im_start|>assistant\n")
+    assert model.eos_id == base.eos_id == base.token_to_id("Ċ")
 
 
 def test_finetune_command_reports_bad_input_without_a_traceback(tmp_path, capsys):
