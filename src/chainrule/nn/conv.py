@@ -58,6 +58,24 @@ def _nchw(xp, y, b=None):
     return out
 
 
+_scratch: dict = {}
+
+
+def _scratch_buffer(xp, key, shape, dtype):
+    """A temporary array kept between calls (one per key): the per-block buffers of the deep
+    convolution, reused instead of freshly mapped (and page-faulted) memory on every call.
+    Only for values that never leave the op."""
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    buf = _scratch.get((key, dtype))
+    if buf is None or buf.size < n or buf.size > 4 * n:
+        buf = np.empty(n, dtype=dtype)
+        _scratch[(key, dtype)] = buf
+    return buf[:n].reshape(shape)
+
+
 def _channel_sums(xp, g):
     """g.sum(axis=(0, 2, 3)) of an (N, C, H, W) array; for a contiguous float array as a
     matrix-vector product with ones (BLAS) over each plane, then a sum over the batch: about
@@ -143,7 +161,7 @@ class Conv2dOp(Op):
         wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, K)
         win = self._windows_nhwc(x)
         nb = self._samples_per_block(N, K, x.dtype.itemsize)
-        buf = xp.empty((nb * Ho * Wo, K), dtype=x.dtype)
+        buf = _scratch_buffer(xp, "rows", (nb * Ho * Wo, K), x.dtype)
         out = xp.empty((N, O, Ho, Wo), dtype=xp.result_type(x.dtype, w.dtype))
         for s in range(0, N, nb):
             e = min(N, s + nb)
@@ -174,7 +192,7 @@ class Conv2dOp(Op):
         gx = gw = None
         if self.needs[1]:
             win = self._windows_nhwc(x)
-            buf = xp.empty((nb * P, K), dtype=x.dtype)
+            buf = _scratch_buffer(xp, "rows", (nb * P, K), x.dtype)
             gwr = xp.zeros((O, K), dtype=g.dtype)
             for s in range(0, N, nb):
                 e = min(N, s + nb)
@@ -189,7 +207,7 @@ class Conv2dOp(Op):
             Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
             Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
             gxh = xp.zeros((N, Hp, Wp, C), dtype=g.dtype)
-            blocks = xp.empty((kh * kw, nb * P, C), dtype=g.dtype)
+            blocks = _scratch_buffer(xp, "blocks", (kh * kw, nb * P, C), g.dtype)
             for s in range(0, N, nb):
                 e = min(N, s + nb)
                 blk = xp.matmul(gr[s * P:e * P], wk, out=blocks[:, :(e - s) * P])
