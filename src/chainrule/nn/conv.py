@@ -9,6 +9,7 @@ kh*kw views elementwise; max pooling saves the argmax offset of each window for 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def _nchw(xp, y, b=None):
     return out
 
 
-_scratch: dict = {}
+_scratch = threading.local()  # per thread: two threads' convolutions never share a buffer
 
 
 def _scratch_buffer(xp, key, shape, dtype):
@@ -69,10 +70,11 @@ def _scratch_buffer(xp, key, shape, dtype):
         return xp.empty(shape, dtype=dtype)
     dtype = np.dtype(dtype)
     n = math.prod(shape)
-    buf = _scratch.get((key, dtype))
+    bufs = _scratch.__dict__
+    buf = bufs.get((key, dtype))
     if buf is None or buf.size < n or buf.size > 4 * n:
         buf = np.empty(n, dtype=dtype)
-        _scratch[(key, dtype)] = buf
+        bufs[(key, dtype)] = buf
     return buf[:n].reshape(shape)
 
 
