@@ -62,18 +62,21 @@ def _nchw(xp, y, b=None):
 _scratch = threading.local()  # per thread: two threads' convolutions never share a buffer
 
 
-def _scratch_buffer(xp, key, shape, dtype):
-    """A temporary array kept between calls (one per key): the per-block buffers of the deep
+def _scratch_buffer(xp, key, shape, dtype, zeros=False):
+    """A temporary array kept between calls (one per key): the buffers of the deep
     convolution, reused instead of freshly mapped (and page-faulted) memory on every call.
-    Only for values that never leave the op."""
+    Only for values that never leave the op. ``zeros``: zero-filled when first made (a key
+    that names the exact layout may rely on untouched entries staying zero)."""
     if xp is not np:
-        return xp.empty(shape, dtype=dtype)
+        return (xp.zeros if zeros else xp.empty)(shape, dtype=dtype)
     dtype = np.dtype(dtype)
     n = math.prod(shape)
     bufs = _scratch.__dict__
     buf = bufs.get((key, dtype))
     if buf is None or buf.size < n or buf.size > 4 * n:
-        buf = np.empty(n, dtype=dtype)
+        if len(bufs) > 32:  # many layer shapes: start over rather than grow without bound
+            bufs.clear()
+        buf = (np.zeros if zeros else np.empty)(n, dtype=dtype)
         bufs[(key, dtype)] = buf
     return buf[:n].reshape(shape)
 
@@ -138,7 +141,9 @@ class Conv2dOp(Op):
         Ho, Wo = self.out_hw
         rh = max((Ho - 1) * sh + dh * (kh - 1) + 1 - H - ph, 0)
         rw = max((Wo - 1) * sw + dw * (kw - 1) + 1 - W - pw, 0)
-        xh = xp.zeros((N, ph + H + rh, pw + W + rw, C), dtype=x.dtype)
+        # kept per layout: only the interior is written, so the zero border stays zero
+        shape = (N, ph + H + rh, pw + W + rw, C)
+        xh = _scratch_buffer(xp, ("xh", shape, ph, pw, H, W), shape, x.dtype, zeros=True)
         xh[:, ph:ph + H, pw:pw + W, :] = x.transpose(0, 2, 3, 1)
         win = xp.lib.stride_tricks.sliding_window_view(
             xh, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))  # (N, H', W', C, ekh, ekw)
@@ -189,7 +194,9 @@ class Conv2dOp(Op):
         Ho, Wo = self.out_hw
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
         P = Ho * Wo
-        gr = xp.ascontiguousarray(g.transpose(0, 2, 3, 1)).reshape(N * P, O)
+        gr = _scratch_buffer(xp, "gr", (N, Ho, Wo, O), g.dtype)
+        gr[...] = g.transpose(0, 2, 3, 1)
+        gr = gr.reshape(N * P, O)
         nb = self._samples_per_block(N, K, g.dtype.itemsize)
         gx = gw = None
         if self.needs[1]:
@@ -208,7 +215,8 @@ class Conv2dOp(Op):
             wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, O, C)
             Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
             Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
-            gxh = xp.zeros((N, Hp, Wp, C), dtype=g.dtype)
+            gxh = _scratch_buffer(xp, "gxh", (N, Hp, Wp, C), g.dtype)
+            gxh.fill(0)
             blocks = _scratch_buffer(xp, "blocks", (kh * kw, nb * P, C), g.dtype)
             for s in range(0, N, nb):
                 e = min(N, s + nb)
