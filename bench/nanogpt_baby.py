@@ -9,9 +9,9 @@ split, evaluation every 250 iterations on 20 batches per split.
 
 Each engine runs in a subprocess of its own so that its peak memory (RSS) is its own. Reports:
 validation loss against wall time for chainrule, the median ms per training iteration of both
-engines on the same model, and peak RSS of both; then both engines in one process, a step of
-each in turn, for a time ratio that a busy machine's load affects alike. ``--profile N``
-instead profiles N chainrule steps (cProfile) and lists the own time of each function.
+engines on the same model, and peak RSS of both; then both engines in one process, in
+alternating blocks of steps, for a time ratio that a busy machine's load affects alike.
+``--profile N`` instead profiles N chainrule steps (cProfile), listing each function's own time.
 """
 
 from __future__ import annotations
@@ -284,23 +284,26 @@ def run_torch(args) -> dict:
 
 
 def run_speed(args) -> dict:
-    """Both engines in one process, one step of each in turn, so that the load of a shared
-    machine falls on both alike: median ms per step of each."""
+    """Both engines in one process, in alternating blocks of 10 steps, so that a shared
+    machine's changing load falls on both alike: median ms per step of each. (Blocks rather
+    than single steps: after a step of one engine, the other's thread pool has to wake up, and
+    OpenBLAS's threads keep spinning for a while after NumPy's last GEMM, slowing PyTorch's
+    threads; the first two steps of each block are not counted.)"""
     train, val, vocab = load_data(args.data)
     cr_step, _ = chainrule_setup(args, train, val, vocab)
     th_step = torch_setup(args, train, vocab)
-    cr_ms, th_ms = [], []
-    for it in range(args.torch_iters + 5):
-        t0 = time.perf_counter()
-        cr_step(it).item()
-        t1 = time.perf_counter()
-        th_step(it).item()
-        t2 = time.perf_counter()
-        if it >= 5:
-            cr_ms.append((t1 - t0) * 1000)
-            th_ms.append((t2 - t1) * 1000)
-    return {"chainrule_ms": float(np.median(cr_ms)), "torch_ms": float(np.median(th_ms)),
-            "ratio": float(np.median(np.array(cr_ms) / np.array(th_ms)))}
+    times = {"chainrule": [], "torch": []}
+    it = 0
+    while len(times["torch"]) < args.torch_iters:
+        for name, step in (("chainrule", cr_step), ("torch", th_step)):
+            for k in range(10):
+                t0 = time.perf_counter()
+                step(it + k).item()
+                if k >= 2:
+                    times[name].append((time.perf_counter() - t0) * 1000)
+        it += 10
+    cr_ms, th_ms = float(np.median(times["chainrule"])), float(np.median(times["torch"]))
+    return {"chainrule_ms": cr_ms, "torch_ms": th_ms, "ratio": cr_ms / th_ms}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -355,7 +358,8 @@ def main():
         return
     if args.speed_only:
         sp = _child("speed", args)
-        print(f"interleaved ({args.torch_iters} steps each): chainrule {sp['chainrule_ms']:.1f} "
+        print(f"interleaved in blocks of 10 ({args.torch_iters} steps each): chainrule "
+              f"{sp['chainrule_ms']:.1f} "
               f"ms/iter, PyTorch {sp['torch_ms']:.1f} ms/iter, ratio {sp['ratio']:.2f}x")
         return
     print(f"baby GPT on {os.path.basename(args.data)}, {args.iters} iterations", flush=True)
@@ -386,7 +390,7 @@ def main():
           f"{args.torch_iters}), peak RSS {th['peak_rss_mib']:.0f} MiB")
     print(f"peak memory chainrule / PyTorch: {cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x")
     sp = _child("speed", args)
-    print(f"interleaved in one process ({args.torch_iters} steps each, alternating): chainrule "
+    print(f"interleaved in one process ({args.torch_iters} steps each, blocks of 10): chainrule "
           f"{sp['chainrule_ms']:.1f} ms/iter, PyTorch {sp['torch_ms']:.1f} ms/iter, "
           f"ratio {sp['ratio']:.2f}x time")
 
