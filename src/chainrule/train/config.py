@@ -36,7 +36,7 @@ class TrainConfig:
     bias: bool = False
     # optimisation: AdamW, linear warmup then cosine decay to min_lr
     batch_size: int = 12
-    max_iters: int = 2000
+    max_iters: int = 3000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_iters: int = 100
