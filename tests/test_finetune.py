@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from blas_threads import one_blas_thread_limits
 from chainrule import nn
 from chainrule.finetune import (
     LoRALinear,
@@ -28,18 +29,7 @@ CFG = dict(vocab_size=256, n_layer=3, n_embd=32, n_head=4, n_kv_head=2, n_hidden
            rope_theta=1000.0, norm_eps=1e-5, block_size=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """One BLAS thread per process: SmolLM2's products are large enough to keep one core
-    busy, and two threads per test process (pytest-xdist workers, a busy machine) oversubscribe
-    the cores and run many times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
 
 
 def tiny(seed=0, tied=True):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from blas_threads import one_blas_thread_limits
 from chainrule.models.llama import Llama, LlamaConfig
 from chainrule.pretrained import find_smollm2, permute_qk, unpermute_qk
 from chainrule.pretrained.hf import load_hf_model
@@ -34,18 +35,7 @@ PROSE = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """One BLAS thread per process: SmolLM2's products are large enough to keep one core
-    busy, and two threads per test process (pytest-xdist workers, a busy machine) oversubscribe
-    the cores and run many times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
 
 
 # ----------------------------------------------------------------------------- reference

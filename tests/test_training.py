@@ -5,16 +5,12 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from blas_threads import one_blas_thread_limits
 from chainrule import nn, optim
 from chainrule.models import CNN, MLP
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """These matrices are small: BLAS threads only add contention (on a busy machine, a lot)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        yield
+# These matrices are small: BLAS threads only add contention (on a busy machine, a lot).
+one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
 
 
 @pytest.fixture(scope="module")

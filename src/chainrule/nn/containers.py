@@ -19,7 +19,43 @@ def _index(n, idx, what):
     return i % n
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: children named by position '0', '1', ..."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def _renumber(self, mods):
+        # as PyTorch does, so that positions and names agree again after a change
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self.add_module(str(i), m)
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index, module):
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        self._renumber(mods)
+        return self
+
+    def pop(self, index=-1):
+        m = self[index]
+        del self[index]
+        return m
+
+
+class Sequential(_ModuleSequence):
     """Modules called in order, each on the previous one's output:
     ``Sequential(Linear(784, 512), ReLU(), Linear(512, 10))`` or ``Sequential(OrderedDict)``."""
 
@@ -36,12 +72,6 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
@@ -61,48 +91,16 @@ class Sequential(Module):
                                                                          "Sequential")]]
         for k in targets:
             del self._modules[k]
-        # renumber, as PyTorch does, so positions and names agree again
-        mods = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self.add_module(str(i), m)
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        mods = list(self._modules.values())
-        mods.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self.add_module(str(i), m)
-        return self
-
-    def pop(self, index=-1):
-        m = self[index]
-        del self[index]
-        return m
+        self._renumber(list(self._modules.values()))
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of submodules, registered as '0', '1', ... (no forward of its own)."""
 
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
             self.extend(modules)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, idx):
         mods = list(self._modules.values())
@@ -119,25 +117,7 @@ class ModuleList(Module):
             del mods[idx]
         else:
             del mods[_index(len(mods), idx, "ModuleList")]
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self.add_module(str(i), m)
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        mods = list(self._modules.values())
-        mods.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self.add_module(str(i), m)
+        self._renumber(mods)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
