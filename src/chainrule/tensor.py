@@ -321,13 +321,7 @@ class Tensor:
         return backend.to_numpy(self.data).tolist()
 
     def to(self, *args, dtype=None, device=None, copy=False):
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"):
-                device = a
-            else:
-                dtype = a
+        dtype, device = parse_to_args(args, dtype, device)
         t = self
         if device is not None:
             dev = backend.normalize_device(device)
@@ -597,6 +591,19 @@ class Device(str):
     @property
     def index(self):
         return None
+
+
+def parse_to_args(args, dtype=None, device=None):
+    """The (dtype, device) that ``to(*args)`` asks for, as torch's ``to``: a dtype, a device
+    name, a tensor (both of its), in any order; keywords give the defaults."""
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"):
+            device = a
+        else:
+            dtype = a
+    return dtype, device
 
 
 class Size(tuple):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Op, no_grad
-from ..tensor import Tensor, as_dtype
+from ..tensor import Tensor, as_dtype, parse_to_args
 from .parameter import Parameter
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -395,13 +395,7 @@ class Module:
     def to(self, *args, dtype=None, device=None):
         """``to(dtype)``, ``to(device)`` or both: floating parameters and buffers change dtype
         (integer buffers keep theirs), everything moves to the device."""
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"):
-                device = a
-            else:
-                dtype = a
+        dtype, device = parse_to_args(args, dtype, device)
         dtype = as_dtype(dtype)
         if dtype is not None and dtype.kind != "f":
             raise TypeError(f"Module.to: dtype must be floating, got {dtype}")
