@@ -432,23 +432,14 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
     buffers: dict = {}  # op or leaf tensor -> gradient summed so far
     owned: set = set()  # keys whose buffer is an array only the engine holds
 
-    def accumulate(edge, g, fresh):
-        old = buffers.get(edge)
+    for r, g in zip(roots, root_grads):  # the seeds belong to the caller: never add into them
+        old = buffers.get(r)
         if old is None:
-            buffers[edge] = g
-            if fresh:
-                owned.add(edge)
-        elif create_graph:
-            buffers[edge] = old + g
-        elif edge in owned and old.dtype == g.dtype:
-            old += g
-            buffers[edge] = old  # a 0-d result can be a NumPy scalar, which += rebinds
+            buffers[r] = g
         else:
-            buffers[edge] = old + g
-            owned.add(edge)
-
-    for r, g in zip(roots, root_grads):
-        accumulate(r, g, False)
+            buffers[r] = old + g
+            if not create_graph:
+                owned.add(r)
     ready = list(dict.fromkeys(r for r in roots if isinstance(r, Op) and r not in deps))
     while ready:
         op = ready.pop()
