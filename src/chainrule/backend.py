@@ -7,10 +7,20 @@ the only file that imports CuPy.
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy
 
 ndarray = numpy.ndarray
 _cupy = None  # the cupy module once loaded; None while no CUDA array exists
+
+try:  # the optional compiled float32 kernels (src/chainrule/_native.c)
+    from . import _native
+except ImportError:  # pragma: no cover - built wherever a C compiler was found at install
+    _native = None
+_native_on = _native is not None and os.environ.get("CHAINRULE_NATIVE", "1") != "0"
+_float32 = numpy.dtype(numpy.float32)
 
 
 def _load_cupy():
@@ -77,3 +87,32 @@ def to_numpy(a):
     if _cupy is not None and isinstance(a, _cupy.ndarray):
         return _cupy.asnumpy(a)
     return numpy.asarray(a)
+
+
+def native(*arrays):
+    """The compiled CPU kernels (``chainrule._native``) when they are built and enabled and
+    every array given is a C-contiguous float32 NumPy array; otherwise None, and the caller
+    runs its NumPy code. ``CHAINRULE_NATIVE=0`` in the environment disables them."""
+    if not _native_on:
+        return None
+    for a in arrays:
+        if type(a) is not ndarray or a.dtype != _float32 or not a.flags.c_contiguous:
+            return None
+    return _native
+
+
+def native_available() -> bool:
+    """True when the compiled kernels were built at install time and are enabled."""
+    return _native_on
+
+
+@contextlib.contextmanager
+def use_native(enabled: bool):
+    """Within the block, use the compiled kernels (if built) or not; for comparing the two."""
+    global _native_on
+    before = _native_on
+    _native_on = bool(enabled) and _native is not None
+    try:
+        yield
+    finally:
+        _native_on = before

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import ops as P
 from ..autograd import Op
+from ..backend import native
 from ..ops.shape import index_add_zeros
 from ..random import _rng
 from ..tensor import Tensor
@@ -127,6 +128,11 @@ class GeluOp(Op):
         xp = self.xp
         self.approximate = approximate
         self.save(x)
+        self.cdf = None
+        if approximate == "none" and (k := native(x)) is not None:
+            y = np.empty_like(x)
+            k.gelu_forward(x, y)  # backward recomputes Phi from x: one pass, nothing saved
+            return y
         if approximate == "tanh":
             u = x * x
             u *= 0.044715
@@ -161,6 +167,10 @@ class GeluOp(Op):
             d *= 1 - t * t
             d += 0.5 * (1 + t)
             d *= g
+            return (d,)
+        if self.cdf is None:  # forward ran the compiled kernel
+            d = np.empty_like(x)
+            native().gelu_backward(x, np.ascontiguousarray(g, dtype=x.dtype), d)
             return (d,)
         d = x * x
         d *= -0.5
@@ -266,6 +276,12 @@ class LayerNormOp(Op):
         self.n, self.eps = n, eps
         self.save(*[a for a in (x, w, b) if a is not None])
         x2 = _rows(x, n)
+        if (k := native(x2, *[a for a in (w, b) if a is not None])) is not None:
+            y, xh = np.empty_like(x2), np.empty_like(x2)
+            self.r = np.empty((x2.shape[0], 1), dtype=x2.dtype)
+            k.layernorm_forward(x2, w, b, y, xh, self.r, n, eps)
+            self.xh = xh
+            return y.reshape(x.shape)
         mu = _rowsum(self.xp, x2)
         mu /= n
         xh = x2 - mu
@@ -288,6 +304,8 @@ class LayerNormOp(Op):
         has_b = len(self.saved) > 2
         g2 = _rows(g, n)
         gw = gb = gx = None
+        if native(xh) is not None:  # forward ran the compiled kernel
+            return self._native_backward(g2, has_w, has_b)
         if has_w and self.needs[1]:
             gw = self.xp.einsum("ij,ij->j", g2, xh).reshape(self.saved[1].shape)
         if has_b and self.needs[2]:
@@ -303,6 +321,22 @@ class LayerNormOp(Op):
             gx *= r
             gx = gx.reshape(self.saved[0].shape)
         return (gx, gw, gb)[:len(self.needs)]
+
+    def _native_backward(self, g2, has_w, has_b):
+        n, needs, saved = self.n, self.needs, self.saved
+        g2 = np.ascontiguousarray(g2, dtype=self.xh.dtype)
+        gx = np.empty_like(g2) if needs[0] else None
+        gw = np.zeros(n) if has_w and needs[1] else None  # float64 accumulators
+        gb = np.zeros(n) if has_b and needs[2] else None
+        native().layernorm_backward(g2, self.xh, self.r, saved[1] if has_w else None, gx, gw,
+                                    gb, n)
+        if gx is not None:
+            gx = gx.reshape(saved[0].shape)
+        if gw is not None:
+            gw = gw.astype(g2.dtype).reshape(saved[1].shape)
+        if gb is not None:
+            gb = gb.astype(g2.dtype).reshape(saved[2].shape)
+        return (gx, gw, gb)[:len(needs)]
 
     def composite(self, x, w=None, b=None):
         """The same function from primitives: (x - mean) * rsqrt(var + eps) * w + b."""
@@ -565,13 +599,16 @@ class AttentionOp(Op):
         self.save(*((q, k, v) if mask is None else (q, k, v, mask)))
         S = (q * q.dtype.type(scale)) @ xp.swapaxes(k, -1, -2)
         # masks are added (0 or -inf): a broadcast add is many times faster than a masked copy
-        if mask is not None:
-            S += additive_mask(xp, mask, S.dtype) if mask.dtype == np.bool_ else mask
-        if causal:
-            S += causal_additive(xp, S.shape[-2], S.shape[-1], S.dtype)
-        S -= S.max(axis=-1, keepdims=True)
-        xp.exp(S, out=S)
-        S /= _rowsum(xp, S)
+        if mask is None and (kern := native(S)) is not None:
+            kern.softmax_rows(S, S.shape[-1], S.shape[-2] if causal else 0)
+        else:
+            if mask is not None:
+                S += additive_mask(xp, mask, S.dtype) if mask.dtype == np.bool_ else mask
+            if causal:
+                S += causal_additive(xp, S.shape[-2], S.shape[-1], S.dtype)
+            S -= S.max(axis=-1, keepdims=True)
+            xp.exp(S, out=S)
+            S /= _rowsum(xp, S)
         self.A = S
         self.D = None
         if dropout_p > 0:
@@ -595,8 +632,11 @@ class AttentionOp(Op):
             gS = g @ xp.swapaxes(v, -1, -2)
             if D is not None:
                 gS *= D
-            gS -= _rowdot(xp, gS, A)
-            gS *= A
+            if (kern := native(gS, A)) is not None and gS.shape == A.shape:
+                kern.softmax_backward(gS, A, A.shape[-1])
+            else:
+                gS -= _rowdot(xp, gS, A)
+                gS *= A
             if len(needs) > 3 and needs[3] and self.saved[3].dtype != np.bool_:
                 gm = gS
             sc = q.dtype.type(self.scale)
