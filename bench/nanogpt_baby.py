@@ -62,6 +62,47 @@ def batch(data, rng):
     return w[:, :-1], w[:, 1:]
 
 
+def eval_batches(train, val, full):
+    """nanoGPT's estimate (eval_iters random batches of each split, the same batches every
+    time) or, with ``full``, every non-overlapping window of the validation split (an estimate
+    without sampling noise)."""
+    if full:
+        T = CFG["block_size"]
+        n = (len(val) - 1) // T
+        x = val[:n * T].reshape(n, T)
+        y = val[1:n * T + 1].reshape(n, T)
+        B = CFG["batch_size"]
+        return [("val_full", [(x[i:i + B], y[i:i + B]) for i in range(0, n, B)])]
+    erng = np.random.default_rng(0)
+    return [(name, [batch(data, erng) for _ in range(CFG["eval_iters"])])
+            for name, data in (("train", train), ("val", val))]
+
+
+def train_with_evals(name, step, evaluate, iters) -> dict:
+    """Train ``iters`` steps, evaluating every eval_interval: the loss curve against time."""
+    evals, step_ms = [], []
+    t_start = time.perf_counter()
+    train_time = 0.0
+    for it in range(iters + 1):
+        if it % CFG["eval_interval"] == 0 or it == iters:
+            ev = evaluate()
+            evals.append({"iter": it, "train_loss": ev["train"], "val_loss": ev["val"],
+                          "wall_s": time.perf_counter() - t_start, "train_s": train_time})
+            print(f"  {name} iter {it}: train {ev['train']:.4f} val {ev['val']:.4f} "
+                  f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
+        if it == iters:
+            break
+        t0 = time.perf_counter()
+        step(it).item()
+        dt = time.perf_counter() - t0
+        train_time += dt
+        step_ms.append(dt * 1000)
+    return {"evals": evals, "ms_per_iter": float(np.median(step_ms)),
+            "mean_ms_per_iter": float(np.mean(step_ms)),
+            "wall_s": time.perf_counter() - t_start,
+            "val_full": evaluate(full=True)["val_full"]}
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -78,22 +119,19 @@ def chainrule_setup(args, train, val, vocab):
 
     if not args.default_malloc:
         retain_freed_memory()  # as chainrule train does
-    cr.manual_seed(1337)
+    cr.manual_seed(args.seed)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=CFG["block_size"], n_layer=CFG["n_layer"],
                           n_head=CFG["n_head"], n_embd=CFG["n_embd"], dropout=0.0, bias=False))
     opt = model.configure_optimizers(CFG["weight_decay"], CFG["lr"], CFG["betas"])
     params = list(model.parameters())
-    rng = np.random.default_rng(1337)
+    rng = np.random.default_rng(args.seed)
 
     @cr.no_grad()
-    def evaluate():
+    def evaluate(full=False):
         model.eval()
-        erng = np.random.default_rng(0)
-        out = {}
-        for name, data in (("train", train), ("val", val)):
-            out[name] = float(np.mean([model(cr.tensor(x), cr.tensor(y))[1].item()
-                                       for x, y in (batch(data, erng)
-                                                    for _ in range(CFG["eval_iters"]))]))
+        out = {name: float(np.mean([model(cr.tensor(x), cr.tensor(y))[1].item()
+                                    for x, y in batches])) for name, batches in
+               eval_batches(train, val, full)}
         model.train()
         return out
 
@@ -164,27 +202,9 @@ def run_chainrule(args) -> dict:
         prof.disable()
         return {"profile": _profile_table(pstats.Stats(prof), args.profile)}
 
-    evals, step_ms = [], []
-    t_start = time.perf_counter()
-    train_time = 0.0
-    for it in range(args.iters + 1):
-        if it % CFG["eval_interval"] == 0 or it == args.iters:
-            ev = evaluate()
-            evals.append({"iter": it, "train_loss": ev["train"], "val_loss": ev["val"],
-                          "wall_s": time.perf_counter() - t_start, "train_s": train_time})
-            print(f"  chainrule iter {it}: train {ev['train']:.4f} val {ev['val']:.4f} "
-                  f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
-        if it == args.iters:
-            break
-        t0 = time.perf_counter()
-        step(it).item()
-        dt = time.perf_counter() - t0
-        train_time += dt
-        step_ms.append(dt * 1000)
-    return {"evals": evals, "ms_per_iter": float(np.median(step_ms)),
-            "mean_ms_per_iter": float(np.mean(step_ms)),
-            "wall_s": time.perf_counter() - t_start, "peak_rss_mib": peak_rss_mib(),
-            "inference": inference_figures(step.model, val)}
+    res = train_with_evals("chainrule", step, evaluate, args.iters)
+    res.update(peak_rss_mib=peak_rss_mib(), inference=inference_figures(step.model, val))
+    return res
 
 
 def _profile_table(stats, n_steps) -> list:
@@ -200,14 +220,14 @@ def _profile_table(stats, n_steps) -> list:
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def torch_setup(args, train, vocab):
-    """step(it) -> loss tensor for the same model in PyTorch eager."""
+def torch_setup(args, train, vocab, val=None):
+    """step(it) -> loss tensor for the same model in PyTorch eager; step.evaluate(full)."""
     import torch
     import torch.nn as tnn
     from torch.nn import functional as tF
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(1337)
+    torch.manual_seed(args.seed)
     C, nh, T = CFG["n_embd"], CFG["n_head"], CFG["block_size"]
 
     class Block(tnn.Module):
@@ -254,7 +274,16 @@ def torch_setup(args, train, vocab):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": CFG["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=CFG["lr"], betas=CFG["betas"])
-    rng = np.random.default_rng(1337)
+    rng = np.random.default_rng(args.seed)
+
+    @torch.no_grad()
+    def evaluate(full=False):
+        model.eval()
+        out = {name: float(np.mean([model(torch.from_numpy(x), torch.from_numpy(y)).item()
+                                    for x, y in batches])) for name, batches in
+               eval_batches(train, val, full)}
+        model.train()
+        return out
 
     def step(it):
         for g in opt.param_groups:
@@ -267,12 +296,17 @@ def torch_setup(args, train, vocab):
         opt.zero_grad(set_to_none=True)
         return loss
 
+    step.evaluate = evaluate
     return step
 
 
 def run_torch(args) -> dict:
-    train, _, vocab = load_data(args.data)
-    step = torch_setup(args, train, vocab)
+    train, val, vocab = load_data(args.data)
+    step = torch_setup(args, train, vocab, val)
+    if args.torch_train:
+        res = train_with_evals("PyTorch", step, step.evaluate, args.iters)
+        res["peak_rss_mib"] = peak_rss_mib()
+        return res
     step_ms = []
     for it in range(args.torch_iters + 5):
         t0 = time.perf_counter()
@@ -311,7 +345,10 @@ def run_speed(args) -> dict:
 
 def _child(engine, args) -> dict:
     cmd = [sys.executable, __file__, args.data, "--engine", engine, "--iters", str(args.iters),
-           "--torch-iters", str(args.torch_iters), "--threads", str(args.threads)]
+           "--torch-iters", str(args.torch_iters), "--threads", str(args.threads),
+           "--seed", str(args.seed)]
+    if args.torch_train:
+        cmd += ["--torch-train"]
     if args.profile:
         cmd += ["--profile", str(args.profile)]
     if args.default_malloc:
@@ -320,6 +357,16 @@ def _child(engine, args) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"{engine} run failed (exit {out.returncode})")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_curve(name, res):
+    print(f"\n{name} (seed {res.get('seed', '')}): validation loss against time")
+    print(f"{'iter':>6} {'train loss':>11} {'val loss':>9} {'wall s':>8} {'train s':>8}")
+    for e in res["evals"]:
+        print(f"{e['iter']:6d} {e['train_loss']:11.4f} {e['val_loss']:9.4f} "
+              f"{e['wall_s']:8.1f} {e['train_s']:8.1f}")
+    print(f"final loss on the whole validation split (every window of {CFG['block_size']}): "
+          f"{res['val_full']:.4f}")
 
 
 def main():
@@ -335,15 +382,19 @@ def main():
                     help="only the interleaved ms/iter comparison (no training run)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's malloc settings alone in the chainrule run")
+    ap.add_argument("--seed", type=int, default=1337,
+                    help="seed of the initialization and of the batch sampling (default 1337)")
+    ap.add_argument("--torch-train", action="store_true",
+                    help="also train PyTorch for --iters iterations and print its loss curve")
     ap.add_argument("--engine", choices=["chainrule", "torch", "speed"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not os.path.exists(args.data):
         raise SystemExit(f"data file {args.data!r} not found (pass its path as the argument)")
     if args.engine == "chainrule":
-        print(json.dumps(run_chainrule(args)))
+        print(json.dumps(dict(run_chainrule(args), seed=args.seed)))
         return
     if args.engine == "torch":
-        print(json.dumps(run_torch(args)))
+        print(json.dumps(dict(run_torch(args), seed=args.seed)))
         return
     if args.engine == "speed":
         print(json.dumps(run_speed(args)))
@@ -364,11 +415,7 @@ def main():
         return
     print(f"baby GPT on {os.path.basename(args.data)}, {args.iters} iterations", flush=True)
     cr_res = _child("chainrule", args)
-    print("\nchainrule: validation loss against time")
-    print(f"{'iter':>6} {'train loss':>11} {'val loss':>9} {'wall s':>8} {'train s':>8}")
-    for e in cr_res["evals"]:
-        print(f"{e['iter']:6d} {e['train_loss']:11.4f} {e['val_loss']:9.4f} "
-              f"{e['wall_s']:8.1f} {e['train_s']:8.1f}")
+    print_curve("chainrule", cr_res)
     print(f"\nchainrule: {cr_res['ms_per_iter']:.1f} ms/iter (median; mean "
           f"{cr_res['mean_ms_per_iter']:.1f}), {cr_res['wall_s']:.1f} s total, peak RSS "
           f"{cr_res['peak_rss_mib']:.0f} MiB")
@@ -386,6 +433,8 @@ def main():
     if args.skip_torch:
         return
     th = _child("torch", args)
+    if args.torch_train:
+        print_curve("PyTorch eager", th)
     print(f"PyTorch eager ({args.threads} threads): {th['ms_per_iter']:.1f} ms/iter (median of "
           f"{args.torch_iters}), peak RSS {th['peak_rss_mib']:.0f} MiB")
     print(f"peak memory chainrule / PyTorch: {cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x")

@@ -76,18 +76,27 @@ INLINE float phi_cdf(float x) {
     return x < 0.0f ? half : 1.0f - half;
 }
 
+/* y = x Phi(x); with cdf given, also cdf = Phi(x) (saved for the backward) */
 MULTIVERSION
-static void gelu_fwd(const float *x, float *y, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] * phi_cdf(x[i]);
+static void gelu_fwd(const float *x, float *y, float *cdf, Py_ssize_t n) {
+    if (cdf)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float c = phi_cdf(x[i]);
+            cdf[i] = c;
+            y[i] = x[i] * c;
+        }
+    else
+        for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] * phi_cdf(x[i]);
 }
 
-/* dx = g (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+/* dx = g (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi); Phi from cdf when given */
 MULTIVERSION
-static void gelu_bwd(const float *x, const float *g, float *dx, Py_ssize_t n) {
+static void gelu_bwd(const float *x, const float *g, const float *cdf, float *dx,
+                     Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         float xi = x[i];
         float pdf = 0.39894228040143268f * exp_f(-0.5f * xi * xi);
-        dx[i] = g[i] * (phi_cdf(xi) + xi * pdf);
+        dx[i] = g[i] * ((cdf ? cdf[i] : phi_cdf(xi)) + xi * pdf);
     }
 }
 
@@ -241,36 +250,58 @@ static int check_len(Py_buffer *b, Py_ssize_t n, size_t item, const char *what) 
     return 1;
 }
 
+/* an optional buffer argument: None gives NULL */
+static int opt_buffer(PyObject *o, Py_buffer *b, int writable) {
+    if (o == Py_None) {
+        b->buf = NULL;
+        b->obj = NULL;
+        b->len = 0;
+        return 1;
+    }
+    return PyObject_GetBuffer(o, b, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS
+                                             : PyBUF_C_CONTIGUOUS) == 0;
+}
+
+static void release(Py_buffer *b) {
+    if (b->obj) PyBuffer_Release(b);
+}
+
 static PyObject *py_gelu_forward(PyObject *self, PyObject *args) {
-    Py_buffer x, y;
-    if (!PyArg_ParseTuple(args, "y*w*", &x, &y)) return NULL;
+    Py_buffer x, y, cdf = {0};
+    PyObject *cdfo = Py_None;
+    if (!PyArg_ParseTuple(args, "y*w*|O", &x, &y, &cdfo)) return NULL;
     Py_ssize_t n = x.len / 4;
     PyObject *res = NULL;
-    if (check_len(&y, n, 4, "y")) {
+    if (opt_buffer(cdfo, &cdf, 1) && check_len(&y, n, 4, "y") &&
+        (!cdf.buf || check_len(&cdf, n, 4, "cdf"))) {
         Py_BEGIN_ALLOW_THREADS
-        gelu_fwd(x.buf, y.buf, n);
+        gelu_fwd(x.buf, y.buf, cdf.buf, n);
         Py_END_ALLOW_THREADS
         res = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&y);
+    release(&cdf);
     return res;
 }
 
 static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
-    Py_buffer x, g, dx;
-    if (!PyArg_ParseTuple(args, "y*y*w*", &x, &g, &dx)) return NULL;
+    Py_buffer x, g, dx, cdf = {0};
+    PyObject *cdfo = Py_None;
+    if (!PyArg_ParseTuple(args, "y*y*w*|O", &x, &g, &dx, &cdfo)) return NULL;
     Py_ssize_t n = x.len / 4;
     PyObject *res = NULL;
-    if (check_len(&g, n, 4, "g") && check_len(&dx, n, 4, "dx")) {
+    if (opt_buffer(cdfo, &cdf, 0) && check_len(&g, n, 4, "g") && check_len(&dx, n, 4, "dx") &&
+        (!cdf.buf || check_len(&cdf, n, 4, "cdf"))) {
         Py_BEGIN_ALLOW_THREADS
-        gelu_bwd(x.buf, g.buf, dx.buf, n);
+        gelu_bwd(x.buf, g.buf, cdf.buf, dx.buf, n);
         Py_END_ALLOW_THREADS
         res = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&g);
     PyBuffer_Release(&dx);
+    release(&cdf);
     return res;
 }
 
@@ -309,22 +340,6 @@ static PyObject *py_softmax_backward(PyObject *self, PyObject *args) {
     PyBuffer_Release(&gA);
     PyBuffer_Release(&A);
     return res;
-}
-
-/* an optional buffer argument: None gives NULL */
-static int opt_buffer(PyObject *o, Py_buffer *b, int writable) {
-    if (o == Py_None) {
-        b->buf = NULL;
-        b->obj = NULL;
-        b->len = 0;
-        return 1;
-    }
-    return PyObject_GetBuffer(o, b, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS
-                                             : PyBUF_C_CONTIGUOUS) == 0;
-}
-
-static void release(Py_buffer *b) {
-    if (b->obj) PyBuffer_Release(b);
 }
 
 static PyObject *py_layernorm_forward(PyObject *self, PyObject *args) {
@@ -424,9 +439,10 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"gelu_forward", py_gelu_forward, METH_VARARGS, "gelu_forward(x, y): y = x Phi(x)"},
+    {"gelu_forward", py_gelu_forward, METH_VARARGS,
+     "gelu_forward(x, y[, cdf]): y = x Phi(x), and cdf = Phi(x) when given"},
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
-     "gelu_backward(x, g, dx): dx = g (Phi(x) + x phi(x))"},
+     "gelu_backward(x, g, dx[, cdf]): dx = g (Phi(x) + x phi(x)), Phi read from cdf if given"},
     {"softmax_rows", py_softmax_rows, METH_VARARGS,
      "softmax_rows(S, n, L): softmax of each length-n row in place; causal blocks of L rows "
      "when L > 0"},
@@ -441,7 +457,8 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "chainrule._native",
-                                    "Fused float32 CPU kernels (optional).", -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "chainrule._native", "Fused float32 CPU kernels (optional).", -1,
+    methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

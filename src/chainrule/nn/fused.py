@@ -121,17 +121,18 @@ class GeluOp(Op):
     dx = g ((1 + t) / 2 + x (1 - t^2) u' / 2),  u' = sqrt(2/pi) (1 + 3 0.044715 x^2).
 
     Phi (or t) is computed once in forward and saved, so backward is a few passes; float32
-    uses an in-place Chebyshev erfc, float64 the exact one of the op library.
+    uses the compiled kernel (chainrule._native) where built, else an in-place Chebyshev erfc;
+    float64 the exact erf of the op library.
     """
 
     def forward(self, x, approximate="none"):
         xp = self.xp
         self.approximate = approximate
         self.save(x)
-        self.cdf = None
-        if approximate == "none" and (k := native(x)) is not None:
-            y = np.empty_like(x)
-            k.gelu_forward(x, y)  # backward recomputes Phi from x: one pass, nothing saved
+        self.native = approximate == "none" and (k := native(x)) is not None
+        if self.native:
+            y, self.cdf = np.empty_like(x), np.empty_like(x)
+            k.gelu_forward(x, y, self.cdf)
             return y
         if approximate == "tanh":
             u = x * x
@@ -168,9 +169,9 @@ class GeluOp(Op):
             d += 0.5 * (1 + t)
             d *= g
             return (d,)
-        if self.cdf is None:  # forward ran the compiled kernel
+        if self.native:  # forward ran the compiled kernel
             d = np.empty_like(x)
-            native().gelu_backward(x, np.ascontiguousarray(g, dtype=x.dtype), d)
+            native().gelu_backward(x, np.ascontiguousarray(g, dtype=x.dtype), d, self.cdf)
             return (d,)
         d = x * x
         d *= -0.5
