@@ -1,0 +1,205 @@
+"""The compiled float32 kernels (chainrule._native) against float64 references written here,
+and against the NumPy code that runs where they are not built: GELU, the row softmax of
+attention (causal or not), layer norm and the Adam step, each forward and backward, including
+NaN, infinities and fully masked rows."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+from chainrule import backend, optim
+
+rng = np.random.default_rng(7)
+K = backend._native
+needs_native = pytest.mark.skipif(K is None, reason="chainrule._native was not built here")
+
+
+def test_the_kernels_are_built_wherever_a_c_compiler_and_python_headers_exist():
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert K is not None or not headers, "a C compiler is here but chainrule._native is not"
+
+
+def _phi64(x):
+    return 0.5 * np.vectorize(math.erfc)(-np.asarray(x, np.float64) / math.sqrt(2))
+
+
+def _gelu_inputs():
+    x = np.concatenate([rng.standard_normal(5000) * 3, np.linspace(-12, 12, 4001),
+                        [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0]])
+    return x.astype(np.float32)
+
+
+@needs_native
+def test_gelu_kernel_matches_the_float64_function_and_its_derivative():
+    x = _gelu_inputs()
+    g = rng.standard_normal(x.size).astype(np.float32)
+    y, cdf = np.empty_like(x), np.empty_like(x)
+    K.gelu_forward(x, y, cdf)
+    x64 = x.astype(np.float64)
+    phi = _phi64(x64)
+    # relative accuracy in both tails; in the far left, -x^2 / 2 rounded to float32 costs about
+    # 1e-7 x^2 (1.4e-5 at x = -12, where Phi is 2e-33)
+    tol = 2e-6 + 1.5e-7 * x64**2
+    assert (np.abs(cdf - phi) <= tol * phi + 1e-38).all()
+    assert (np.abs(y - x64 * phi) <= tol * np.abs(x64 * phi) + 1e-38).all()
+    ref = g * (phi + x64 * np.exp(-x64**2 / 2) / math.sqrt(2 * math.pi))
+    for saved in (cdf, None):  # with Phi saved from the forward, and recomputed
+        dx = np.empty_like(x)
+        K.gelu_backward(x, g, dx, saved)
+        np.testing.assert_allclose(dx, ref, rtol=1e-5, atol=1e-6 * np.abs(g).max())
+
+
+@needs_native
+def test_gelu_kernel_keeps_nan_and_infinities_as_numpy_does():
+    x = np.array([np.nan, np.inf, -np.inf, 100.0, -100.0], np.float32)
+    y = np.empty_like(x)
+    K.gelu_forward(x, y)
+    with np.errstate(all="ignore"):
+        ref = x.astype(np.float64) * _phi64(x)
+    np.testing.assert_array_equal(y, ref.astype(np.float32))  # nan, inf, nan, 100, -0
+
+
+def _softmax64(S, L=0):
+    S = S.astype(np.float64)
+    if L:
+        n = S.shape[-1]
+        allowed = np.arange(n)[None, :] <= np.arange(L)[:, None] + (n - L)
+        S = np.where(allowed, S, -np.inf)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(S - S.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+@needs_native
+@pytest.mark.parametrize("L,n", [(0, 37), (64, 64), (5, 9), (1, 16), (9, 5)])
+def test_softmax_rows_kernel_matches_float64_with_and_without_the_causal_mask(L, n):
+    rows = L or 6
+    S = (rng.standard_normal((3, rows, n)) * 4).astype(np.float32)
+    out = S.copy()
+    K.softmax_rows(out, n, L)
+    ref = _softmax64(S, L)
+    np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-9)
+    if L > n:  # rows that see no key at all: NaN, as -inf - -inf is
+        assert np.isnan(out[:, :L - n]).all() and not np.isnan(out[:, L - n:]).any()
+
+
+@needs_native
+def test_softmax_rows_kernel_spreads_nan_over_its_row_and_zeroes_minus_infinity():
+    S = np.array([[0.0, np.nan, 1.0], [0.0, -np.inf, 1.0], [np.inf, 0.0, 0.0]], np.float32)
+    K.softmax_rows(S, 3, 0)
+    assert np.isnan(S[0]).all() and np.isnan(S[2, 0])
+    np.testing.assert_allclose(S[1], [1 / (1 + math.e), 0.0, math.e / (1 + math.e)], rtol=1e-6)
+
+
+@needs_native
+def test_softmax_backward_kernel_matches_float64():
+    A = _softmax64(rng.standard_normal((4, 7, 19))).astype(np.float32)
+    gA = rng.standard_normal(A.shape).astype(np.float32)
+    ref = A * (gA - (gA.astype(np.float64) * A).sum(-1, keepdims=True))
+    out = gA.copy()
+    K.softmax_backward(out, A, 19)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def _ln64(x, w, b, g, eps):
+    x, g = x.astype(np.float64), g.astype(np.float64)
+    mu = x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps)
+    xh = (x - mu) * r
+    y = xh * (1 if w is None else w) + (0 if b is None else b)
+    gh = g * (1 if w is None else w)
+    gx = r * (gh - gh.mean(-1, keepdims=True) - xh * (gh * xh).mean(-1, keepdims=True))
+    return y, gx, (g * xh).sum(0), g.sum(0)
+
+
+@needs_native
+@pytest.mark.parametrize("affine", ["none", "w", "wb"])
+def test_layer_norm_kernels_match_float64(affine):
+    R, n, eps = 50, 37, 1e-5
+    x = (rng.standard_normal((R, n)) * 3 + 2).astype(np.float32)
+    g = rng.standard_normal((R, n)).astype(np.float32)
+    w = rng.standard_normal(n).astype(np.float32) if affine != "none" else None
+    b = rng.standard_normal(n).astype(np.float32) if affine == "wb" else None
+    y, xh, r = np.empty_like(x), np.empty_like(x), np.empty((R, 1), np.float32)
+    K.layernorm_forward(x, w, b, y, xh, r, n, eps)
+    gx, gw, gb = np.empty_like(x), np.zeros(n), np.zeros(n)
+    K.layernorm_backward(g, xh, r, w, gx, gw, gb, n)
+    y64, gx64, gw64, gb64 = _ln64(x, w, b, g, eps)
+    np.testing.assert_allclose(y, y64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, gx64, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gw, gw64, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gb, gb64, rtol=1e-6, atol=1e-6)
+
+
+@needs_native
+def test_kernels_reject_buffers_that_are_too_small():
+    x = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="y holds 16 bytes, needs 32"):
+        K.gelu_forward(x, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="bad row length"):
+        K.softmax_rows(np.zeros(7, np.float32), 3, 0)
+
+
+# ----------------------------------------------------------------------------- through the ops
+
+
+def _run(fn, *arrays, native):
+    """fn on float32 leaves made from arrays, with the kernels on or off: output, gradients."""
+    with backend.use_native(native):
+        ts = [cr.tensor(a, requires_grad=True) for a in arrays]
+        y = fn(*ts)
+        u = np.random.default_rng(3).standard_normal(y.shape).astype(np.float32)
+        (y * cr.tensor(u)).sum().backward()
+        return [y.data] + [t.grad.data for t in ts]
+
+
+@needs_native
+@pytest.mark.parametrize("case", ["gelu", "layer_norm", "attention_causal", "attention"])
+def test_ops_give_the_same_values_and_gradients_with_and_without_the_kernels(case):
+    x = rng.standard_normal((2, 3, 8, 16)).astype(np.float32)
+    fns = {
+        "gelu": (lambda a: F.gelu(a), [x]),
+        "layer_norm": (lambda a, w, b: F.layer_norm(a, (16,), w, b),
+                       [x, rng.standard_normal(16).astype(np.float32),
+                        rng.standard_normal(16).astype(np.float32)]),
+        "attention_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v,
+                                                                            is_causal=True),
+                             [x, x[::-1].copy(), x * 2]),
+        "attention": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+                      [x, x[::-1].copy(), x * 2]),
+    }
+    fn, arrays = fns[case]
+    on, off = _run(fn, *arrays, native=True), _run(fn, *arrays, native=False)
+    for a, b in zip(on, off):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+@needs_native
+@pytest.mark.parametrize("kw", [dict(), dict(weight_decay=0.1), dict(maximize=True),
+                                dict(weight_decay=0.05, decoupled=False)])
+def test_adam_step_kernel_follows_the_numpy_update(kw):
+    kw = dict(kw)
+    cls = optim.Adam if kw.pop("decoupled", True) is False else optim.AdamW
+    p0 = rng.standard_normal((30, 7)).astype(np.float32)
+    grads = [rng.standard_normal(p0.shape).astype(np.float32) for _ in range(5)]
+    results = []
+    for native in (True, False):
+        with backend.use_native(native):
+            p = cr.nn.Parameter(cr.tensor(p0.copy()))
+            opt = cls([p], lr=0.01, betas=(0.9, 0.99), **kw)
+            for g in grads:
+                p.grad = cr.tensor(g)
+                opt.step()
+            results.append(p.data.copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(results[0], p0)
