@@ -12,7 +12,8 @@ class BuildNative(build_ext):
     def build_extensions(self):
         if self.compiler.compiler_type == "unix":
             for ext in self.extensions:
-                ext.extra_compile_args = ["-O3", "-fno-math-errno", "-std=gnu11"]
+                ext.extra_compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math",
+                                          "-std=gnu11"]
         super().build_extensions()
 
 

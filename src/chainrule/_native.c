@@ -93,11 +93,16 @@ static void gelu_fwd(const float *x, float *y, float *cdf, Py_ssize_t n) {
 MULTIVERSION
 static void gelu_bwd(const float *x, const float *g, const float *cdf, float *dx,
                      Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        float xi = x[i];
-        float pdf = 0.39894228040143268f * exp_f(-0.5f * xi * xi);
-        dx[i] = g[i] * ((cdf ? cdf[i] : phi_cdf(xi)) + xi * pdf);
-    }
+    if (cdf)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            dx[i] = g[i] * (cdf[i] + xi * 0.39894228040143268f * exp_f(-0.5f * xi * xi));
+        }
+    else
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float xi = x[i];
+            dx[i] = g[i] * (phi_cdf(xi) + xi * 0.39894228040143268f * exp_f(-0.5f * xi * xi));
+        }
 }
 
 INLINE float row_sum(const float *a, Py_ssize_t n) {

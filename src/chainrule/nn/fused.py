@@ -131,7 +131,8 @@ class GeluOp(Op):
         self.save(x)
         self.native = approximate == "none" and (k := native(x)) is not None
         if self.native:
-            y, self.cdf = np.empty_like(x), np.empty_like(x)
+            y = np.empty_like(x)
+            self.cdf = np.empty_like(x)
             k.gelu_forward(x, y, self.cdf)
             return y
         if approximate == "tanh":
