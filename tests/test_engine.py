@@ -68,6 +68,33 @@ def test_same_tensor_as_both_operands_of_one_op():
     np.testing.assert_allclose(x.grad.numpy(), 3 * X0**2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("through_op", [False, True])
+def test_pieces_of_one_tensor_add_their_gradients_into_one_buffer(through_op):
+    """split, overlapping slices and repeated advanced indices: the engine adds the later
+    pieces into the input's running sum (``backward_into``); the sum is the closed form."""
+    x0 = np.arange(24.0).reshape(4, 6) / 7
+    x = cr.tensor(x0, requires_grad=True)
+    base = x * 1.0 if through_op else x  # an op's input, or a leaf
+    a, b, c = base.split(2, dim=1)
+    rows = base[[0, 2, 2, 3]]  # advanced, with a repeat
+    loss = (a * 2).sum() + (b * c).sum() + (base[1:3, 1:5] ** 2).sum() + (rows * 5).sum()
+    loss.backward()
+    ref = np.zeros_like(x0)
+    ref[:, 0:2] += 2
+    ref[:, 2:4] += x0[:, 4:6]
+    ref[:, 4:6] += x0[:, 2:4]
+    ref[1:3, 1:5] += 2 * x0[1:3, 1:5]
+    np.add.at(ref, [0, 2, 2, 3], 5.0)
+    np.testing.assert_allclose(x.grad.data, ref, rtol=1e-12)
+    with cr.autograd.detect_anomaly():  # the wrapped backward of anomaly mode: same sums
+        x.grad = None
+        base = x * 1.0 if through_op else x
+        a, b, c = base.split(2, dim=1)
+        ((a * 2).sum() + (b * c).sum() + (base[1:3, 1:5] ** 2).sum()
+         + (base[[0, 2, 2, 3]] * 5).sum()).backward()
+    np.testing.assert_allclose(x.grad.data, ref, rtol=1e-12)
+
+
 def test_broadcast_gradient_is_summed_back_to_each_input_shape():
     a = f64(np.arange(3.0).reshape(3, 1))
     b = f64(np.array([1.0, -2.0, 0.5, 4.0]))

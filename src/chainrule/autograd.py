@@ -127,6 +127,12 @@ class Op:
     itself, or None for a constant), ``needs``, ``shapes``, ``saved``, ``_links`` (where each
     saved value came from) and ``_vers`` (version counters of saved tensors, checked before
     backward). Class attributes give the defaults so that ``apply`` sets only what differs.
+
+    A one-input op whose gradient is zero outside a part of its input (indexing, slicing,
+    split) may also define ``backward_into(g, out)``: add that gradient into ``out``, the
+    input's running gradient sum, touching only that part. The engine calls it instead of
+    ``backward`` when the input already has a gradient sum of its own, so that the pieces of a
+    split add into one buffer rather than each materializing a zero-filled full-size array.
     """
 
     differentiable = True
@@ -135,6 +141,7 @@ class Op:
     hooks = None
     _links = ()
     _vers = ()
+    backward_into = None
 
     def save(self, *arrays):
         self.saved = arrays
@@ -461,6 +468,11 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                 grads = _backward_toward(op, g, create_graph, reach, capture)
             elif create_graph:
                 grads = _call_backward(op, g, True)
+            elif (op.backward_into is not None and (p0 := op.parents[0]) in owned
+                  and "backward" not in op.__dict__  # not wrapped (anomaly mode checks it)
+                  and getattr(old := buffers[p0], "ndim", 0) and old.dtype == g.dtype):
+                op.backward_into(g, old)
+                grads = (None,)  # added already: nothing left to accumulate
             else:
                 grads = op.backward(g)
                 if type(grads) is not tuple:
@@ -811,3 +823,13 @@ class Function:
 from .diagnostics.gradcheck import GradcheckError as GradcheckError  # noqa: E402
 from .diagnostics.gradcheck import gradcheck as gradcheck  # noqa: E402
 from .diagnostics.gradcheck import gradgradcheck as gradgradcheck  # noqa: E402
+
+
+def __getattr__(name):
+    """``chainrule.autograd.detect_anomaly`` and ``set_detect_anomaly``, as in PyTorch: they
+    live in chainrule.diagnostics (loaded on first use)."""
+    if name in ("detect_anomaly", "set_detect_anomaly"):
+        from .diagnostics import anomaly
+
+        return getattr(anomaly, name)
+    raise AttributeError(f"module 'chainrule.autograd' has no attribute {name!r}")

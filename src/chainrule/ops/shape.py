@@ -62,6 +62,12 @@ class GetItem(Op):
     def backward(self, g):
         return (index_add_zeros(self.xp, self.shape, self.index, g),)
 
+    def backward_into(self, g, out):
+        if _is_basic(self.index):
+            out[self.index] += g  # a basic index selects each element at most once
+        else:
+            self.xp.add.at(out, self.index, g)
+
 
 def _is_basic(index):
     items = index if isinstance(index, tuple) else (index,)
