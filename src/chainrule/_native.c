@@ -139,12 +139,12 @@ INLINE float row_max(const float *a, Py_ssize_t n) {
     return m;
 }
 
-/* Softmax of each row of S (rows x n) in place. With L > 0, causal: row r is query r mod L
+/* Softmax of each row of scale * S (rows x n, scale > 0) in place. With L > 0, causal: row r is query r mod L
  * of an (L, n) block and sees the first (r mod L) + 1 + (n - L) keys; the rest become 0 (a
  * row that sees none becomes NaN, as -inf - -inf does). A NaN in the seen part of a row makes
  * the whole row NaN, as in NumPy. */
 MULTIVERSION
-static void softmax_rows(float *S, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t L) {
+static void softmax_rows(float *S, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t L, float scale) {
     for (Py_ssize_t r = 0; r < rows; r++) {
         float *a = S + r * n;
         Py_ssize_t c = n;
@@ -157,21 +157,23 @@ static void softmax_rows(float *S, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t L) 
             continue;
         }
         float m = row_max(a, c);
-        for (Py_ssize_t j = 0; j < c; j++) a[j] = exp_f(a[j] - m);
+        for (Py_ssize_t j = 0; j < c; j++) a[j] = exp_f((a[j] - m) * scale);
         float inv = 1.0f / row_sum(a, c);
         for (Py_ssize_t j = 0; j < c; j++) a[j] *= inv;
         for (Py_ssize_t j = c; j < n; j++) a[j] = 0.0f;
     }
 }
 
-/* dS = A (dA - sum_row(dA A)), in place on dA */
+/* dS = scale A (dA - sum_row(dA A)), in place on dA (the gradient of S for A = softmax(scale
+ * S)) */
 MULTIVERSION
-static void softmax_bwd_rows(float *gA, const float *A, Py_ssize_t rows, Py_ssize_t n) {
+static void softmax_bwd_rows(float *gA, const float *A, Py_ssize_t rows, Py_ssize_t n,
+                             float scale) {
     for (Py_ssize_t r = 0; r < rows; r++) {
         float *g = gA + r * n;
         const float *a = A + r * n;
         float d = row_dot(g, a, n);
-        for (Py_ssize_t j = 0; j < n; j++) g[j] = a[j] * (g[j] - d);
+        for (Py_ssize_t j = 0; j < n; j++) g[j] = a[j] * (g[j] - d) * scale;
     }
 }
 
@@ -313,14 +315,15 @@ static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args) {
     Py_buffer S;
     Py_ssize_t n, L;
-    if (!PyArg_ParseTuple(args, "w*nn", &S, &n, &L)) return NULL;
+    float scale = 1.0f;
+    if (!PyArg_ParseTuple(args, "w*nn|f", &S, &n, &L, &scale)) return NULL;
     PyObject *res = NULL;
     if (n <= 0 || (S.len / 4) % n != 0)
         PyErr_SetString(PyExc_ValueError, "chainrule._native.softmax_rows: bad row length");
     else {
         Py_ssize_t rows = S.len / 4 / n;
         Py_BEGIN_ALLOW_THREADS
-        softmax_rows(S.buf, rows, n, L);
+        softmax_rows(S.buf, rows, n, L, scale);
         Py_END_ALLOW_THREADS
         res = Py_NewRef(Py_None);
     }
@@ -331,14 +334,15 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args) {
 static PyObject *py_softmax_backward(PyObject *self, PyObject *args) {
     Py_buffer gA, A;
     Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "w*y*n", &gA, &A, &n)) return NULL;
+    float scale = 1.0f;
+    if (!PyArg_ParseTuple(args, "w*y*n|f", &gA, &A, &n, &scale)) return NULL;
     PyObject *res = NULL;
     Py_ssize_t total = gA.len / 4;
     if (n <= 0 || total % n != 0)
         PyErr_SetString(PyExc_ValueError, "chainrule._native.softmax_backward: bad row length");
     else if (check_len(&A, total, 4, "A")) {
         Py_BEGIN_ALLOW_THREADS
-        softmax_bwd_rows(gA.buf, A.buf, total / n, n);
+        softmax_bwd_rows(gA.buf, A.buf, total / n, n, scale);
         Py_END_ALLOW_THREADS
         res = Py_NewRef(Py_None);
     }
@@ -449,10 +453,10 @@ static PyMethodDef methods[] = {
     {"gelu_backward", py_gelu_backward, METH_VARARGS,
      "gelu_backward(x, g, dx[, cdf]): dx = g (Phi(x) + x phi(x)), Phi read from cdf if given"},
     {"softmax_rows", py_softmax_rows, METH_VARARGS,
-     "softmax_rows(S, n, L): softmax of each length-n row in place; causal blocks of L rows "
-     "when L > 0"},
+     "softmax_rows(S, n, L[, scale]): softmax of each length-n row of scale * S in place; "
+     "causal blocks of L rows when L > 0"},
     {"softmax_backward", py_softmax_backward, METH_VARARGS,
-     "softmax_backward(gA, A, n): gA <- A (gA - rowsum(gA A)) in place"},
+     "softmax_backward(gA, A, n[, scale]): gA <- scale A (gA - rowsum(gA A)) in place"},
     {"layernorm_forward", py_layernorm_forward, METH_VARARGS,
      "layernorm_forward(x, w, b, y, xh, rstd, n, eps)"},
     {"layernorm_backward", py_layernorm_backward, METH_VARARGS,

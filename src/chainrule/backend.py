@@ -89,14 +89,16 @@ def to_numpy(a):
     return numpy.asarray(a)
 
 
-def native(*arrays):
+def native(*arrays, contiguous=True):
     """The compiled CPU kernels (``chainrule._native``) when they are built and enabled and
-    every array given is a C-contiguous float32 NumPy array; otherwise None, and the caller
-    runs its NumPy code. ``CHAINRULE_NATIVE=0`` in the environment disables them."""
+    every array given is a float32 NumPy array (C-contiguous, unless ``contiguous=False``);
+    otherwise None, and the caller runs its NumPy code. ``CHAINRULE_NATIVE=0`` in the
+    environment disables them."""
     if not _native_on:
         return None
     for a in arrays:
-        if type(a) is not ndarray or a.dtype != _float32 or not a.flags.c_contiguous:
+        if type(a) is not ndarray or a.dtype != _float32 or (contiguous
+                                                             and not a.flags.c_contiguous):
             return None
     return _native
 

@@ -80,13 +80,14 @@ def _softmax64(S, L=0):
 
 
 @needs_native
-@pytest.mark.parametrize("L,n", [(0, 37), (64, 64), (5, 9), (1, 16), (9, 5)])
-def test_softmax_rows_kernel_matches_float64_with_and_without_the_causal_mask(L, n):
+@pytest.mark.parametrize("L,n,scale", [(0, 37, 1.0), (64, 64, 0.177), (5, 9, 1.0), (1, 16, 2.0),
+                                       (9, 5, 0.5)])
+def test_softmax_rows_kernel_matches_float64_with_and_without_the_causal_mask(L, n, scale):
     rows = L or 6
     S = (rng.standard_normal((3, rows, n)) * 4).astype(np.float32)
     out = S.copy()
-    K.softmax_rows(out, n, L)
-    ref = _softmax64(S, L)
+    K.softmax_rows(out, n, L, scale)
+    ref = _softmax64(S.astype(np.float64) * scale, L)
     np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-9)
     if L > n:  # rows that see no key at all: NaN, as -inf - -inf is
         assert np.isnan(out[:, :L - n]).all() and not np.isnan(out[:, L - n:]).any()
@@ -108,6 +109,9 @@ def test_softmax_backward_kernel_matches_float64():
     out = gA.copy()
     K.softmax_backward(out, A, 19)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    out = gA.copy()
+    K.softmax_backward(out, A, 19, 0.25)  # with the scale of softmax(scale S) folded in
+    np.testing.assert_allclose(out, 0.25 * ref, rtol=1e-5, atol=1e-6)
 
 
 def _ln64(x, w, b, g, eps):

@@ -599,11 +599,15 @@ class AttentionOp(Op):
         self.scale, self.causal, self.dropout_p = scale, causal, dropout_p
         self.has_mask = mask is not None
         self.save(*((q, k, v) if mask is None else (q, k, v, mask)))
-        S = (q * q.dtype.type(scale)) @ xp.swapaxes(k, -1, -2)
-        # masks are added (0 or -inf): a broadcast add is many times faster than a masked copy
-        if mask is None and (kern := native(S)) is not None:
-            kern.softmax_rows(S, S.shape[-1], S.shape[-2] if causal else 0)
+        # the compiled row softmax takes the scale and the causal mask itself
+        self.native = mask is None and scale > 0 and native(q, k, contiguous=False) is not None
+        if self.native:
+            S = q @ xp.swapaxes(k, -1, -2)
+            native().softmax_rows(S, S.shape[-1], S.shape[-2] if causal else 0, scale)
         else:
+            S = (q * q.dtype.type(scale)) @ xp.swapaxes(k, -1, -2)
+            # masks are added (0 or -inf): a broadcast add is many times faster than a masked
+            # copy
             if mask is not None:
                 S += additive_mask(xp, mask, S.dtype) if mask.dtype == np.bool_ else mask
             if causal:
@@ -634,11 +638,15 @@ class AttentionOp(Op):
             gS = g @ xp.swapaxes(v, -1, -2)
             if D is not None:
                 gS *= D
-            if (kern := native(gS, A)) is not None and gS.shape == A.shape:
-                kern.softmax_backward(gS, A, A.shape[-1])
-            else:
-                gS -= _rowdot(xp, gS, A)
-                gS *= A
+            if self.native and (kern := native(gS, A)) is not None and gS.shape == A.shape:
+                kern.softmax_backward(gS, A, A.shape[-1], self.scale)  # dS times the scale
+                if needs[0]:
+                    gq = gS @ k
+                if needs[1]:
+                    gk = xp.swapaxes(gS, -1, -2) @ q
+                return (gq, gk, gv, gm)[:len(needs)]
+            gS -= _rowdot(xp, gS, A)
+            gS *= A
             if len(needs) > 3 and needs[3] and self.saved[3].dtype != np.bool_:
                 gm = gS
             sc = q.dtype.type(self.scale)
