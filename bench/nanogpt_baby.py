@@ -78,29 +78,53 @@ def eval_batches(train, val, full):
             for name, data in (("train", train), ("val", val))]
 
 
+class Run:
+    """One engine's training run with nanoGPT's evaluation schedule, advanced a block of steps
+    at a time (so that two engines can take turns in one process). ``train_s`` counts its own
+    training steps, ``own_s`` its steps and evaluations."""
+
+    def __init__(self, name, step, evaluate, iters):
+        self.name, self.step, self.evaluate, self.iters = name, step, evaluate, iters
+        self.it, self.train_s, self.own_s, self.evals, self.step_ms = 0, 0.0, 0.0, [], []
+        self.t_start = time.perf_counter()
+        self.done = False
+
+    def advance(self, n):
+        """Up to n training steps, evaluating whenever one is due."""
+        for _ in range(n):
+            if self.it % CFG["eval_interval"] == 0 or self.it == self.iters:
+                t0 = time.perf_counter()
+                ev = self.evaluate()
+                self.own_s += time.perf_counter() - t0
+                wall = time.perf_counter() - self.t_start
+                self.evals.append({"iter": self.it, "train_loss": ev["train"],
+                                   "val_loss": ev["val"], "wall_s": wall,
+                                   "train_s": self.train_s, "own_s": self.own_s})
+                print(f"  {self.name} iter {self.it}: train {ev['train']:.4f} val "
+                      f"{ev['val']:.4f} ({wall:.1f} s)", file=sys.stderr, flush=True)
+            if self.it == self.iters:
+                self.done = True
+                return
+            t0 = time.perf_counter()
+            self.step(self.it).item()
+            dt = time.perf_counter() - t0
+            self.train_s += dt
+            self.own_s += dt
+            self.step_ms.append(dt * 1000)
+            self.it += 1
+
+    def result(self) -> dict:
+        return {"evals": self.evals, "ms_per_iter": float(np.median(self.step_ms)),
+                "mean_ms_per_iter": float(np.mean(self.step_ms)),
+                "wall_s": time.perf_counter() - self.t_start,
+                "val_full": self.evaluate(full=True)["val_full"]}
+
+
 def train_with_evals(name, step, evaluate, iters) -> dict:
     """Train ``iters`` steps, evaluating every eval_interval: the loss curve against time."""
-    evals, step_ms = [], []
-    t_start = time.perf_counter()
-    train_time = 0.0
-    for it in range(iters + 1):
-        if it % CFG["eval_interval"] == 0 or it == iters:
-            ev = evaluate()
-            evals.append({"iter": it, "train_loss": ev["train"], "val_loss": ev["val"],
-                          "wall_s": time.perf_counter() - t_start, "train_s": train_time})
-            print(f"  {name} iter {it}: train {ev['train']:.4f} val {ev['val']:.4f} "
-                  f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr, flush=True)
-        if it == iters:
-            break
-        t0 = time.perf_counter()
-        step(it).item()
-        dt = time.perf_counter() - t0
-        train_time += dt
-        step_ms.append(dt * 1000)
-    return {"evals": evals, "ms_per_iter": float(np.median(step_ms)),
-            "mean_ms_per_iter": float(np.mean(step_ms)),
-            "wall_s": time.perf_counter() - t_start,
-            "val_full": evaluate(full=True)["val_full"]}
+    run = Run(name, step, evaluate, iters)
+    run.advance(iters + 1)
+    return run.result()
 
 
 def peak_rss_mib() -> float:
@@ -303,10 +327,6 @@ def torch_setup(args, train, vocab, val=None):
 def run_torch(args) -> dict:
     train, val, vocab = load_data(args.data)
     step = torch_setup(args, train, vocab, val)
-    if args.torch_train:
-        res = train_with_evals("PyTorch", step, step.evaluate, args.iters)
-        res["peak_rss_mib"] = peak_rss_mib()
-        return res
     step_ms = []
     for it in range(args.torch_iters + 5):
         t0 = time.perf_counter()
@@ -340,6 +360,21 @@ def run_speed(args) -> dict:
     return {"chainrule_ms": cr_ms, "torch_ms": th_ms, "ratio": cr_ms / th_ms}
 
 
+def run_both(args) -> dict:
+    """Both engines trained for --iters iterations in one process, taking turns in blocks of 10
+    steps, so that a shared machine's changing speed falls on both alike: each one's loss curve
+    against its own time."""
+    train, val, vocab = load_data(args.data)
+    cr_step, cr_eval = chainrule_setup(args, train, val, vocab)
+    th_step = torch_setup(args, train, vocab, val)
+    runs = [Run("chainrule", cr_step, cr_eval, args.iters),
+            Run("PyTorch", th_step, th_step.evaluate, args.iters)]
+    while not all(r.done for r in runs):
+        for r in runs:
+            r.advance(10)
+    return {r.name: r.result() for r in runs}
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -347,8 +382,6 @@ def _child(engine, args) -> dict:
     cmd = [sys.executable, __file__, args.data, "--engine", engine, "--iters", str(args.iters),
            "--torch-iters", str(args.torch_iters), "--threads", str(args.threads),
            "--seed", str(args.seed)]
-    if args.torch_train:
-        cmd += ["--torch-train"]
     if args.profile:
         cmd += ["--profile", str(args.profile)]
     if args.default_malloc:
@@ -385,8 +418,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1337,
                     help="seed of the initialization and of the batch sampling (default 1337)")
     ap.add_argument("--torch-train", action="store_true",
-                    help="also train PyTorch for --iters iterations and print its loss curve")
-    ap.add_argument("--engine", choices=["chainrule", "torch", "speed"], help=argparse.SUPPRESS)
+                    help="also train both engines for --iters iterations in one process, "
+                         "taking turns, and print both loss curves against each one's time")
+    ap.add_argument("--engine", choices=["chainrule", "torch", "speed", "both"],
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not os.path.exists(args.data):
         raise SystemExit(f"data file {args.data!r} not found (pass its path as the argument)")
@@ -398,6 +433,9 @@ def main():
         return
     if args.engine == "speed":
         print(json.dumps(run_speed(args)))
+        return
+    if args.engine == "both":
+        print(json.dumps(run_both(args)))
         return
 
     if args.profile:
@@ -433,8 +471,6 @@ def main():
     if args.skip_torch:
         return
     th = _child("torch", args)
-    if args.torch_train:
-        print_curve("PyTorch eager", th)
     print(f"PyTorch eager ({args.threads} threads): {th['ms_per_iter']:.1f} ms/iter (median of "
           f"{args.torch_iters}), peak RSS {th['peak_rss_mib']:.0f} MiB")
     print(f"peak memory chainrule / PyTorch: {cr_res['peak_rss_mib'] / th['peak_rss_mib']:.2f}x")
@@ -442,6 +478,20 @@ def main():
     print(f"interleaved in one process ({args.torch_iters} steps each, blocks of 10): chainrule "
           f"{sp['chainrule_ms']:.1f} ms/iter, PyTorch {sp['torch_ms']:.1f} ms/iter, "
           f"ratio {sp['ratio']:.2f}x time")
+    if args.torch_train:
+        both = _child("both", args)
+        print(f"\nboth engines trained in one process, taking turns in blocks of 10 steps "
+              f"(seed {args.seed}): validation loss against each engine's own time")
+        print(f"{'iter':>6} {'chainrule val':>14} {'own s':>7} {'PyTorch val':>12} {'own s':>7}")
+        for a, b in zip(both["chainrule"]["evals"], both["PyTorch"]["evals"]):
+            print(f"{a['iter']:6d} {a['val_loss']:14.4f} {a['own_s']:7.1f} {b['val_loss']:12.4f} "
+                  f"{b['own_s']:7.1f}")
+        a, b = both["chainrule"], both["PyTorch"]
+        print(f"whole validation split at the end: chainrule {a['val_full']:.4f}, PyTorch "
+              f"{b['val_full']:.4f}; training steps: chainrule {a['evals'][-1]['train_s']:.1f} s "
+              f"({a['ms_per_iter']:.1f} ms/iter median), PyTorch "
+              f"{b['evals'][-1]['train_s']:.1f} s ({b['ms_per_iter']:.1f} ms/iter), ratio "
+              f"{a['evals'][-1]['train_s'] / b['evals'][-1]['train_s']:.2f}x time")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Op code never imports NumPy directly: it asks this module for the namespace (``xp``) that
 holds an array, so that ``device="cuda"`` is served by CuPy through the same op code. This is
-the only file that imports CuPy.
+the only file that imports CuPy, and the one that says whether the optional compiled float32
+CPU kernels (``chainrule._native``) serve a given set of arrays (``native``).
 """
 
 from __future__ import annotations

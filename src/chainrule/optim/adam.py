@@ -26,7 +26,8 @@ class Adam(Optimizer):
 
     with m_0 = v_0 = vmax_0 = 0. State per parameter: ``step``, ``exp_avg`` (m),
     ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq``. The update runs in place on the
-    parameter's array with one scratch buffer, about a dozen passes over memory in all.
+    parameter's array with one scratch buffer, about a dozen passes over memory in all; for
+    float32 CPU parameters (without amsgrad) the compiled kernel makes one.
     """
 
     _decoupled = False
