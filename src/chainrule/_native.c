@@ -139,23 +139,15 @@ INLINE float row_max(const float *a, Py_ssize_t n) {
     return m;
 }
 
-/* Softmax of each row of scale * S (rows x n, scale > 0) in place. With L > 0, causal: row r is query r mod L
- * of an (L, n) block and sees the first (r mod L) + 1 + (n - L) keys; the rest become 0 (a
- * row that sees none becomes NaN, as -inf - -inf does). A NaN in the seen part of a row makes
- * the whole row NaN, as in NumPy. */
+/* Softmax of each row of scale * S (rows x n, scale > 0) in place. With L > 0, causal: row r
+ * is query i = r mod L of an (L, n) block and sees keys j <= i (PyTorch's is_causal, aligned
+ * to the top left); the rest become 0. A NaN in the seen part of a row makes the whole row
+ * NaN, as in NumPy. */
 MULTIVERSION
 static void softmax_rows(float *S, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t L, float scale) {
     for (Py_ssize_t r = 0; r < rows; r++) {
         float *a = S + r * n;
-        Py_ssize_t c = n;
-        if (L > 0) {
-            c = r % L + 1 + (n - L);
-            c = c < 0 ? 0 : (c > n ? n : c);
-        }
-        if (c == 0) {
-            for (Py_ssize_t j = 0; j < n; j++) a[j] = NAN;
-            continue;
-        }
+        Py_ssize_t c = L > 0 && r % L + 1 < n ? r % L + 1 : n; /* keys seen */
         float m = row_max(a, c);
         for (Py_ssize_t j = 0; j < c; j++) a[j] = exp_f((a[j] - m) * scale);
         float inv = 1.0f / row_sum(a, c);
