@@ -224,3 +224,4 @@ def test_float32_causal_attention_follows_pytorch_where_queries_and_keys_differ(
     ref = torch.nn.functional.scaled_dot_product_attention(
         torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=True, scale=0.7)
     np.testing.assert_allclose(ours.data, ref.numpy(), rtol=1e-5, atol=1e-6)
+

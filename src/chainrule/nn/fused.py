@@ -129,11 +129,11 @@ class GeluOp(Op):
         xp = self.xp
         self.approximate = approximate
         self.save(x)
-        self.native = approximate == "none" and (k := native(x)) is not None
-        if self.native:
+        self.kern = native(x) if approximate == "none" else None  # the compiled kernels
+        if self.kern is not None:
             y = np.empty_like(x)
             self.cdf = np.empty_like(x)
-            k.gelu_forward(x, y, self.cdf)
+            self.kern.gelu_forward(x, y, self.cdf)
             return y
         if approximate == "tanh":
             u = x * x
@@ -170,9 +170,9 @@ class GeluOp(Op):
             d += 0.5 * (1 + t)
             d *= g
             return (d,)
-        if self.native:  # forward ran the compiled kernel
+        if self.kern is not None:  # forward ran the compiled kernel
             d = np.empty_like(x)
-            native().gelu_backward(x, np.ascontiguousarray(g, dtype=x.dtype), d, self.cdf)
+            self.kern.gelu_backward(x, np.ascontiguousarray(g, dtype=x.dtype), d, self.cdf)
             return (d,)
         d = x * x
         d *= -0.5
@@ -278,10 +278,11 @@ class LayerNormOp(Op):
         self.n, self.eps = n, eps
         self.save(*[a for a in (x, w, b) if a is not None])
         x2 = _rows(x, n)
-        if (k := native(x2, *[a for a in (w, b) if a is not None])) is not None:
+        self.kern = native(x2, *[a for a in (w, b) if a is not None])
+        if self.kern is not None:
             y, xh = np.empty_like(x2), np.empty_like(x2)
             self.r = np.empty((x2.shape[0], 1), dtype=x2.dtype)
-            k.layernorm_forward(x2, w, b, y, xh, self.r, n, eps)
+            self.kern.layernorm_forward(x2, w, b, y, xh, self.r, n, eps)
             self.xh = xh
             return y.reshape(x.shape)
         mu = _rowsum(self.xp, x2)
@@ -306,7 +307,7 @@ class LayerNormOp(Op):
         has_b = len(self.saved) > 2
         g2 = _rows(g, n)
         gw = gb = gx = None
-        if native(xh) is not None:  # forward ran the compiled kernel
+        if self.kern is not None:  # forward ran the compiled kernel
             return self._native_backward(g2, has_w, has_b)
         if has_w and self.needs[1]:
             gw = self.xp.einsum("ij,ij->j", g2, xh).reshape(self.saved[1].shape)
@@ -330,8 +331,8 @@ class LayerNormOp(Op):
         gx = np.empty_like(g2) if needs[0] else None
         gw = np.zeros(n) if has_w and needs[1] else None  # float64 accumulators
         gb = np.zeros(n) if has_b and needs[2] else None
-        native().layernorm_backward(g2, self.xh, self.r, saved[1] if has_w else None, gx, gw,
-                                    gb, n)
+        self.kern.layernorm_backward(g2, self.xh, self.r, saved[1] if has_w else None, gx, gw,
+                                     gb, n)
         if gx is not None:
             gx = gx.reshape(saved[0].shape)
         if gw is not None:
@@ -600,10 +601,10 @@ class AttentionOp(Op):
         self.has_mask = mask is not None
         self.save(*((q, k, v) if mask is None else (q, k, v, mask)))
         # the compiled row softmax takes the scale and the causal mask itself
-        self.native = mask is None and scale > 0 and native(q, k, contiguous=False) is not None
-        if self.native:
+        self.kern = native(q, k, contiguous=False) if mask is None and scale > 0 else None
+        if self.kern is not None:
             S = q @ xp.swapaxes(k, -1, -2)
-            native().softmax_rows(S, S.shape[-1], S.shape[-2] if causal else 0, scale)
+            self.kern.softmax_rows(S, S.shape[-1], S.shape[-2] if causal else 0, scale)
         else:
             S = (q * q.dtype.type(scale)) @ xp.swapaxes(k, -1, -2)
             # masks are added (0 or -inf): a broadcast add is many times faster than a masked
@@ -638,8 +639,8 @@ class AttentionOp(Op):
             gS = g @ xp.swapaxes(v, -1, -2)
             if D is not None:
                 gS *= D
-            if self.native and (kern := native(gS, A)) is not None and gS.shape == A.shape:
-                kern.softmax_backward(gS, A, A.shape[-1], self.scale)  # dS times the scale
+            if self.kern is not None and native(gS) is not None and gS.shape == A.shape:
+                self.kern.softmax_backward(gS, A, A.shape[-1], self.scale)  # dS times the scale
                 if needs[0]:
                     gq = gS @ k
                 if needs[1]:
