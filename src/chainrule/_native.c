@@ -1,6 +1,6 @@
 /* chainrule._native: fused float32 CPU kernels for the hot elementwise and row-wise work of a
- * training step (GELU, row softmax, layer norm, the Adam update). Each kernel makes one pass
- * over its operands where NumPy needs one pass per arithmetic operation.
+ * training step (GELU, row softmax, layer norm, 2x2 max pooling, the Adam update). Each kernel
+ * makes one pass over its operands where NumPy needs one pass per arithmetic operation.
  *
  * Optional: the package works without it (chainrule.backend.native() is then None and every
  * op runs its NumPy code). The Python callers check dtype (float32), C-contiguity and shapes;
@@ -238,6 +238,26 @@ static void adam_step(float *p, const float *g, float *m, float *v, Py_ssize_t n
     }
 }
 
+/* 2x2 max pooling with stride 2 (windows that do not overlap) of each (H, W) plane, the
+ * H x W corner that Ho x Wo windows cover: y = the window's maximum, NaN if it holds one. */
+MULTIVERSION
+static void maxpool2_fwd(const float *x, float *y, Py_ssize_t planes, Py_ssize_t H,
+                         Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo) {
+    for (Py_ssize_t p = 0; p < planes; p++)
+        for (Py_ssize_t oh = 0; oh < Ho; oh++) {
+            const float *x0 = x + (p * H + 2 * oh) * W;
+            float *yr = y + (p * Ho + oh) * Wo;
+            for (Py_ssize_t ow = 0; ow < Wo; ow++) {
+                const float *w = x0 + 2 * ow;
+                float v0 = w[0], v1 = w[1], v2 = w[W], v3 = w[W + 1];
+                float m01 = v1 > v0 ? v1 : v0, m23 = v3 > v2 ? v3 : v2;
+                float m = m23 > m01 ? m23 : m01;
+                int nan = v0 != v0 || v1 != v1 || v2 != v2 || v3 != v3;
+                yr[ow] = nan ? NAN : m;
+            }
+        }
+}
+
 /* ------------------------------------------------------------------------ Python bindings */
 
 static int check_len(Py_buffer *b, Py_ssize_t n, size_t item, const char *what) {
@@ -439,6 +459,24 @@ static PyObject *py_adam_step(PyObject *self, PyObject *args) {
     return res;
 }
 
+static PyObject *py_maxpool2_forward(PyObject *self, PyObject *args) {
+    Py_buffer x, y;
+    Py_ssize_t planes, H, W, Ho, Wo;
+    if (!PyArg_ParseTuple(args, "y*w*nnnnn", &x, &y, &planes, &H, &W, &Ho, &Wo)) return NULL;
+    PyObject *res = NULL;
+    if (planes < 0 || Ho < 0 || Wo < 0 || 2 * Ho > H || 2 * Wo > W)
+        PyErr_SetString(PyExc_ValueError, "chainrule._native.maxpool2_forward: bad dimensions");
+    else if (check_len(&x, planes * H * W, 4, "x") && check_len(&y, planes * Ho * Wo, 4, "y")) {
+        Py_BEGIN_ALLOW_THREADS
+        maxpool2_fwd(x.buf, y.buf, planes, H, W, Ho, Wo);
+        Py_END_ALLOW_THREADS
+        res = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&y);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"gelu_forward", py_gelu_forward, METH_VARARGS,
      "gelu_forward(x, y[, cdf]): y = x Phi(x), and cdf = Phi(x) when given"},
@@ -455,6 +493,8 @@ static PyMethodDef methods[] = {
      "layernorm_backward(g, xh, rstd, w, gx, gw, gb, n); gw and gb are float64 accumulators"},
     {"adam_step", py_adam_step, METH_VARARGS,
      "adam_step(p, g, m, v, b1, b2, l2, decay, a, c, maximize)"},
+    {"maxpool2_forward", py_maxpool2_forward, METH_VARARGS,
+     "maxpool2_forward(x, y, planes, H, W, Ho, Wo): 2x2 max pooling, stride 2"},
     {NULL, NULL, 0, NULL},
 };
 

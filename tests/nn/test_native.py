@@ -225,3 +225,34 @@ def test_float32_causal_attention_follows_pytorch_where_queries_and_keys_differ(
         torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=True, scale=0.7)
     np.testing.assert_allclose(ours.data, ref.numpy(), rtol=1e-5, atol=1e-6)
 
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 2, 2)])
+def test_max_pool_kernel_gives_the_numpy_values_gradients_and_indices(shape):
+    """2x2 windows with stride 2, tiling the plane or leaving a row and a column out; ties go
+    to the first maximum in the window, as in PyTorch."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, :2, :2] = [[0.5, 1.5], [1.5, 1.5]]  # a three-way tie inside the first window
+    x[-1, -1, :2, :2] = 2.0  # all four equal
+    on = _run(lambda a: F.max_pool2d(a, 2), x, native=True)
+    off = _run(lambda a: F.max_pool2d(a, 2), x, native=False)
+    for a, b in zip(on, off):
+        np.testing.assert_array_equal(a, b)
+    with backend.use_native(True):
+        y, idx = F.max_pool2d(cr.tensor(x), 2, return_indices=True)
+    with backend.use_native(False):
+        y0, idx0 = F.max_pool2d(cr.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(idx.data, idx0.data)
+    assert idx.data[0, 0, 0, 0] == 1 and idx.data[-1, -1, 0, 0] == 0
+
+
+@needs_native
+def test_max_pool_kernel_spreads_nan_to_its_window_and_keeps_infinities():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 2, 2] = -np.inf
+    x[0, 0, 3, 3] = np.inf
+    with backend.use_native(True):
+        y = F.max_pool2d(cr.tensor(x), 2).data
+    np.testing.assert_array_equal(y[0, 0], [[np.nan, 7], [13, np.inf]])

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import ops as P
 from ..autograd import Op
+from ..backend import native
 
 
 def out_size(n, k, s, p, d, ceil_mode=False):
@@ -375,8 +376,8 @@ class Conv2dOp(Op):
 
 class MaxPool2dOp(Op):
     """y[n, c, h, w] = max over the window of x_pad (-inf padding); the first maximum's offset
-    k = i kw + j is saved.  dx = g routed to the saved argmax of each window (accumulated where
-    windows overlap)."""
+    k = i kw + j is saved (after the compiled 2x2 forward, found again from x and y).  dx = g
+    routed to the argmax of each window (accumulated where windows overlap)."""
 
     def forward(self, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
                 out_hw=(1, 1)):
@@ -386,6 +387,17 @@ class MaxPool2dOp(Op):
         self.out_hw = out_hw
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         Ho, Wo = out_hw
+        N, C, H, W = x.shape
+        # the usual 2x2 pool with stride 2 inside x: the compiled kernel, which saves no argmax
+        # (the backward finds each window's first maximum again from x and y, when it runs)
+        kern = (native(x) if kernel == stride == (2, 2) and padding == (0, 0)
+                and dilation == (1, 1) and 2 * Ho <= H and 2 * Wo <= W else None)
+        if kern is not None:
+            y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+            kern.maxpool2_forward(x, y, N * C, H, W, Ho, Wo)
+            self.save(x, y)
+            self.arg = None
+            return y
         xpad = _pad_for(x, xp, ph, pw, Ho, Wo, kh, kw, sh, sw, dh, dw, -math.inf)
         # a tournament over the kh*kw window views: each round keeps the larger of two
         # neighbours (the left one, holding the earlier offsets, on ties: PyTorch's first max)
@@ -423,6 +435,7 @@ class MaxPool2dOp(Op):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel, self.stride, self.padding,
                                                   self.dilation)
         Ho, Wo = self.out_hw
+        arg = self.arg if self.arg is not None else self._first_max_offsets()
         Hp = max(H + ph, (Ho - 1) * sh + dh * (kh - 1) + 1)
         Wp = max(W + pw, (Wo - 1) * sw + dw * (kw - 1) + 1)
         disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
@@ -430,7 +443,6 @@ class MaxPool2dOp(Op):
         tiled = (disjoint and sh == dh * (kh - 1) + 1 and sw == dw * (kw - 1) + 1
                  and dh == dw == 1 and not (ph or pw) and Ho * sh == H and Wo * sw == W)
         gpad = (xp.empty if tiled else xp.zeros)((N, C, Hp, Wp), dtype=g.dtype)
-        arg = self.arg
         mask = xp.empty(arg.shape, dtype=g.dtype)
         for k in range(kh * kw):
             view = _view(gpad, k // kw, k % kw, Ho, Wo, sh, sw, dh, dw)
@@ -442,13 +454,29 @@ class MaxPool2dOp(Op):
                 view += g * mask
         return (gpad[:, :, ph:ph + H, pw:pw + W],)
 
+    def _first_max_offsets(self):
+        """After the compiled 2x2 forward (which keeps no argmax): the offset k = 2 i + j of
+        each window's first maximum, found from x and y (the earliest offset wins ties)."""
+        x, y = self.saved
+        Ho, Wo = self.out_hw
+        # with n_k = [x_k != y] as 0/1: k = n0 (1 + n1 (1 + n2)), in uint8 arithmetic (a
+        # masked copy or np.where is many times slower)
+        n0, n1, n2 = ((_view(x, k // 2, k % 2, Ho, Wo, 2, 2, 1, 1) != y).view(np.uint8)
+                      for k in range(3))
+        arg = n2 + np.uint8(1)
+        arg *= n1
+        arg += np.uint8(1)
+        arg *= n0
+        return arg
+
     def indices(self, W):
         """PyTorch's return_indices: the flat h * W + w input position of each maximum."""
         xp = self.xp
         (_, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel, self.stride, self.padding,
                                                  self.dilation)
         Ho, Wo = self.out_hw
-        a = self.arg.astype(xp.int64)
+        arg = self.arg if self.arg is not None else self._first_max_offsets()
+        a = arg.astype(xp.int64)
         h = xp.arange(Ho).reshape(Ho, 1) * sh - ph + (a // kw) * dh
         w = xp.arange(Wo) * sw - pw + (a % kw) * dw
         return h * W + w
