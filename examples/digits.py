@@ -37,7 +37,8 @@ def load_data(seed: int = 0):
 
 
 def train(model, X, y, epochs: int, lr: float, batch: int = 32, seed: int = 0):
-    """AdamW on shuffled mini-batches, cosine-annealed over the epochs."""
+    """AdamW on shuffled mini-batches, cosine-annealed over the epochs; returns the last
+    epoch's mean loss."""
     opt = optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     rng = np.random.default_rng(seed)
@@ -54,6 +55,7 @@ def train(model, X, y, epochs: int, lr: float, batch: int = 32, seed: int = 0):
             total += loss.item() * len(b)
         sched.step()
         print(f"  epoch {epoch + 1:2d}  loss {total / len(X):.4f}")
+    return total / len(X)
 
 
 def accuracy(model, X, y) -> float:

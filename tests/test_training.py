@@ -1,6 +1,9 @@
 """Training end to end: MLP and CNN on scikit-learn's 8x8 digits reach the promised test
 accuracy, and a linear model trained by SGD converges to the least-squares solution."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,41 +16,24 @@ from chainrule.models import CNN, MLP
 one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
 
 
+def _load_example():
+    """examples/digits.py as a module: the tests run the example's own data split, training
+    loop and accuracy."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "digits.py"
+    spec = importlib.util.spec_from_file_location("digits_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example = _load_example()
+fit, accuracy = example.train, example.accuracy
+
+
 @pytest.fixture(scope="module")
 def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    d = datasets.load_digits()
-    X, y = d.data.astype(np.float32) / 16.0, d.target.astype(np.int64)
-    perm = np.random.default_rng(0).permutation(len(X))
-    test, train = perm[:450], perm[450:]
-    mu, sd = X[train].mean(0), X[train].std(0) + 0.1  # standardize with training statistics
-    X = (X - mu) / sd
-    return X[train], y[train], X[test], y[test]
-
-
-def fit(model, X, y, epochs, lr, batch=32, seed=0):
-    """AdamW on shuffled mini-batches with a cosine schedule; returns the last epoch's loss."""
-    opt = optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(X))
-        total = 0.0
-        for i in range(0, len(X), batch):
-            b = order[i:i + batch]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(cr.tensor(X[b])), cr.tensor(y[b]))
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        sched.step()
-    return total / len(X)
-
-
-def accuracy(model, X, y):
-    model.eval()
-    with cr.no_grad():
-        return float((model(cr.tensor(X)).numpy().argmax(axis=1) == y).mean())
+    pytest.importorskip("sklearn.datasets")
+    return example.load_data(seed=0)
 
 
 def test_mlp_reaches_97_percent_test_accuracy_on_digits(digits):

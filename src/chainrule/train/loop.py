@@ -267,9 +267,7 @@ class Trainer:
         if evals:
             summary["first val loss"] = f"{evals[0]['val_loss']:.4f} (step {evals[0]['step']})"
             summary["last val loss"] = f"{evals[-1]['val_loss']:.4f} (step {evals[-1]['step']})"
-        if not sample and os.path.exists(self.run.samples):
-            with open(self.run.samples, encoding="utf-8") as f:
-                sample = f.read().rsplit("=== step", 1)[-1].split("===\n", 1)[-1].strip("\n")
+        sample = sample or self.run.last_sample()
         if findings is None:
             findings = [] if self.watcher is not None else None
         write_report(self.run, summary, sample, findings)

@@ -44,6 +44,13 @@ class RunDir:
     def has_checkpoint(self) -> bool:
         return os.path.isfile(self.checkpoint)
 
+    def last_sample(self) -> str:
+        """The text of the last "=== step ... ===" entry of samples.txt ('' if none yet)."""
+        if not os.path.exists(self.samples):
+            return ""
+        with open(self.samples, encoding="utf-8") as f:
+            return f.read().rsplit("=== step", 1)[-1].split("===\n", 1)[-1].strip("\n")
+
 
 class MetricsLog:
     """Appends one JSON object per line (flushed, so a killed run keeps what it logged); also
