@@ -112,6 +112,109 @@ def test_load_state_dict_non_strict_returns_the_keys_and_loads_the_rest():
     np.testing.assert_array_equal(m.weight.data, w)
 
 
+
+def test_load_state_dict_assign_puts_the_given_arrays_in_place_without_copying():
+    m = nn.Linear(3, 2)
+    m.bias.requires_grad_(False)
+    old_w, old_b = m.weight, m.bias
+    before = old_w.data.copy()
+    w = np.arange(6, dtype=np.float64).reshape(2, 3)  # a raw array, float64 into float32
+    b = cr.tensor([5.0, 6.0], dtype=np.float64)
+    res = m.load_state_dict({"weight": w, "bias": b}, assign=True)
+    assert res.missing_keys == [] and res.unexpected_keys == []
+    assert isinstance(m.weight, nn.Parameter) and isinstance(m.bias, nn.Parameter)
+    assert m.weight is not old_w and m.bias is not old_b
+    assert m.weight.data is w and m.weight.dtype == np.float64  # no copy, dtype kept
+    assert np.shares_memory(m.bias.data, b.data)
+    assert m.weight.requires_grad and not m.bias.requires_grad  # the old requires_grad
+    np.testing.assert_array_equal(old_w.data, before)  # the old parameter is left as it was
+    params = list(m.parameters())
+    assert params[0] is m.weight and params[1] is m.bias
+    # an optimizer built afterwards updates the given array itself
+    m(cr.ones(1, 3, dtype=np.float64)).sum().backward()
+    cr.optim.SGD(m.parameters(), lr=0.5).step()
+    np.testing.assert_array_equal(w, np.arange(6).reshape(2, 3) - 0.5)
+    assert old_w.grad is None
+
+
+def test_load_state_dict_assign_uses_a_given_parameter_itself_and_replaces_buffers():
+    m = Tiny(n=1)
+    m.wte.weight.requires_grad_(False)
+    sd = m.state_dict()
+    p = nn.Parameter(cr.randn(11, 8))  # requires_grad=True; takes the old parameter's False
+    sd["wte.weight"] = sd["head.weight"] = p
+    mask = cr.tensor([1.0, 0.0, 1.0, 0.0])
+    sd["mask"] = mask
+    m.load_state_dict(sd, assign=True)
+    assert m.wte.weight is p and m.head.weight is p and not p.requires_grad  # still tied
+    assert m.mask is mask and "mask" in dict(m.named_buffers())
+    # a plain tensor for each of two tied slots gives two Parameters (as PyTorch)
+    sd["wte.weight"], sd["head.weight"] = cr.zeros(11, 8), cr.ones(11, 8)
+    m.load_state_dict(sd, assign=True)
+    assert m.wte.weight is not m.head.weight and float(m.head.weight.sum()) == 88.0
+
+
+def test_load_state_dict_assign_checks_shapes_and_keys_all_at_once_and_assigns_nothing():
+    m = nn.Linear(3, 2)
+    old_w, old_b = m.weight, m.bias
+    with pytest.raises(ValueError) as e:
+        m.load_state_dict({"weight": np.zeros((3, 2), np.float32), "extra": np.zeros(1)},
+                          assign=True)
+    msg = str(e.value)
+    assert "'weight': checkpoint has shape (3, 2), the model expects (2, 3)" in msg
+    assert "missing keys (1): 'bias'" in msg and "unexpected keys (1): 'extra'" in msg
+    assert m.weight is old_w and m.bias is old_b
+    res = m.load_state_dict({"weight": np.ones((2, 3), np.float32)}, strict=False, assign=True)
+    assert res.missing_keys == ["bias"] and m.bias is old_b and m.weight is not old_w
+
+
+def test_load_state_dict_assign_matches_pytorch():
+    torch = pytest.importorskip("torch")
+
+    class TorchTied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = torch.nn.Embedding(11, 8)
+            self.head = torch.nn.Linear(8, 11, bias=False)
+            self.head.weight = self.wte.weight
+            self.register_buffer("mask", torch.ones(4))
+
+    rng = np.random.default_rng(3)
+    arrays = {"wte.weight": rng.standard_normal((11, 8)),  # float64
+              "head.weight": rng.standard_normal((11, 8)).astype(np.float32),
+              "mask": np.array([1.0, 0.0, 1.0, 0.0], np.float32)}
+    t = TorchTied()
+    t.wte.weight.requires_grad_(False)
+    tsd = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    t.load_state_dict(tsd, assign=True)
+    m = Tiny(n=0)
+    m.wte.weight.requires_grad_(False)
+    m.load_state_dict(arrays, assign=True)
+    tps, cps = list(t.named_parameters()), list(m.named_parameters())
+    assert [n for n, _ in tps] == [n for n, _ in cps] == ["wte.weight", "head.weight"]
+    for (_, tp), (_, cp) in zip(tps, cps):
+        assert type(tp) is torch.nn.Parameter and isinstance(cp, nn.Parameter)
+        assert str(tp.dtype).removeprefix("torch.") == str(cp.dtype)
+        assert tp.requires_grad == cp.requires_grad
+        np.testing.assert_array_equal(tp.detach().numpy(), cp.data)
+    assert (t.wte.weight is t.head.weight) == (m.wte.weight is m.head.weight) is False
+    # both slots held the one frozen parameter: each new Parameter takes its requires_grad
+    assert t.head.weight.requires_grad == m.head.weight.requires_grad is False
+    assert t.mask is tsd["mask"] and m.mask.data is arrays["mask"]
+    assert t.head.weight.data_ptr() == tsd["head.weight"].data_ptr()
+    assert m.head.weight.data is arrays["head.weight"]
+    # PyTorch checks shapes with assign=True too; the one error names the key
+    with pytest.raises(RuntimeError, match="size mismatch for mask"):
+        t.load_state_dict({**tsd, "mask": torch.ones(5)}, assign=True)
+    with pytest.raises(RuntimeError, match="'mask': checkpoint has shape"):
+        m.load_state_dict({**arrays, "mask": np.ones(5)}, assign=True)
+    # torch tensors are accepted as values, and assigned without a copy
+    lin = nn.Linear(2, 2)
+    tw = torch.randn(2, 2, dtype=torch.float64)
+    lin.load_state_dict({"weight": tw, "bias": torch.zeros(2)}, assign=True)
+    assert lin.weight.dtype == np.float64 and np.shares_memory(lin.weight.data, tw.numpy())
+
+
 def test_train_eval_set_the_flag_on_every_module_and_dropout_follows_it():
     m = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
     m.eval()

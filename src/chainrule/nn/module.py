@@ -78,6 +78,21 @@ def module_error(module, cls, message):
     return e
 
 
+def _assigned(value, old):
+    """What ``load_state_dict(..., assign=True)`` puts in ``old``'s place: ``value`` itself as a
+    tensor (an array is wrapped, not copied); in a parameter's place a Parameter with ``old``'s
+    ``requires_grad`` (``value`` itself when it is one)."""
+    if not isinstance(value, Tensor):
+        if not isinstance(value, np.ndarray) and backend.device_of(value) == "cpu":
+            value = np.asarray(value)  # array-likes (a CPU torch tensor shares its memory)
+        value = Tensor._wrap(value)
+    if isinstance(old, Parameter):
+        if isinstance(value, Parameter):
+            return value.requires_grad_(old.requires_grad)
+        return Parameter(value, requires_grad=old.requires_grad)
+    return value
+
+
 class _HookIdentity(Op):
     """y = x;  dx = g.  Marks a module boundary so module backward hooks can see gradients."""
 
@@ -429,29 +444,43 @@ class Module:
     def state_dict(self, prefix: str = "", keep_vars: bool = False):
         """{path: tensor} of parameters and persistent buffers. The tensors share memory with
         the module (detached unless ``keep_vars``)."""
+        return {k: t if keep_vars else Tensor._wrap(t.data)
+                for k, (_, _, t) in self._state_slots(prefix).items()}
+
+    def _state_slots(self, prefix: str = ""):
+        """{key: (module, attribute name, tensor)} of what :meth:`state_dict` holds."""
         out = {}
         for mprefix, m in self.named_modules(prefix=prefix, remove_duplicate=False):
             base = f"{mprefix}." if mprefix else ""
             for name, p in m._parameters.items():
                 if p is not None:
-                    out[base + name] = p if keep_vars else Tensor._wrap(p.data)
+                    out[base + name] = (m, name, p)
             for name, b in m._buffers.items():
                 if b is not None and name not in m._non_persistent:
-                    out[base + name] = b if keep_vars else Tensor._wrap(b.data)
+                    out[base + name] = (m, name, b)
         return out
 
-    def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy ``state_dict``'s arrays into this module's parameters and buffers, in place.
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load ``state_dict``'s tensors (or arrays) into this module's parameters and buffers.
+
+        By default the values are copied into the existing arrays, in place (cast to their
+        dtype, moved to their device). With ``assign=True`` the given tensors themselves take
+        the parameters' and buffers' places, as in PyTorch: nothing is copied, their dtype and
+        device are kept, and a plain tensor or array put in a parameter's place becomes a new
+        :class:`Parameter` (sharing its memory) with the old parameter's ``requires_grad``.
+        An optimizer must then be built from the new ``parameters()``; weights tied by sharing
+        one Parameter between modules stay tied only if the state dict gives that Parameter
+        itself.
 
         Missing and unexpected keys are errors when ``strict``; a shape mismatch is always an
         error. All problems are reported together in one :class:`StateDictError`. Returns
         ``(missing_keys, unexpected_keys)``.
         """
-        own = self.state_dict(keep_vars=True)
+        own = self._state_slots()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         misshaped = []
-        for k, t in own.items():
+        for k, (_, _, t) in own.items():
             if k in state_dict:
                 v = state_dict[k]
                 shape = tuple(v.shape) if hasattr(v, "shape") else np.shape(v)
@@ -473,10 +502,13 @@ class Module:
                              "unexpected keys)")
             raise StateDictError("\n".join(lines))
         with no_grad():
-            for k, t in own.items():
+            for k, (m, name, t) in own.items():
                 if k not in state_dict:
                     continue
                 v = state_dict[k]
+                if assign:
+                    setattr(m, name, _assigned(v, t))
+                    continue
                 arr = v.data if isinstance(v, Tensor) else v
                 if backend.device_of(arr) != backend.device_of(t.data):
                     arr = backend.to_device(arr, backend.device_of(t.data))
