@@ -32,11 +32,10 @@ def run_chainrule(method: str, seq: int, steps: int) -> dict:
     import chainrule as cr
     from chainrule.finetune import apply_lora, parameter_counts, train_last, trainable_parameters
     from chainrule.finetune.trainer import optimizer_state_bytes
-    from chainrule.models.llama import Llama
     from chainrule.optim import AdamW
-    from chainrule.pretrained import find_smollm2
+    from chainrule.pretrained import find_smollm2, load_llama_gguf
 
-    model = Llama.from_gguf(find_smollm2())
+    model = load_llama_gguf(find_smollm2())
     if method == "lora":
         apply_lora(model, rank=8, alpha=16)
     elif method == "last":

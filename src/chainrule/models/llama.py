@@ -9,8 +9,8 @@
 Grouped-query attention: ``n_kv_head`` key/value heads, each shared by ``n_head / n_kv_head``
 query heads. Rotary embeddings use the half-split convention (``rotate_half``, as Hugging Face):
 for a head vector x of size d, the pair ``(x[i], x[i + d/2])`` is rotated by the angle
-``pos * theta**(-2i/d)``. GGUF files store Q and K for the adjacent-pair convention; the loader
-in :mod:`chainrule.pretrained.gguf` converts them.
+``pos * theta**(-2i/d)``. GGUF files store Q and K for the adjacent-pair convention; the GGUF
+loader (``chainrule.pretrained.load_llama_gguf``) converts them.
 
 Parameter names: ``embed.weight``, ``blocks.{i}.attn_norm.weight``,
 ``blocks.{i}.attn.{q,k,v,o}_proj.weight``, ``blocks.{i}.mlp_norm.weight``,
@@ -268,28 +268,6 @@ class Llama(nn.Module):
             logits, _ = self(Tensor(nxt[:, None]), cache=cache)
         self.train(was_training)
         return Tensor(np.concatenate(out, axis=1))
-
-    # -- loading --------------------------------------------------------------------------
-    @classmethod
-    def from_gguf(cls, path, with_tokenizer: bool = False):
-        """The model (and its tokenizer) from a Llama-family GGUF file, in float32."""
-        from ..pretrained.gguf import load_gguf, tokenizer_from_metadata
-
-        g = load_gguf(path)
-        model = cls.from_tensors(LlamaConfig(**g.config), g.tensors, source=str(path))
-        if with_tokenizer:
-            return model, tokenizer_from_metadata(g.metadata, str(path))
-        return model
-
-    @classmethod
-    def from_tensors(cls, config: LlamaConfig, tensors: dict, source: str = "tensors"):
-        """A model holding ``tensors`` (chainrule names, arrays); every parameter must be
-        present with its exact shape, and no tensor may be left over."""
-        from ..pretrained.hf import assign_tensors
-
-        model = cls(config, init_weights=False)  # no random init: every weight is overwritten
-        assign_tensors(model, tensors, source)
-        return model
 
 
 __all__ = ["Llama", "LlamaConfig", "KVCache", "rope_tables", "apply_rotary"]

@@ -1,6 +1,7 @@
 """Pre-trained weights from real file formats, read locally (nothing is downloaded).
 
-- :func:`load_gguf`: llama.cpp GGUF files (Llama family), dequantized to float32.
+- :func:`load_gguf`: llama.cpp GGUF files (Llama family), dequantized to float32;
+  :func:`load_llama_gguf`: the same as a chainrule Llama (and its tokenizer).
 - :func:`load_hf`: Hugging Face checkpoint folders (``config.json`` + ``model.safetensors``),
   GPT-2 and Llama layouts.
 - :func:`from_pretrained`: either of those, or a known name (``smollm2``), as a chainrule
@@ -15,6 +16,7 @@ import importlib.util
 import os
 
 from .gguf import load_gguf as load_gguf
+from .gguf import load_llama_gguf as load_llama_gguf
 from .gguf import permute_qk as permute_qk
 from .gguf import unpermute_qk as unpermute_qk
 from .tokenizer import PretrainedTokenizer as PretrainedTokenizer
@@ -64,6 +66,4 @@ def from_pretrained(name_or_path):
     path = resolve(name_or_path)
     if os.path.isdir(path):
         return load_hf_model(path)
-    from ..models.llama import Llama
-
-    return Llama.from_gguf(path, with_tokenizer=True)
+    return load_llama_gguf(path, with_tokenizer=True)

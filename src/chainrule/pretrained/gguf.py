@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..models.llama import Llama, LlamaConfig
+from .weights import load_weights
+
 _EXTRA = "GGUF files need the 'gguf' package: pip install 'chainrule[gguf]'"
 
 
@@ -178,6 +181,22 @@ def load_gguf(path) -> GGUFModel:
         tensors[name] = np.ascontiguousarray(w)
     config["tie_embeddings"] = "lm_head.weight" not in tensors
     return GGUFModel(arch, config, tensors, meta)
+
+
+def load_llama_gguf(path, with_tokenizer: bool = False):
+    """The :class:`~chainrule.models.Llama` of a Llama-family GGUF file, in float32, and with
+    ``with_tokenizer`` its tokenizer too: ``model`` or ``(model, tokenizer)``.
+
+    Every parameter must be in the file with its exact shape (the error names the file and
+    every tensor that is missing, left over or mis-shaped); the model holds the dequantized
+    arrays themselves, without a copy.
+    """
+    g = load_gguf(path)
+    model = Llama(LlamaConfig(**g.config), init_weights=False)  # every weight is replaced
+    load_weights(model, g.tensors, os.fspath(path))
+    if with_tokenizer:
+        return model, tokenizer_from_metadata(g.metadata, os.fspath(path))
+    return model
 
 
 def tokenizer_from_metadata(meta: dict, source: str = "GGUF"):

@@ -22,38 +22,11 @@ import re
 
 import numpy as np
 
+from ..models.gpt import GPT, GPTConfig
+from ..models.llama import Llama, LlamaConfig
+from .weights import load_weights
+
 _EXTRA = "Hugging Face checkpoints need the 'safetensors' package: pip install 'chainrule[train]'"
-
-
-def assign_tensors(model, tensors: dict, source: str = "tensors") -> None:
-    """Copy ``tensors`` (name -> array) into ``model``'s parameters, all or nothing.
-
-    Raises ValueError naming every missing tensor, every tensor whose shape does not fit its
-    parameter, and every tensor the model has no parameter for.
-    """
-    params = dict(model.named_parameters())
-    missing = [n for n in params if n not in tensors]
-    unexpected = [n for n in tensors if n not in params]
-    bad = [f"{n}: file {tuple(np.shape(tensors[n]))}, model {tuple(p.shape)}"
-           for n, p in params.items() if n in tensors and tuple(np.shape(tensors[n])) != p.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing tensor(s) {_few(missing)}")
-    if bad:
-        problems.append(f"shape mismatch {_few(bad)}")
-    if unexpected:
-        problems.append(f"unexpected tensor(s) {_few(unexpected)}")
-    if problems:
-        raise ValueError(f"loading {source} into {type(model).__name__}: " + "; ".join(problems))
-    for n, p in params.items():
-        a = np.ascontiguousarray(tensors[n], dtype=p.data.dtype)
-        # memory-mapped file tensors are read-only: the optimizer updates weights in place
-        p.data = a if a.flags.writeable else a.copy()
-
-
-def _few(names, k=6):
-    s = ", ".join(names[:k])
-    return s + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
 def read_safetensors(folder) -> dict:
@@ -144,7 +117,7 @@ def llama_tensors(raw: dict, tied: bool) -> dict:
             part = _LLAMA_BLOCK.get(m.group(2))
             out[f"blocks.{m.group(1)}.{part or m.group(2)}.{m.group(3)}"] = w
         else:
-            out[name] = w  # reported as unexpected by assign_tensors
+            out[name] = w  # reported as unexpected when loaded
     return out
 
 
@@ -195,14 +168,10 @@ def load_hf_model(folder, with_tokenizer: bool = True):
     """The chainrule model of a Hugging Face folder, and its tokenizer (None if absent)."""
     arch, cfg, tensors = load_hf(folder)
     if arch == "llama":
-        from ..models.llama import Llama, LlamaConfig
-
-        model = Llama.from_tensors(LlamaConfig(**cfg), tensors, source=str(folder))
+        model = Llama(LlamaConfig(**cfg), init_weights=False)  # every weight is replaced
     else:
-        from ..models.gpt import GPT, GPTConfig
-
         model = GPT(GPTConfig(**cfg))
-        assign_tensors(model, tensors, source=str(folder))
+    load_weights(model, tensors, str(folder))
     if not with_tokenizer:
         return model
     tok = None
