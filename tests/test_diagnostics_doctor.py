@@ -297,7 +297,7 @@ def test_close_removes_hooks_and_restores_the_optimizer_step():
     assert "step" in opt.__dict__ and model[0]._forward_hooks
     w.close()
     assert "step" not in opt.__dict__ and not model[0]._forward_hooks
-    assert w._on_op not in cr.autograd._anomaly_hooks
+    assert w._on_op not in cr.autograd.forward_observers()
 
 
 def test_bad_arguments_are_named():

@@ -1,15 +1,15 @@
 """Gradients as diagnostic data: gradient checking, statistics, the training doctor, NaN/Inf
 provenance and pictures of the graph. See docs/diagnostics.md."""
 
-from .anomaly import NonFiniteError as NonFiniteError
-from .anomaly import detect_anomaly as detect_anomaly
-from .anomaly import is_anomaly_enabled as is_anomaly_enabled
-from .anomaly import set_detect_anomaly as set_detect_anomaly
+from ..autograd.anomaly import NonFiniteError as NonFiniteError
+from ..autograd.anomaly import detect_anomaly as detect_anomaly
+from ..autograd.anomaly import is_anomaly_enabled as is_anomaly_enabled
+from ..autograd.anomaly import set_detect_anomaly as set_detect_anomaly
+from ..autograd.gradcheck import GradcheckError as GradcheckError
+from ..autograd.gradcheck import gradcheck as gradcheck
+from ..autograd.gradcheck import gradgradcheck as gradgradcheck
 from .doctor import Finding as Finding
 from .doctor import diagnose as diagnose
-from .gradcheck import GradcheckError as GradcheckError
-from .gradcheck import gradcheck as gradcheck
-from .gradcheck import gradgradcheck as gradgradcheck
 from .graph import draw_graph as draw_graph
 from .graph import explain_backward as explain_backward
 from .graph import render as render

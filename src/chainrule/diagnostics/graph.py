@@ -21,46 +21,23 @@ import sys
 import numpy as np
 
 from .. import backend
-from ..autograd import _OUT, Op, unbroadcast
+from ..autograd import Op, topological_order, unbroadcast
 from ..tensor import Tensor
 
 
 def _walk(root):
-    """Ops and leaves reachable from ``root`` (a tensor), the output of each op as a shape, and
-    the ops in an order where every op comes before the ops that made its inputs."""
+    """Ops and leaves reachable from ``root`` (a tensor), each before the nodes that made its
+    inputs, the shape of each one's value, and each one's consumers."""
     start = root.grad_fn if root.grad_fn is not None else root
+    order = topological_order([start])
     out_shape = {id(start): tuple(root.shape)}
-    nodes = [start]
-    seen = {id(start)}
-    stack = [start]
     consumers: dict = {}
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, Op):
-            continue
-        for i, p in enumerate(node.parents):
-            if p is None:
-                continue
-            out_shape.setdefault(id(p), tuple(node.shapes[i]))
-            consumers.setdefault(id(p), []).append(node)
-            if id(p) not in seen:
-                seen.add(id(p))
-                nodes.append(p)
-                stack.append(p)
-    # reverse topological order (Kahn's algorithm over consumer counts)
-    pending = {id(n): len(consumers.get(id(n), ())) for n in nodes}
-    ready = [start]
-    order = []
-    while ready:
-        n = ready.pop()
-        order.append(n)
-        if isinstance(n, Op):
-            for p in n.parents:
-                if p is None:
-                    continue
-                pending[id(p)] -= 1
-                if pending[id(p)] == 0:
-                    ready.append(p)
+    for node in order:
+        if isinstance(node, Op):
+            for i, p in enumerate(node.parents):
+                if p is not None:
+                    out_shape.setdefault(id(p), tuple(node.shapes[i]))
+                    consumers.setdefault(id(p), []).append(node)
     return order, out_shape, consumers
 
 
@@ -248,9 +225,9 @@ def explain_backward(tensor: Tensor, gradient=None, file=None) -> str:
                 f"explain_backward: the graph was freed by an earlier backward() ({n.name}); "
                 "call explain_backward first, or backward(retain_graph=True)")
         w(f"{names[id(n)]}: value {_shape_text(out_shape[id(n)])}")
-        saved_out = [s for s, link in zip(n.saved, getattr(n, "_links", ())) if link == _OUT]
-        if saved_out:
-            w(f" = {_num(saved_out[0])}")
+        value = n.saved_output()
+        if value is not None:
+            w(f" = {_num(value)}")
         w("\n")
         rule = _rule(n)
         if rule:

@@ -83,6 +83,7 @@ class Watcher:
             optimizer.step = self._optimizer_step  # instance attribute shadows the method
             self._wrapped = True
         self._armed = False
+        self._observer = None  # the forward observer while a watched forward runs
         self._arm()
 
     # -- the model's shape ------------------------------------------------------------------
@@ -155,16 +156,17 @@ class Watcher:
         for h in self._hooks:
             h.remove()
         self._hooks = []
-        if self._on_op in autograd._anomaly_hooks:
-            autograd._anomaly_hooks.remove(self._on_op)
+        if self._observer is not None:
+            self._observer.remove()
+            self._observer = None
         self._armed = False
         self._before = {}
         self._acts = {}
 
     def _push(self, path, module, args):
-        if not self._stack and self._on_op not in autograd._anomaly_hooks:
-            # the op hook lives only while the model's forward runs: no global cost elsewhere
-            autograd._anomaly_hooks.append(self._on_op)
+        if not self._stack and self._observer is None:
+            # the op observer lives only while the model's forward runs: no cost elsewhere
+            self._observer = autograd.register_forward_observer(self._on_op)
         self._stack.append(path)
         return None
 
@@ -191,8 +193,9 @@ class Watcher:
     def _on_forward(self, path, info, module, args, output):
         if self._stack and self._stack[-1] == path:
             self._stack.pop()
-            if not self._stack and self._on_op in autograd._anomaly_hooks:
-                autograd._anomaly_hooks.remove(self._on_op)
+            if not self._stack and self._observer is not None:
+                self._observer.remove()
+                self._observer = None
         if info is None:
             return None  # a container: only the module stack
         if not autograd.is_grad_enabled() or not getattr(module, "training", True):

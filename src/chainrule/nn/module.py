@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Op, no_grad
+from ..autograd import anomaly as _anomaly
 from ..tensor import Tensor, as_dtype, parse_to_args
 from .parameter import Parameter
 
@@ -646,3 +647,7 @@ class Module:
             return f"{type(self).__name__}({extra})"
         head = f"{type(self).__name__}(" + (f"\n  {extra}" if extra else "")
         return head + "\n" + "\n".join(lines) + "\n)"
+
+
+# anomaly mode names the module an op ran in from the frames that run a module
+_anomaly.register_module_frames(Module.__call__.__code__, Module._call_with_hooks.__code__)

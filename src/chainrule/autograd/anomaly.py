@@ -13,10 +13,10 @@ output and every gradient its backward returns is checked. The first NaN or infi
 - the statistics of the inputs that explain it: ``log`` of negative or zero values, ``exp`` of
   inputs past the overflow threshold (88.7 in float32), division by zero, 0/0, ...
 
-How: the engine calls every function in ``autograd._anomaly_hooks`` after each forward. The
-hook checks the output; for a recorded op it stores where the op was made and wraps the op's
-``backward`` (an instance attribute that shadows the class's method, holding the op only by a
-weak reference so the graph stays free of cycles) to check the gradients it returns.
+How: while it is on, a forward observer (``chainrule.autograd.register_forward_observer``)
+checks each op's output; for a recorded op it stores where the op was made and registers a hook
+on the op (``Op.register_hook``, holding the op only by a weak reference so that the graph
+stays free of cycles) that checks the gradients its backward returns.
 
 Cost: a forward check is one reduction over the output (a sum, which is finite exactly when
 every element is, unless it overflows; then an exact check runs), plus one walk of the Python
@@ -36,15 +36,26 @@ import weakref
 
 import numpy as np
 
-from .. import autograd, backend
+from .. import backend
+from .op import register_forward_observer
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Files of the engine itself: a frame here is never the line to show anyone.
 _CORE = tuple(os.path.join(_PKG_DIR, p) for p in (
-    "autograd.py", "tensor.py", "creation.py", "backend.py", "random.py", "ops" + os.sep,
-    "diagnostics" + os.sep, "nn" + os.sep + "module.py", "nn" + os.sep + "functional"))
+    "autograd" + os.sep, "tensor.py", "creation.py", "backend" + os.sep, "random.py",
+    "dtypes.py", "ops" + os.sep, "diagnostics" + os.sep, "nn" + os.sep + "module.py",
+    "nn" + os.sep + "functional"))
 
-_depth = 0  # nesting count of enabled scopes; the hook is installed while it is positive
+_depth = 0  # nesting count of enabled scopes; the observer is registered while it is positive
+_handle = None
+_module_frames: set = set()  # code objects of the frames that run a module (register_module_frames)
+
+
+def register_module_frames(*codes) -> None:
+    """Tell anomaly mode which code objects run a module's forward (``nn.Module.__call__``),
+    so that an error names the module path: the frame's ``self`` is the module. The nn layer
+    registers its own when it is imported; the engine works without it."""
+    _module_frames.update(codes)
 
 
 class NonFiniteError(FloatingPointError):
@@ -71,15 +82,16 @@ def is_anomaly_enabled() -> bool:
 def set_detect_anomaly(mode: bool) -> None:
     """Turn NaN/Inf provenance checking on or off for everything that follows (the function
     form of :class:`detect_anomaly`)."""
-    global _depth
+    global _depth, _handle
     if mode:
         _depth += 1
         if _depth == 1:
-            autograd._anomaly_hooks.append(_forward_hook)
+            _handle = register_forward_observer(_forward_hook)
     elif _depth > 0:
         _depth -= 1
-        if _depth == 0 and _forward_hook in autograd._anomaly_hooks:
-            autograd._anomaly_hooks.remove(_forward_hook)
+        if _depth == 0 and _handle is not None:
+            _handle.remove()
+            _handle = None
 
 
 class detect_anomaly:
@@ -131,28 +143,24 @@ def _forward_hook(op, out, arrays):
     if not _all_finite(out):
         site = _site()
         _raise_forward(op, out, arrays, site)
-    if "needs" in op.__dict__:  # recorded: its gradient will be computed, so check it too
+    if op.is_recorded:  # its gradient will be computed, so check it too
         op._anomaly_site = _site()
-        _wrap_backward(op)
+        _check_gradients_of(op)
 
 
-def _wrap_backward(op):
-    rule = type(op).backward
+def _check_gradients_of(op):
     ref = weakref.ref(op)
 
-    def backward(g):
+    def check(grads, grad_outputs):
         o = ref()
-        grads = rule(o, g)
-        tup = grads if isinstance(grads, tuple) else (grads,)
-        for i, gi in enumerate(tup):
+        for i, gi in enumerate(grads):
             if gi is None:
                 continue
             arr = gi.data if hasattr(gi, "grad_fn") else gi
             if not _all_finite(arr):
-                _raise_backward(o, g, i, arr)
-        return grads
+                _raise_backward(o, grad_outputs[0], i, arr)
 
-    op.backward = backward
+    op.register_hook(check)
 
 
 # ----------------------------------------------------------------------------- where it came from
@@ -165,7 +173,7 @@ def _in_pkg(path):
 def _site():
     """(user (file, line, function), library (file, line, function) or None, module)."""
     f = sys._getframe(2)
-    call_codes = _module_call_codes()
+    call_codes = _module_frames
     user = lib = None
     module = None
     while f is not None:
@@ -183,17 +191,6 @@ def _site():
     if lib == user:
         lib = None
     return user, lib, _module_name(module)
-
-
-@functools.cache
-def _module_call_codes():
-    # The frames of Module.__call__ hold the module being run in their ``self``.
-    try:
-        from ..nn.module import Module
-    except ImportError:  # pragma: no cover - the engine works without nn
-        return ()
-    return tuple(getattr(Module, n).__code__ for n in ("__call__", "_call_with_hooks")
-                 if hasattr(Module, n))
 
 
 def _module_name(module):
