@@ -46,7 +46,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                                 "evaluation (default: the start of the "
                                                 "validation text)")
     p.add_argument("--block-size", type=int, default=256, metavar="T")
-    p.add_argument("--batch-size", type=int, default=4, metavar="B")
+    p.add_argument("--batch-size", type=int, default=4, metavar="B",
+                   help="windows per micro-batch (default 4)")
+    p.add_argument("--grad-accum", type=int, default=1, metavar="N",
+                   help="micro-batches per step, their gradients averaged (gradient "
+                        "accumulation; tokens per step: N x B x T; default 1)")
     p.add_argument("--max-iters", type=int, default=100, metavar="N")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default 1e-3 for LoRA, 5e-5 otherwise)")
@@ -84,8 +88,8 @@ def _spec_and_config(args):
     lr = args.lr if args.lr is not None else (1e-3 if method == "lora" else 5e-5)
     cfg = TrainConfig(
         data=args.data, val_fraction=args.val_fraction, block_size=args.block_size,
-        batch_size=args.batch_size, max_iters=args.max_iters, learning_rate=lr,
-        min_lr=lr / 10, warmup_iters=min(args.warmup_iters, args.max_iters),
+        batch_size=args.batch_size, grad_accum=args.grad_accum, max_iters=args.max_iters,
+        learning_rate=lr, min_lr=lr / 10, warmup_iters=min(args.warmup_iters, args.max_iters),
         weight_decay=args.weight_decay, eval_interval=args.eval_interval,
         eval_iters=args.eval_iters, log_interval=1, checkpoint_interval=args.max_iters,
         sample_tokens=args.sample_tokens, sample_prompt=args.prompt,

@@ -22,13 +22,22 @@ import numpy as np
 import chainrule as cr
 
 from ..data import TokenData, resolve_source
+from ..random import use_generator
 from ..train.config import TrainConfig, config_from_dict, to_toml
-from ..train.loop import Trainer, TrainResult, _say, new_run
+from ..train.loop import (
+    Trainer,
+    TrainResult,
+    _say,
+    check_format,
+    make_streams,
+    new_run,
+    streams_from_checkpoint,
+)
 from ..train.run import RunDir, RunError, truncate_metrics
 from .freeze import parameter_counts, train_last, trainable_parameters
 from .lora import DEFAULT_TARGETS, apply_lora
 
-FORMAT = 1
+FORMAT = 2  # 2: one state per random stream; 1: the state of a single generator
 SPEC_FILE = "finetune.json"
 
 
@@ -122,7 +131,7 @@ class FinetuneTrainer(Trainer):
             "trainable": {n: p.data for n, p in self.model.named_parameters() if p.requires_grad},
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "rng": cr.get_rng_state(),
+            "rng": self.rng_state(),
             "config": self.cfg.to_dict(),
             "elapsed": self.elapsed,
             "val_loss": self.last_val,
@@ -157,7 +166,7 @@ class FinetuneTrainer(Trainer):
             "tokens (train / val)": f"{len(self.data.splits['train']):,} / "
                                     f"{len(self.data.splits['val']):,}",
             "steps": f"{self.step} / {cfg.max_iters}",
-            "batch": f"{cfg.batch_size} x {cfg.block_size} tokens",
+            "batch": cfg.describe_batch(),
             "training time (s)": f"{self.elapsed:.1f}",
         }
 
@@ -184,8 +193,9 @@ def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
         cfg.data = source.name
     if not cfg.lr_decay_iters:
         cfg.lr_decay_iters = cfg.max_iters
-    cr.manual_seed(cfg.seed)
-    model, tok = prepare_model(spec)  # model errors too
+    generators = make_streams(cfg.seed)
+    with use_generator(generators["init"]):  # LoRA's A matrices
+        model, tok = prepare_model(spec)  # model errors too
     run = new_run(cfg)
     try:
         data = TokenData.build(source, tok, run.data_dir, cfg.val_fraction)
@@ -201,11 +211,11 @@ def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
         json.dump(asdict(spec), f, indent=1)
     tok.save(run.path)
     opt = make_optimizer(model, cfg)
-    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt)
+    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, generators=generators)
     c = trainer.counts
     _say(f"run folder: {run.path}\n{spec.model}: {c['total']:,} parameters, "
          f"{c['trainable']:,} trainable ({spec.describe()}); {len(data.splits['train']):,} "
-         f"training tokens")
+         f"training tokens; {cfg.describe_step()}")
     return _fit(trainer, on_step)
 
 
@@ -274,16 +284,18 @@ def load_finetuned(run_dir):
 def resume(run_dir, max_iters: int | None = None, on_step=None) -> TrainResult:
     """Continue a fine-tuning run from its checkpoint (optionally to a new ``max_iters``)."""
     run, spec, ckpt, model, tok, cfg = _read_run(run_dir)
+    where = f"--resume {run.path}"
+    check_format(ckpt, FORMAT, where)
+    generators = streams_from_checkpoint(ckpt.get("rng"), cfg.seed, where)
     if max_iters is not None:
         cfg.max_iters = max_iters
     data = TokenData.build(resolve_source(cfg.data), tok, run.data_dir, cfg.val_fraction)
     opt = make_optimizer(model, cfg)
     opt.load_state_dict(ckpt["optimizer"])
-    cr.set_rng_state(ckpt["rng"])
     step = int(ckpt["step"])
     truncate_metrics(run.metrics, step)
-    _say(f"resuming {run.path} at step {step}")
+    _say(f"resuming {run.path} at step {step}; {cfg.describe_step()}")
     trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, step=step,
-                              elapsed=float(ckpt.get("elapsed", 0.0)))
+                              elapsed=float(ckpt.get("elapsed", 0.0)), generators=generators)
     trainer.last_val = ckpt.get("val_loss")
     return _fit(trainer, on_step)

@@ -35,7 +35,8 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = False
     # optimisation: AdamW, linear warmup then cosine decay to min_lr
-    batch_size: int = 12
+    batch_size: int = 12  # windows per micro-batch
+    grad_accum: int = 1  # micro-batches per step (gradient accumulation)
     max_iters: int = 3000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
@@ -67,16 +68,33 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step trains on: grad_accum x batch_size x block_size."""
+        return self.grad_accum * self.batch_size * self.block_size
+
+    def describe_step(self) -> str:
+        """``'768 tokens per step (batch_size 12 x block_size 64)'``, with ``grad_accum N x``
+        in front when accumulating."""
+        accum = f"grad_accum {self.grad_accum} x " if self.grad_accum > 1 else ""
+        return (f"{self.tokens_per_step():,} tokens per step ({accum}batch_size "
+                f"{self.batch_size} x block_size {self.block_size})")
+
+    def describe_batch(self) -> str:
+        """``'12 x 64 tokens'`` (batch_size x block_size), ``'2 x 12 x 64 tokens'`` when
+        accumulating (grad_accum first)."""
+        accum = f"{self.grad_accum} x " if self.grad_accum > 1 else ""
+        return f"{accum}{self.batch_size} x {self.block_size} tokens"
+
     def validate(self) -> TrainConfig:
         """Check value ranges and combinations; returns self."""
-        positive = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_iters",
-                     "eval_interval", "log_interval"]
+        positive = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
+                    "eval_iters", "eval_interval", "log_interval"]
         for k in positive:
             if getattr(self, k) <= 0:
                 raise ConfigError(f"config: {k} must be a positive integer, got {getattr(self, k)}")
         nonneg = ["max_iters", "warmup_iters", "lr_decay_iters", "checkpoint_interval",
                   "sample_tokens", "top_k", "diagnose_interval", "grad_clip", "weight_decay",
-                  "min_lr", "temperature"]
+                  "min_lr", "temperature", "seed"]
         for k in nonneg:
             if getattr(self, k) < 0:
                 raise ConfigError(f"config: {k} must be >= 0, got {getattr(self, k)}")
@@ -246,7 +264,9 @@ _HELP = {
     "n_layer": "transformer blocks", "n_head": "attention heads per block",
     "n_embd": "embedding width", "block_size": "context length (tokens)",
     "dropout": "dropout probability", "bias": "biases in Linear and LayerNorm layers",
-    "batch_size": "windows per step", "max_iters": "training steps",
+    "batch_size": "windows per micro-batch",
+    "grad_accum": "micro-batches per step (tokens per step: grad_accum x batch_size x "
+    "block_size)", "max_iters": "training steps",
     "learning_rate": "peak AdamW learning rate", "min_lr": "learning rate after the decay",
     "warmup_iters": "steps of linear warmup", "lr_decay_iters": "end of the cosine decay "
     "(0 = max_iters)", "weight_decay": "AdamW weight decay (matrices only)",
@@ -258,7 +278,7 @@ _HELP = {
     "sample_prompt": "prompt of those samples ('' = a newline)",
     "temperature": "sampling temperature", "top_k": "sample among the k likeliest (0 = all)",
     "diagnose_interval": "training-doctor statistics every N steps (0 = off)",
-    "seed": "random seed (init, batches, dropout)", "out_dir": "folder of run folders",
+    "seed": "random seed (init, batch and dropout streams)", "out_dir": "folder of run folders",
     "name": "run folder name ('' = a timestamp)", "progress": "show a progress bar",
 }
 

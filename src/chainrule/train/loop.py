@@ -1,22 +1,30 @@
 """The training loop: a GPT on text, with evaluation, checkpoints, samples and a report.
 
-One step is the textbook one::
+One step (:meth:`Trainer.train_step`) is the textbook one, with gradient accumulation::
 
     lr = get_lr(step)                       # linear warmup, then cosine decay to min_lr
-    x, y = data.batch("train", B, T)        # random windows; y is x shifted by one token
-    logits, loss = model(x, y)
-    loss.backward()
+    for x, y in micro_batches:              # grad_accum random windows of batch_size each
+        logits, loss = model(x, y)          # y is x shifted by one token
+        (loss / grad_accum).backward()      # the gradients add up to their mean
+    reduce_gradients()                      # across processes (nothing on one process)
     clip_grad_norm_(params, grad_clip)
     optimizer.step(); optimizer.zero_grad()
 
-A checkpoint holds everything the next step depends on (model, optimizer, step, the global
-random generator that draws batches and dropout masks), so ``--resume`` continues with the very
-losses an uninterrupted run would have had, also after the process was killed: checkpoints are
-written atomically, and the metrics logged after the last checkpoint are dropped on resume.
+Three random streams, each a :class:`~chainrule.random.Generator` derived from the run's seed,
+keep the parts of a run from disturbing each other: ``init`` draws the initial weights,
+``data`` the training windows and ``dropout`` the dropout masks (so changing the dropout does
+not change which batches are drawn). Only the main process (:attr:`Trainer.is_main`) writes
+anything: checkpoints, metrics, samples, the report, the progress bar.
+
+A checkpoint holds everything the next step depends on (model, optimizer, step, the three
+streams), so ``--resume`` continues with the very losses an uninterrupted run would have had,
+also after the process was killed: checkpoints are written atomically, and the metrics logged
+after the last checkpoint are dropped on resume.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -32,12 +40,15 @@ import chainrule as cr
 
 from ..data import TokenData, resolve_source, tokenizer_from_dict, train_tokenizer
 from ..data.tokenizers import save_tokenizer
+from ..nn.utils import clip_grad_norm_
+from ..random import Generator, use_generator
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_from_dict, to_toml
 from .memory import retain_freed_memory
 from .report import write_report
 from .run import MetricsLog, RunDir, RunError, read_metrics, truncate_metrics
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: one state per random stream; 1: the state of a single generator
+STREAMS = ("init", "data", "dropout")
 REPORT_EVERY_S = 30.0  # during training, refresh the report at an evaluation at most this often
 
 
@@ -139,24 +150,180 @@ def resume_config(run_path: str, explicit: dict) -> TrainConfig:
     return saved.validate()
 
 
+# ----------------------------------------------------------------------------- random streams
+
+
+def stream_seeds(seed: int) -> dict[str, int]:
+    """The seeds of a run's three random streams. ``init`` is the run seed itself, so a model
+    starts as it would after ``manual_seed(seed)``; ``data`` (the training windows) and
+    ``dropout`` are 64-bit seeds of the children of NumPy's ``SeedSequence(seed)``, streams
+    independent of it and of each other."""
+    data, dropout = (int(child.generate_state(1, np.uint64)[0])
+                     for child in np.random.SeedSequence(seed).spawn(2))
+    return {"init": int(seed), "data": data, "dropout": dropout}
+
+
+def make_streams(seed: int) -> dict[str, Generator]:
+    """``{'init', 'data', 'dropout'}``: a new :class:`~chainrule.random.Generator` for each."""
+    return {name: Generator().manual_seed(s) for name, s in stream_seeds(seed).items()}
+
+
+def streams_state(generators: dict) -> dict:
+    """Each stream's generator state, for a checkpoint. A stream that shares the generator of
+    a stream before it is stored as that stream's name (a run resumed from a single-state
+    checkpoint keeps drawing everything from one generator)."""
+    out, first = {}, {}
+    for name, g in generators.items():
+        if id(g) in first:
+            out[name] = first[id(g)]
+        else:
+            first[id(g)] = name
+            out[name] = g.get_state()
+    return out
+
+
+def streams_from_checkpoint(saved, seed: int, where: str) -> dict[str, Generator]:
+    """The generators a checkpoint's ``rng`` entry describes: one state per stream, or one
+    state of a single generator (checkpoints of format 1, where one generator drew the
+    initialisation, the batches and the dropout masks: it goes on drawing all three, so such
+    a run continues exactly as it would have)."""
+    seeds = stream_seeds(seed)
+    try:
+        if isinstance(saved, dict) and "bit_generator" in saved:  # format 1: a single state
+            g = Generator().manual_seed(seed).set_state(saved)
+            return {name: g for name in STREAMS}
+        gens = {}
+        for name in STREAMS:
+            s = saved[name]
+            gens[name] = (gens[s] if isinstance(s, str)
+                          else Generator().manual_seed(seeds[name]).set_state(s))
+        return gens
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{where}: the checkpoint's random-generator state cannot be read "
+                       f"({type(e).__name__}: {e}); expected a state for each of "
+                       f"{', '.join(STREAMS)}") from None
+
+
+def check_format(ckpt: dict, newest: int, where: str) -> None:
+    fmt = ckpt.get("format", 1)
+    if not isinstance(fmt, int) or fmt > newest:
+        raise RunError(f"{where}: the checkpoint has format {fmt!r}, newer than this version "
+                       f"of chainrule reads (formats 1 to {newest}); upgrade chainrule")
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
+def main_process_only(method):
+    """Run the decorated trainer method only where ``self.is_main``; elsewhere it does nothing
+    and returns None. Every output of a run (files, messages, the progress bar) goes through
+    such a method."""
+
+    @functools.wraps(method)
+    def on_main(self, *args, **kwargs):
+        return method(self, *args, **kwargs) if self.is_main else None
+
+    return on_main
+
+
+def _is_micro_batch(batch) -> bool:
+    return (isinstance(batch, tuple) and len(batch) == 2
+            and not isinstance(batch[0], (tuple, list)))
+
+
 class Trainer:
-    """Holds a run's state; :meth:`fit` runs the loop. Built by :func:`train`."""
+    """Holds a run's state; :meth:`fit` runs the loop, one :meth:`train_step` per update.
+    Built by :func:`train`.
+
+    The seams a data-parallel trainer overrides: :meth:`reduce_gradients` (between the
+    backward passes and clipping; nothing on one process) and :attr:`is_main` (True on one
+    process; only the main process writes the run's outputs)."""
 
     def __init__(self, cfg, run, tokenizer, data, model, optimizer, step=0, elapsed=0.0,
-                 fingerprint=""):
+                 fingerprint="", generators=None):
         self.cfg, self.run, self.tokenizer, self.data = cfg, run, tokenizer, data
         self.model, self.optimizer = model, optimizer
         self.step, self.elapsed, self.fingerprint = step, elapsed, fingerprint
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        # the random streams: 'init' (weights), 'data' (training windows), 'dropout' (masks)
+        self.generators = make_streams(cfg.seed) if generators is None else generators
         self.last_val: float | None = None
         self.watcher = None
         self._watch_failed = False
         self._last_report = time.perf_counter()
+        self._metrics: MetricsLog | None = None
+        self._bar = None
+        self._phase = "before"  # where a KeyboardInterrupt lands: before/during/after update
 
-    # -- pieces --------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's outputs: checkpoints, metrics, evaluations,
+        samples, the report, the training doctor's files, the progress bar and messages.
+        True on a single process."""
+        return True
+
+    # -- one step ------------------------------------------------------------------------
+    def get_batch(self) -> list:
+        """``grad_accum`` micro-batches ``(x, y)`` of ``batch_size`` training windows each,
+        drawn from the data stream."""
+        cfg, rng = self.cfg, self.generators["data"]
+        return [self.data.batch("train", cfg.batch_size, cfg.block_size, rng)
+                for _ in range(cfg.grad_accum)]
+
+    def compute_loss(self, x, y):
+        """The model's loss on one micro-batch (a 0-d tensor with its graph)."""
+        return self.model(cr.tensor(x), cr.tensor(y))[1]
+
+    def reduce_gradients(self) -> None:
+        """Runs after the backward passes of a step and before clipping, with the step's
+        gradients in ``p.grad``; a data-parallel trainer averages them across processes here.
+        On one process it does nothing."""
+
+    def train_step(self, batch) -> tuple[float, float]:
+        """One optimizer update: forward and backward on each micro-batch of ``batch`` (a list
+        of ``(x, y)``, or one ``(x, y)`` pair), each loss scaled by 1/len(batch) so that the
+        gradients add up to their mean; :meth:`reduce_gradients`; clipping to ``grad_clip``;
+        the optimizer step at the learning rate already in its groups; ``zero_grad``. Dropout
+        draws from the dropout stream. Returns ``(loss, grad_norm)``: the mean of the
+        micro-batch losses and the global gradient norm before clipping, as floats."""
+        micro = [batch] if _is_micro_batch(batch) else list(batch)
+        n = len(micro)
+        if n == 0:
+            raise ValueError("Trainer.train_step: the batch holds no micro-batch; expected a "
+                             "list of (x, y) pairs or one (x, y) pair")
+        total = 0.0
+        with use_generator(self.generators["dropout"]):
+            for x, y in micro:
+                loss = self.compute_loss(x, y)
+                (loss if n == 1 else loss / n).backward()
+                total += loss.item()
+        self.reduce_gradients()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = clip_grad_norm_(self.params, clip)
+        self._phase = "during"
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self._phase = "after"
+        return total / n, float(norm)
+
+    def apply_lr(self) -> float:
+        """Set the learning rate of the next update (:func:`get_lr`) in every group."""
+        lr = get_lr(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def rng_state(self) -> dict:
+        """The random streams' state (as a checkpoint stores it)."""
+        return streams_state(self.generators)
+
+    def set_rng_state(self, state: dict) -> None:
+        for name, s in state.items():
+            if not isinstance(s, str):
+                self.generators[name].set_state(s)
+
+    # -- what the outputs hold -----------------------------------------------------------
     @cr.no_grad()
     def evaluate(self) -> dict:
         """Mean loss over ``eval_iters`` batches of each split, the same batches every time
@@ -191,19 +358,120 @@ class Trainer:
         return self.tokenizer.decode(out.numpy()[0])
 
     def checkpoint(self) -> None:
+        """Write the checkpoint file (call :meth:`save_checkpoint`, which does it on the main
+        process only)."""
         cr.save({
             "format": CHECKPOINT_FORMAT,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"kind": "warmup_cosine", "step": self.step},
             "step": self.step,
-            "rng": cr.get_rng_state(),
+            "rng": self.rng_state(),
             "config": self.cfg.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "data_fingerprint": self.fingerprint,
             "elapsed": self.elapsed,
             "val_loss": self.last_val,
         }, self.run.checkpoint)
+
+    def summary(self) -> dict:
+        """The report's summary table."""
+        cfg = self.cfg
+        return {
+            "data": cfg.data or "embedded corpus (pydoc_data.topics)",
+            "tokenizer": f"{cfg.tokenizer} ({self.tokenizer.vocab_size} tokens)",
+            "tokens (train / val)": f"{len(self.data.splits['train']):,} / "
+                                    f"{len(self.data.splits['val']):,}",
+            "model": f"GPT n_layer={cfg.n_layer} n_head={cfg.n_head} n_embd={cfg.n_embd} "
+                     f"block_size={cfg.block_size}",
+            "parameters": f"{self.model.num_params(non_embedding=False):,}",
+            "steps": f"{self.step} / {cfg.max_iters}",
+            "batch": cfg.describe_batch(),
+            "training time (s)": f"{self.elapsed:.1f}",
+        }
+
+    def write_report(self, sample: str = "") -> None:
+        """Write report.png and report.html (the loop calls it through :meth:`finish` and
+        :meth:`log_eval`, on the main process only)."""
+        self._last_report = time.perf_counter()
+        findings = self._watch("findings") if self.watcher is not None else None
+        evals = [r for r in read_metrics(self.run.metrics) if "val_loss" in r]
+        summary = self.summary()
+        if evals:
+            summary["first val loss"] = f"{evals[0]['val_loss']:.4f} (step {evals[0]['step']})"
+            summary["last val loss"] = f"{evals[-1]['val_loss']:.4f} (step {evals[-1]['step']})"
+        sample = sample or self.run.last_sample()
+        if findings is None:
+            findings = [] if self.watcher is not None else None
+        write_report(self.run, summary, sample, findings)
+
+    # -- the outputs: each on the main process only --------------------------------------
+    @main_process_only
+    def say(self, msg: str) -> None:
+        _say(msg)
+
+    @main_process_only
+    def open_outputs(self) -> None:
+        """Open the metrics log, start the training doctor and the progress bar."""
+        self._metrics = MetricsLog(self.run.metrics, self.run.tensorboard_dir)
+        self._start_watcher()
+        self._bar = self._progress_bar()
+
+    @main_process_only
+    def close_outputs(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+
+    @main_process_only
+    def log_step(self, loss: float, lr: float, norm: float, tps: float) -> None:
+        """After an update: the training doctor, a metrics line every ``log_interval`` steps,
+        the progress bar."""
+        cfg = self.cfg
+        self._watch("step", self.step, loss=loss)
+        if self.step % cfg.log_interval == 0 or self.step == cfg.max_iters:
+            self._metrics.write({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
+                                 "tokens_per_s": round(tps, 1), "time": round(self.elapsed, 3)})
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
+
+    @main_process_only
+    def log_eval(self, save: bool) -> None:
+        """Evaluate, log it, append a sample to samples.txt, checkpoint (when ``save``), and
+        refresh the report at most every REPORT_EVERY_S seconds."""
+        ev = self.evaluate()
+        self.last_val = ev["val"]
+        self._metrics.write({"step": self.step, "train_loss": ev["train"], "val_loss": ev["val"],
+                             "time": round(self.elapsed, 3)})
+        _say(f"step {self.step}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f}")
+        if self.cfg.sample_tokens:
+            text = self.sample(min(self.cfg.sample_tokens, 200), seed_offset=self.step)
+            with open(self.run.samples, "a", encoding="utf-8") as f:
+                f.write(f"=== step {self.step} (val loss {ev['val']:.4f}) ===\n{text}\n\n")
+        if save:
+            self.checkpoint()
+        if time.perf_counter() - self._last_report > REPORT_EVERY_S:
+            self._watch("save", self.run.path)
+            self.write_report()
+
+    @main_process_only
+    def save_checkpoint(self) -> None:
+        self.checkpoint()
+
+    @main_process_only
+    def finish(self, interrupted: bool) -> str:
+        """At the end of a run: the final sample (unless interrupted), the training doctor's
+        files and the report; returns the sample."""
+        sample = ""
+        if not interrupted and self.cfg.sample_tokens:
+            sample = self.sample(self.cfg.sample_tokens, seed_offset=-1)
+        self._watch("save", self.run.path)
+        self.write_report(sample)
+        return sample
 
     def _watch(self, method, *args, **kwargs):
         """Call the training doctor, guarded: a failure there never stops training."""
@@ -231,160 +499,6 @@ class Trainer:
         except Exception as e:  # noqa: BLE001
             _say(f"warning: the training doctor could not start ({type(e).__name__}: {e})")
 
-    def _eval_and_save(self, metrics: MetricsLog, save: bool) -> None:
-        ev = self.evaluate()
-        self.last_val = ev["val"]
-        metrics.write({"step": self.step, "train_loss": ev["train"], "val_loss": ev["val"],
-                       "time": round(self.elapsed, 3)})
-        _say(f"step {self.step}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f}")
-        if self.cfg.sample_tokens:
-            text = self.sample(min(self.cfg.sample_tokens, 200), seed_offset=self.step)
-            with open(self.run.samples, "a", encoding="utf-8") as f:
-                f.write(f"=== step {self.step} (val loss {ev['val']:.4f}) ===\n{text}\n\n")
-        if save:
-            self.checkpoint()
-        if time.perf_counter() - self._last_report > REPORT_EVERY_S:
-            self._watch("save", self.run.path)
-            self.write_report()
-
-    def write_report(self, sample: str = "") -> None:
-        self._last_report = time.perf_counter()
-        cfg = self.cfg
-        findings = self._watch("findings") if self.watcher is not None else None
-        evals = [r for r in read_metrics(self.run.metrics) if "val_loss" in r]
-        summary = {
-            "data": cfg.data or "embedded corpus (pydoc_data.topics)",
-            "tokenizer": f"{cfg.tokenizer} ({self.tokenizer.vocab_size} tokens)",
-            "tokens (train / val)": f"{len(self.data.splits['train']):,} / "
-                                    f"{len(self.data.splits['val']):,}",
-            "model": f"GPT n_layer={cfg.n_layer} n_head={cfg.n_head} n_embd={cfg.n_embd} "
-                     f"block_size={cfg.block_size}",
-            "parameters": f"{self.model.num_params(non_embedding=False):,}",
-            "steps": f"{self.step} / {cfg.max_iters}",
-            "batch": f"{cfg.batch_size} x {cfg.block_size} tokens",
-            "training time (s)": f"{self.elapsed:.1f}",
-        }
-        if evals:
-            summary["first val loss"] = f"{evals[0]['val_loss']:.4f} (step {evals[0]['step']})"
-            summary["last val loss"] = f"{evals[-1]['val_loss']:.4f} (step {evals[-1]['step']})"
-        sample = sample or self.run.last_sample()
-        if findings is None:
-            findings = [] if self.watcher is not None else None
-        write_report(self.run, summary, sample, findings)
-
-    # -- the loop ------------------------------------------------------------------------
-    def fit(self, on_step=None) -> TrainResult:
-        """Train until ``max_iters``; Ctrl-C stops after the current step with a checkpoint.
-        ``on_step(step, loss)`` runs after each update (raise :class:`StopTraining` to end the
-        run at once, as a crash would)."""
-        from ..nn.utils import clip_grad_norm_
-
-        cfg, model, opt = self.cfg, self.model, self.optimizer
-        run = self.run
-        metrics = MetricsLog(run.metrics, run.tensorboard_dir)
-        self._start_watcher()
-        stop = {"requested": False}
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            def on_sigint(signum, frame):
-                if stop["requested"]:  # a second Ctrl-C: stop now
-                    raise KeyboardInterrupt
-                stop["requested"] = True
-                _say("Ctrl-C: stopping after this step and saving a checkpoint "
-                     "(press again to stop at once)")
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
-        bar = self._progress_bar()
-        tokens_per_step = cfg.batch_size * cfg.block_size
-        tps = None
-        interrupted = crashed = False
-        try:
-            if self.step == 0 and not read_metrics(run.metrics):
-                self._eval_and_save(metrics, save=True)
-            while self.step < cfg.max_iters:
-                rng_before = cr.get_rng_state()
-                phase = "before"  # where a KeyboardInterrupt lands: before/during/after update
-                try:
-                    t0 = time.perf_counter()
-                    lr = get_lr(self.step, cfg)
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    x, y = self.data.batch("train", cfg.batch_size, cfg.block_size)
-                    _, loss = model(cr.tensor(x), cr.tensor(y))
-                    loss.backward()
-                    norm = clip_grad_norm_(
-                        self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-                    phase = "during"
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    self.step += 1
-                    phase = "after"
-                    dt = time.perf_counter() - t0
-                    self.elapsed += dt
-                    loss_value = loss.item()
-                    now_tps = tokens_per_step / dt
-                    tps = now_tps if tps is None else 0.9 * tps + 0.1 * now_tps  # smoothed
-                    if not math.isfinite(loss_value):
-                        _say(f"step {self.step}: the loss is {loss_value}; stopping (lower the "
-                             "learning_rate or check the data)")
-                        self._watch("step", self.step, loss=loss_value)
-                        self.checkpoint()
-                        interrupted = True
-                        break
-                    self._after_step(metrics, bar, loss_value, lr, norm, tps)
-                    if on_step is not None:
-                        on_step(self.step, loss_value)
-                    at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
-                    at_ckpt = (bool(cfg.checkpoint_interval)
-                               and self.step % cfg.checkpoint_interval == 0)
-                    if at_eval:
-                        self._eval_and_save(metrics, save=not cfg.checkpoint_interval or at_ckpt)
-                    elif at_ckpt:
-                        self.checkpoint()
-                except KeyboardInterrupt:
-                    if phase == "during":  # parameters half updated: keep the last checkpoint
-                        _say(f"stopped during the update of step {self.step + 1}; the last "
-                             "checkpoint stays as it was")
-                        interrupted = True
-                        break
-                    if phase == "before":
-                        cr.set_rng_state(rng_before)  # as if this step never started
-                        opt.zero_grad(set_to_none=True)
-                    stop["requested"] = True
-                if stop["requested"]:
-                    break
-            if stop["requested"]:
-                self.checkpoint()
-                interrupted = True
-                _say(f"interrupted at step {self.step}: checkpoint saved; continue with\n"
-                     f"  chainrule train --resume {run.path}")
-        except StopTraining:
-            crashed = True
-        finally:
-            if bar is not None:
-                bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-            metrics.close()
-        if crashed:
-            return TrainResult(run.path, self.step, True, self.last_val, "")
-        sample = ""
-        if not interrupted and cfg.sample_tokens:
-            sample = self.sample(cfg.sample_tokens, seed_offset=-1)
-        self._watch("save", run.path)
-        self.write_report(sample)
-        return TrainResult(run.path, self.step, interrupted, self.last_val, sample)
-
-    def _after_step(self, metrics, bar, loss_value, lr, norm, tps):
-        cfg = self.cfg
-        self._watch("step", self.step, loss=loss_value)
-        if self.step % cfg.log_interval == 0 or self.step == cfg.max_iters:
-            metrics.write({"step": self.step, "loss": loss_value, "lr": lr,
-                           "grad_norm": float(norm), "tokens_per_s": round(tps, 1),
-                           "time": round(self.elapsed, 3)})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
-
     def _progress_bar(self):
         if not self.cfg.progress:
             return None
@@ -394,6 +508,92 @@ class Trainer:
             return None
         return tqdm(total=self.cfg.max_iters, initial=self.step, unit="step", dynamic_ncols=True,
                     file=sys.stderr, smoothing=0.1)
+
+    def _catch_sigint(self, stop: dict):
+        """Ctrl-C asks to stop after the current step; a second one stops at once. Returns
+        the previous handler (None off the main thread, where signals cannot be caught)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum, frame):
+            if stop["requested"]:
+                raise KeyboardInterrupt
+            stop["requested"] = True
+            self.say("Ctrl-C: stopping after this step and saving a checkpoint "
+                     "(press again to stop at once)")
+
+        return signal.signal(signal.SIGINT, on_sigint)
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, on_step=None) -> TrainResult:
+        """Train until ``max_iters``; Ctrl-C stops after the current step with a checkpoint.
+        ``on_step(step, loss)`` runs after each update (raise :class:`StopTraining` to end the
+        run at once, as a crash would)."""
+        cfg = self.cfg
+        self.open_outputs()
+        stop = {"requested": False}
+        old_handler = self._catch_sigint(stop)
+        tokens_per_step = cfg.tokens_per_step()
+        tps = None
+        interrupted = crashed = False
+        try:
+            if self.step == 0 and not read_metrics(self.run.metrics):
+                self.log_eval(save=True)
+            while self.step < cfg.max_iters:
+                streams_before = self.rng_state()
+                self._phase = "before"
+                try:
+                    t0 = time.perf_counter()
+                    lr = self.apply_lr()
+                    loss, norm = self.train_step(self.get_batch())
+                    dt = time.perf_counter() - t0
+                    self.elapsed += dt
+                    now_tps = tokens_per_step / dt
+                    tps = now_tps if tps is None else 0.9 * tps + 0.1 * now_tps  # smoothed
+                    if not math.isfinite(loss):
+                        self.say(f"step {self.step}: the loss is {loss}; stopping (lower the "
+                                 "learning_rate or check the data)")
+                        self._watch("step", self.step, loss=loss)
+                        self.save_checkpoint()
+                        interrupted = True
+                        break
+                    self.log_step(loss, lr, norm, tps)
+                    if on_step is not None:
+                        on_step(self.step, loss)
+                    at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+                    at_ckpt = (bool(cfg.checkpoint_interval)
+                               and self.step % cfg.checkpoint_interval == 0)
+                    if at_eval:
+                        self.log_eval(save=not cfg.checkpoint_interval or at_ckpt)
+                    elif at_ckpt:
+                        self.save_checkpoint()
+                except KeyboardInterrupt:
+                    if self._phase == "during":  # parameters half updated: keep the checkpoint
+                        self.say(f"stopped during the update of step {self.step + 1}; the last "
+                                 "checkpoint stays as it was")
+                        interrupted = True
+                        break
+                    if self._phase == "before":
+                        self.set_rng_state(streams_before)  # as if this step never started
+                        self.optimizer.zero_grad(set_to_none=True)
+                    stop["requested"] = True
+                if stop["requested"]:
+                    break
+            if stop["requested"]:
+                self.save_checkpoint()
+                interrupted = True
+                self.say(f"interrupted at step {self.step}: checkpoint saved; continue with\n"
+                         f"  chainrule train --resume {self.run.path}")
+        except StopTraining:
+            crashed = True
+        finally:
+            self.close_outputs()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if crashed:
+            return TrainResult(self.run.path, self.step, True, self.last_val, "")
+        sample = self.finish(interrupted) or ""
+        return TrainResult(self.run.path, self.step, interrupted, self.last_val, sample)
 
 
 def train(cfg: TrainConfig | None = None, resume: str | None = None, explicit: dict | None = None,
@@ -409,14 +609,16 @@ def train(cfg: TrainConfig | None = None, resume: str | None = None, explicit: d
     return trainer.fit(on_step)
 
 
-def _new_trainer(cfg: TrainConfig) -> Trainer:
+def _new_trainer(cfg: TrainConfig, generators: dict | None = None) -> Trainer:
+    """A trainer for a new run folder; ``generators``: the random streams (default
+    :func:`make_streams` of the seed)."""
     source = resolve_source(cfg.data)  # errors about the data come before a folder is made
     if cfg.data:
         cfg.data = source.name
     if not cfg.lr_decay_iters:
         cfg.lr_decay_iters = cfg.max_iters
     run = new_run(cfg)
-    cr.manual_seed(cfg.seed)
+    generators = make_streams(cfg.seed) if generators is None else generators
     try:
         tokenizer = train_tokenizer(cfg.tokenizer, source.chunks(), cfg.bpe_vocab_size)
         data = TokenData.build(source, tokenizer, run.data_dir, cfg.val_fraction)
@@ -427,12 +629,14 @@ def _new_trainer(cfg: TrainConfig) -> Trainer:
     save_tokenizer(tokenizer, run.tokenizer)
     with open(run.config, "w", encoding="utf-8") as f:
         f.write(to_toml(cfg))
-    model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
+    with use_generator(generators["init"]):
+        model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
     fingerprint = _fingerprint(run)
     _say(f"run folder: {run.path}\nGPT with {model.num_params(False):,} parameters, "
          f"{tokenizer.vocab_size} tokens ({cfg.tokenizer}), "
-         f"{len(data.splits['train']):,} training tokens")
-    return Trainer(cfg, run, tokenizer, data, model, opt, fingerprint=fingerprint)
+         f"{len(data.splits['train']):,} training tokens; {cfg.describe_step()}")
+    return Trainer(cfg, run, tokenizer, data, model, opt, fingerprint=fingerprint,
+                   generators=generators)
 
 
 def _fingerprint(run: RunDir) -> str:
@@ -454,7 +658,8 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
     cfg = resume_config(path, explicit)
     run = RunDir(path)
     ckpt = _load_checkpoint(run)
-    saved_cfg = ckpt.get("config", {})
+    check_format(ckpt, CHECKPOINT_FORMAT, f"--resume {path}")
+    saved_cfg = {**TrainConfig().to_dict(), **ckpt.get("config", {})}  # keys added since: defaults
     file_cfg = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_KEYS}
     diffs = [k for k, v in file_cfg.items() if saved_cfg.get(k) != v]
     if diffs:
@@ -480,22 +685,21 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
         raise RunError(f"--resume {path}: the training text {source.name!r} changed since the "
                        "run started, so the run cannot continue exactly; start a new run")
     data.check_block_size(cfg.block_size)
-    model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
+    generators = streams_from_checkpoint(ckpt.get("rng"), cfg.seed, f"--resume {path}")
+    with use_generator(Generator().manual_seed(cfg.seed)):  # the weights come from the file
+        model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
-    cr.set_rng_state(ckpt["rng"])
     step = int(ckpt["step"])
     truncate_metrics(run.metrics, step)
-    _say(f"resuming {run.path} at step {step}")
+    _say(f"resuming {run.path} at step {step}; {cfg.describe_step()}")
     t = Trainer(cfg, run, tokenizer, data, model, opt, step=step,
-                elapsed=float(ckpt.get("elapsed", 0.0)), fingerprint=fingerprint)
+                elapsed=float(ckpt.get("elapsed", 0.0)), fingerprint=fingerprint,
+                generators=generators)
     t.last_val = ckpt.get("val_loss")
     with open(run.config, "w", encoding="utf-8") as f:  # the changed logging/stopping keys
         f.write(to_toml(cfg))
     return t
-
-
-
 
 
 def load_run(run_path: str):
@@ -520,4 +724,4 @@ def load_run(run_path: str):
 
 
 __all__ = ["train", "load_run", "Trainer", "TrainResult", "StopTraining", "get_lr",
-           "resume_config", "ConfigError"]
+           "resume_config", "ConfigError", "main_process_only", "stream_seeds", "make_streams"]
