@@ -205,6 +205,7 @@ def streams_from_checkpoint(saved, seed: int, where: str) -> dict[str, Generator
 
 
 def check_format(ckpt: dict, newest: int, where: str) -> None:
+    """RunError unless the checkpoint's ``format`` is one this code reads (1 to ``newest``)."""
     fmt = ckpt.get("format", 1)
     if not isinstance(fmt, int) or fmt > newest:
         raise RunError(f"{where}: the checkpoint has format {fmt!r}, newer than this version "
