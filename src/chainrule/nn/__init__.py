@@ -32,6 +32,15 @@ from .layers import Softmax as Softmax
 from .layers import Softplus as Softplus
 from .layers import Tanh as Tanh
 from .layers import Unflatten as Unflatten
+from .loss import BCELoss as BCELoss
+from .loss import BCEWithLogitsLoss as BCEWithLogitsLoss
+from .loss import CrossEntropyLoss as CrossEntropyLoss
+from .loss import HuberLoss as HuberLoss
+from .loss import KLDivLoss as KLDivLoss
+from .loss import L1Loss as L1Loss
+from .loss import MSELoss as MSELoss
+from .loss import NLLLoss as NLLLoss
+from .loss import SmoothL1Loss as SmoothL1Loss
 from .module import Module as Module
 from .module import StateDictError as StateDictError
 from .parameter import Parameter as Parameter
