@@ -276,10 +276,14 @@ spec("Softplus",
          beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta))
 spec("Silu", lambda F, x: _nnf(F).silu(x), *UNARY, domain=(-4, 4),
      ref=lambda x: x * _sigmoid(x))
-spec("Gelu", lambda F, x, approximate="none": _nnf(F).gelu(x, approximate=approximate),
-     *UNARY, case((3, 4), approximate="tanh", id="tanh"), domain=(-3, 3),
-     atol=1e-5, rtol=1e-3,
-     ref=lambda x, approximate="none": 0.5 * x * (1 + (
+spec("Gelu", lambda F, x, approximate="none", nn=False: (_nnF(F) if nn else _nnf(F)).gelu(
+         x, approximate=approximate),
+     *UNARY, case((3, 4), approximate="tanh", id="tanh"),
+     # nn.functional.gelu is the same op, here over a wider range
+     case(arg((3, 4), lo=-4, hi=4), nn=True, id="nn-functional"),
+     case(arg((2, 3), lo=-4, hi=4), approximate="tanh", nn=True, id="nn-functional-tanh"),
+     domain=(-3, 3), atol=1e-5, rtol=1e-3,
+     ref=lambda x, approximate="none", nn=False: 0.5 * x * (1 + (
          np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)) if approximate == "tanh"
          else _erf(x / np.sqrt(2)))))
 spec("Clamp", lambda F, x, min=None, max=None: x.clamp(min, max),
@@ -622,7 +626,7 @@ spec("ToDevice", _to_device, case((3, 4)), torch=False, ref=lambda x: x * x)
 
 def _scatter_add_zeros(F, x, shape, dim, index):
     from chainrule.ops import tensor_ns
-    from chainrule.ops.shape import _scatter_index
+    from chainrule.ops.index import _scatter_index
 
     return tensor_ns.scatter_add_zeros(shape, _scatter_index(np, np.asarray(index), dim), x)
 
@@ -784,12 +788,6 @@ spec("AvgPool2dOp", lambda F, x, **kw: _nnF(F).avg_pool2d(x, **kw),
      case((1, 2, 5, 5), kernel_size=3, stride=2, padding=1, id="overlapping-padded"),
      ref=lambda x, kernel_size, stride=None, padding=0: _pool_ref(
          x, kernel_size, stride or kernel_size, padding, "avg"))
-spec("GeluOp", lambda F, x, approximate="none": _nnF(F).gelu(x, approximate=approximate),
-     case((3, 4)), case((2, 3), approximate="tanh", id="tanh"), domain=(-4, 4),
-     ref=lambda x, approximate="none": x * 0.5 * (1 + _erf(x / np.sqrt(2))) if approximate == "none"
-     else 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))))
-
-
 def _rotary(F, x, theta=10000.0, start=0):
     from chainrule.models.llama import apply_rotary, rope_tables
 

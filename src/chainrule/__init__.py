@@ -17,6 +17,13 @@ from .autograd import set_grad_enabled as set_grad_enabled
 from .backend import cuda_is_available as cuda_is_available
 from .creation import *  # noqa: F403  (tensor, zeros, ones, ... : see creation.__all__)
 from .creation import __all__ as _creation_all
+from .dtypes import bool_ as bool  # noqa: F401  (chainrule.bool, as torch.bool)
+from .dtypes import float16 as float16
+from .dtypes import float32 as float32
+from .dtypes import float64 as float64
+from .dtypes import int32 as int32
+from .dtypes import int64 as int64
+from .dtypes import uint8 as uint8
 from .ops import *  # noqa: F403  (the functional op library)
 from .ops import __all__ as _ops_all
 from .random import get_rng_state as get_rng_state
@@ -27,13 +34,6 @@ from .serialization import load as load
 from .serialization import save as save
 from .tensor import Size as Size
 from .tensor import Tensor as Tensor
-from .tensor import bool_ as bool  # noqa: F401  (chainrule.bool, as torch.bool)
-from .tensor import float16 as float16
-from .tensor import float32 as float32
-from .tensor import float64 as float64
-from .tensor import int32 as int32
-from .tensor import int64 as int64
-from .tensor import uint8 as uint8
 
 half, double, long = float16, float64, int64
 float_ = float32

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .dtypes import _default_float, as_dtype, bool_, int64
 from .random import _rng
-from .tensor import Tensor, _default_float, as_dtype
+from .tensor import Tensor
 
 
 def _shape(size):
@@ -61,8 +62,8 @@ def empty(*size, dtype=None, requires_grad=False, device=None):
 
 def full(size, fill_value, dtype=None, requires_grad=False, device=None):
     if dtype is None:
-        dtype = (np.bool_ if isinstance(fill_value, bool) else
-                 np.int64 if isinstance(fill_value, int) else _default_float)
+        dtype = (bool_ if isinstance(fill_value, bool) else
+                 int64 if isinstance(fill_value, int) else _default_float)
     return _make(np.full(tuple(size), fill_value, as_dtype(dtype)), None, requires_grad, device)
 
 
@@ -103,7 +104,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
         start, end = 0, start
     if dtype is None:
         is_float = any(isinstance(v, float) for v in (start, end, step))
-        dtype = _default_float if is_float else np.int64
+        dtype = _default_float if is_float else int64
     return _make(np.arange(start, end, step, dtype=as_dtype(dtype)), None, requires_grad, device)
 
 

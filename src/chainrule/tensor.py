@@ -9,44 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .dtypes import _DTYPE_NAMES as _DTYPE_NAMES  # noqa: F401  (re-exported)
+from .dtypes import _default_float as _default_float
+from .dtypes import as_dtype as as_dtype
+from .dtypes import bool_ as bool_
+from .dtypes import float16 as float16
+from .dtypes import float32 as float32
+from .dtypes import float64 as float64
+from .dtypes import int32 as int32
+from .dtypes import int64 as int64
+from .dtypes import is_floating as is_floating
+from .dtypes import uint8 as uint8
 
 _new = object.__new__
-
-float32 = np.dtype("float32")
-float64 = np.dtype("float64")
-float16 = np.dtype("float16")
-int32 = np.dtype("int32")
-int64 = np.dtype("int64")
-uint8 = np.dtype("uint8")
-bool_ = np.dtype("bool")
-_default_float = float32
-
-_DTYPE_NAMES = {
-    "float32": float32, "float": float32, "float64": float64, "double": float64,
-    "float16": float16, "half": float16, "int64": int64, "long": int64, "int32": int32,
-    "int": int32, "uint8": uint8, "bool": bool_,
-}
-
-
-def as_dtype(dtype):
-    """Normalise a dtype given as numpy dtype, Python type or name ('float32')."""
-    if dtype is None:
-        return None
-    if isinstance(dtype, str):
-        if dtype in _DTYPE_NAMES:
-            return _DTYPE_NAMES[dtype]
-        raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
-    if dtype is float:
-        return _default_float
-    if dtype is int:
-        return int64
-    if dtype is bool:
-        return bool_
-    return np.dtype(dtype)
-
-
-def is_floating(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
 
 
 class Tensor:
@@ -468,7 +443,7 @@ class Tensor:
         return self / other if self._in_graph() else self.div_(other)
 
     def __setitem__(self, index, value):
-        index = _F._index_arrays(index)
+        index = _index_arrays(index)
         if self.requires_grad and _autograd._state.grad_enabled:
             raise RuntimeError(
                 "__setitem__ on a tensor that requires grad is not differentiable here; build the "
@@ -627,8 +602,14 @@ class _HookHandle:
 
 from . import autograd as _autograd  # noqa: E402
 from . import ops as _F  # noqa: E402
-from .ops.elementwise import Add as _Add  # noqa: E402
-from .ops.elementwise import Mul as _Mul  # noqa: E402
+from .ops._methods import attach as _attach_methods  # noqa: E402
+from .ops.arithmetic import Add as _Add  # noqa: E402
+from .ops.arithmetic import Mul as _Mul  # noqa: E402
+from .ops.index import _index_arrays  # noqa: E402
+
+# Every op function declared a Tensor method (``@tensor_method`` in chainrule.ops) becomes one:
+# ``Tensor.sum is chainrule.sum``.
+_attach_methods(Tensor)
 
 # The hottest operators are the functional ops themselves (one Python call fewer per op).
 Tensor.__add__ = _F.add

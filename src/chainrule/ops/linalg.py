@@ -1,10 +1,16 @@
-"""Matrix products: matmul (1-d, 2-d, batched with broadcast batch dims) and einsum."""
+"""Matrix products: matmul (1-d, 2-d, batched with broadcast batch dims), mm, bmm, dot, outer
+and einsum."""
 
 from __future__ import annotations
 
 import string
 
 from ..autograd import Op
+from ..tensor import Tensor
+from ._args import _t
+from ._methods import tensor_method
+from .arithmetic import mul
+from .shape import reshape
 
 
 class Matmul(Op):
@@ -140,3 +146,46 @@ class Einsum(Op):
                 gi = xp.broadcast_to(gi.reshape(shape), x.shape)
             grads.append(gi)
         return tuple(grads)
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+@tensor_method()
+def matmul(a, b):
+    if type(a) is not Tensor or type(b) is not Tensor:
+        a, b = _t(a, "matmul"), _t(b, "matmul")
+    return Matmul.apply(a, b)
+
+
+@tensor_method()
+def mm(a, b):
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expects 2-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return matmul(a, b)
+
+
+@tensor_method()
+def bmm(a, b):
+    if a.ndim != 3 or b.ndim != 3:
+        raise ValueError(f"bmm: expects 3-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return matmul(a, b)
+
+
+@tensor_method()
+def dot(a, b):
+    return matmul(a, b)
+
+
+@tensor_method()
+def outer(a, b):
+    return mul(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+
+
+def einsum(subscripts, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return Einsum.apply(*[_t(o, "einsum") for o in operands], subscripts=subscripts)
+
+
+__all__ = ["matmul", "mm", "bmm", "dot", "outer", "einsum"]

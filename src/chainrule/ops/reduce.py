@@ -1,32 +1,21 @@
-"""Reductions: sum, mean, var/std, max/min (values and indices), amax/amin, logsumexp, prod,
-norm, cumsum, and the fused softmax / log_softmax."""
+"""Reductions: sum, mean, var/std, max/min (values and indices), amax/amin, prod, norm,
+cumsum; and logsumexp and the fused softmax / log_softmax."""
 
 from __future__ import annotations
 
+import builtins
+import numbers
+
 from ..autograd import Op
-
-
-class DimError(IndexError, ValueError):
-    """A dim or index out of range: an IndexError, as PyTorch raises, and a ValueError, as every
-    other shape mistake here is."""
-
-
-def norm_dims(dim, ndim, op="reduce"):
-    """Normalise ``dim`` (None, int or sequence, negatives allowed) to a sorted tuple."""
-    if dim is None:
-        return tuple(range(ndim))
-    if type(dim) is int and -ndim <= dim < ndim:  # the common case, first
-        return (dim % ndim,)
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise DimError(
-                f"{op}: dim {d} is out of range for a tensor of {ndim} dims "
-                f"(expected {-max(ndim, 1)}..{max(ndim, 1) - 1})"
-            )
-        out.append(d % max(ndim, 1))
-    return tuple(sorted(set(out))) if ndim else ()
+from ..tensor import Tensor
+from ._args import DimError as DimError  # noqa: F401  (chainrule.ops.reduce.DimError)
+from ._args import _dim1, _dims, _float, _need_float, _t, _ValuesIndices
+from ._methods import tensor_method
+from .arithmetic import mul, pow
+from .index import getitem
+from .math import abs, sqrt
+from .selection import maximum, minimum
+from .shape import _as_1d, reshape, unsqueeze
 
 
 def _expand_back(g, shape, dims, keepdim):
@@ -73,7 +62,7 @@ class Var(Op):
         n = 1
         for d in dims:
             n *= x.shape[d]
-        self.denom = max(n - correction, 0)
+        self.denom = builtins.max(n - correction, 0)
         self.save(x)
         return x.var(axis=dims, ddof=correction, keepdims=keepdim)
 
@@ -105,21 +94,12 @@ class MaxMin(Op):
         xp = self.xp
         if not self.evenly:
             g = _expand_back(g, self.shape, self.dims, self.keepdim)
-            return (put_along(xp, self.shape, self.indices, g, self.dims[0]),)
+            return (xp.put_along_dim(self.shape, self.indices, g, self.dims[0]),)
         x, y = self.saved
         g = _expand_back(g, x.shape, self.dims, self.keepdim)
         mask = x == y
         count = mask.sum(axis=self.dims, keepdims=True).astype(g.dtype)
         return (g * mask / count,)
-
-
-def put_along(xp, shape, idx, g, dim):
-    """Zeros of ``shape`` with ``g`` placed at ``idx`` along ``dim`` (the VJP of take_along)."""
-    if hasattr(xp, "put_along_dim"):  # the Tensor namespace: a differentiable scatter
-        return xp.put_along_dim(shape, idx, g, dim)
-    out = xp.zeros(shape, dtype=g.dtype)
-    xp.put_along_axis(out, idx, g, axis=dim)
-    return out
 
 
 class Norm(Op):
@@ -193,8 +173,6 @@ class Prod(Op):
         return ((g * left * xp.flip(right, axis=dim)).reshape(shape),)
 
     def composite(self, x):
-        from . import getitem, mul, unsqueeze
-
         if self.dim is None:
             x, dim = x.reshape((-1,)), 0
         else:
@@ -254,3 +232,150 @@ class LogSoftmax(Op):
     def backward(self, g):
         y = self.saved[0]
         return (g - self.xp.exp(y) * g.sum(axis=self.dim, keepdims=True),)
+
+
+# ----------------------------------------------------------------------------- functions
+
+
+def _reduce_dims(dim, axis):
+    return axis if dim is None else dim
+
+
+@tensor_method()
+def sum(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
+    if (type(x) is Tensor and dim is None and axis is None and dtype is None
+            and keepdims is None and x.data.dtype.kind == "f"):  # a loss: sum of everything
+        return Sum.apply(x, dims=tuple(range(x.data.ndim)), keepdim=keepdim)
+    x = _t(x, "sum")
+    keepdim = keepdim if keepdims is None else keepdims
+    if x.data.dtype.kind in "ib" and dtype is None:
+        x = x.type("int64")
+    elif dtype is not None:
+        x = x.type(dtype)
+    return Sum.apply(x, dims=_dims(x, _reduce_dims(dim, axis), "sum"), keepdim=keepdim)
+
+
+@tensor_method()
+def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    x = _t(x, "mean")
+    if x.data.dtype.kind != "f":
+        raise TypeError(f"mean: needs a floating tensor, got dtype {x.dtype}; call .float() first")
+    keepdim = keepdim if keepdims is None else keepdims
+    return Mean.apply(x, dims=_dims(x, _reduce_dims(dim, axis), "mean"), keepdim=keepdim)
+
+
+@tensor_method()
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    x = _need_float(x, "var")
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return Var.apply(x, dims=_dims(x, dim, "var"), correction=correction, keepdim=keepdim)
+
+
+@tensor_method()
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return sqrt(var(_need_float(x, "std"), dim, unbiased, keepdim, correction=correction))
+
+
+def _maxmin(x, dim, keepdim, mode):
+    x = _t(x, mode)
+    if isinstance(dim, Tensor):  # torch.max(a, b) is maximum
+        return (maximum if mode == "max" else minimum)(x, dim)
+    if dim is None:
+        if x.data.size == 0:
+            raise ValueError(f"{mode}: empty tensor has no {mode}")
+        return MaxMin.apply(x, dims=_dims(x, None, mode), keepdim=False, mode=mode, evenly=True)
+    d = _dim1(x, dim, mode)
+    if x.ndim == 0:  # over the only element: the value itself and index 0
+        return _maxmin(reshape(x, (1,)), 0, False, mode)
+    values = MaxMin.apply(x, dims=(d,), keepdim=keepdim, mode=mode, evenly=False)
+    xp = x.xp
+    arg = xp.argmax if mode == "max" else xp.argmin
+    idx = Tensor._wrap(xp.asarray(arg(x.data, axis=d, keepdims=keepdim)))
+    return _ValuesIndices((values, idx))
+
+
+@tensor_method()
+def max(x, dim=None, keepdim=False):
+    return _maxmin(x, dim, keepdim, "max")
+
+
+@tensor_method()
+def min(x, dim=None, keepdim=False):
+    return _maxmin(x, dim, keepdim, "min")
+
+
+@tensor_method()
+def amax(x, dim=None, keepdim=False):
+    x = _t(x, "amax")
+    return MaxMin.apply(x, dims=_dims(x, dim, "amax"), keepdim=keepdim, mode="max", evenly=True)
+
+
+@tensor_method()
+def amin(x, dim=None, keepdim=False):
+    x = _t(x, "amin")
+    return MaxMin.apply(x, dims=_dims(x, dim, "amin"), keepdim=keepdim, mode="min", evenly=True)
+
+
+@tensor_method()
+def logsumexp(x, dim=None, keepdim=False):
+    x = _float(x, "logsumexp")
+    return Logsumexp.apply(x, dims=_dims(x, dim, "logsumexp"), keepdim=keepdim)
+
+
+@tensor_method()
+def prod(x, dim=None, keepdim=False):
+    x = _t(x, "prod")
+    return Prod.apply(x, dim=None if dim is None else _dim1(x, dim, "prod"), keepdim=keepdim)
+
+
+@tensor_method()
+def cumsum(x, dim):
+    x = _t(x, "cumsum")
+    d = _dim1(x, dim, "cumsum")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: Cumsum.apply(v, dim=0))
+    return Cumsum.apply(x, dim=d)
+
+
+@tensor_method()
+def norm(x, p="fro", dim=None, keepdim=False):
+    """Vector p-norm over ``dim`` (all elements by default); 'fro' is the 2-norm."""
+    x = _need_float(x, "norm")
+    if not (p in ("fro", "inf") or isinstance(p, numbers.Real)):
+        raise ValueError(f"norm: p must be a number, 'fro' or inf, got {p!r}")
+    if p in ("fro", 2):
+        return Norm.apply(x, dims=_dims(x, dim, "norm"), keepdim=keepdim)
+    if p == 1:
+        return sum(abs(x), dim, keepdim)
+    if p in (float("inf"), "inf"):
+        return amax(abs(x), dim, keepdim)
+    return pow(sum(pow(abs(x), p), dim, keepdim), 1.0 / p)
+
+
+@tensor_method()
+def softmax(x, dim=-1, dtype=None):
+    x = _t(x, "softmax")
+    if dtype is not None:
+        x = x.type(dtype)
+    x = _need_float(x, "softmax")
+    d = _dim1(x, dim, "softmax")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: Softmax.apply(v, dim=0))
+    return Softmax.apply(x, dim=d)
+
+
+@tensor_method()
+def log_softmax(x, dim=-1, dtype=None):
+    x = _t(x, "log_softmax")
+    if dtype is not None:
+        x = x.type(dtype)
+    x = _need_float(x, "log_softmax")
+    d = _dim1(x, dim, "log_softmax")
+    if x.ndim == 0:
+        return _as_1d(x, lambda v: LogSoftmax.apply(v, dim=0))
+    return LogSoftmax.apply(x, dim=d)
+
+
+__all__ = ["sum", "mean", "var", "std", "max", "min", "amax", "amin", "logsumexp", "prod",
+           "cumsum", "norm", "softmax", "log_softmax"]

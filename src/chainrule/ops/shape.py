@@ -1,8 +1,11 @@
-"""Shape and indexing ops: views, joins, splits, gathers and scatters."""
+"""Shapes: reshape/view, flatten/unflatten, permute/transpose/movedim, expand/broadcast_to,
+squeeze/unsqueeze. Each is a view of its input where NumPy gives one."""
 
 from __future__ import annotations
 
 from ..autograd import Op
+from ._args import DimError, _dim1, _dims, _shape_arg, _t
+from ._methods import tensor_method
 
 
 class Reshape(Op):
@@ -52,233 +55,138 @@ class Expand(Op):
         return (g,)
 
 
-class GetItem(Op):
-    """y = x[index];  dx = zeros with g added at index (repeated indices accumulate)."""
-
-    def forward(self, x, index=None):
-        self.index, self.shape, self.dtype = index, x.shape, x.dtype
-        return x[index]
-
-    def backward(self, g):
-        return (index_add_zeros(self.xp, self.shape, self.index, g),)
-
-    def backward_into(self, g, out):
-        if _is_basic(self.index):
-            out[self.index] += g  # a basic index selects each element at most once
-        else:
-            self.xp.add.at(out, self.index, g)
+# ----------------------------------------------------------------------------- functions
 
 
-def _is_basic(index):
-    items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+@tensor_method()
+def reshape(x, *shape):
+    x = _t(x, "reshape")
+    shape = _shape_arg(shape)
+    if shape == tuple(x.data.shape):
+        return x
+    return Reshape.apply(x, shape=shape)
 
 
-def index_add_zeros(xp, shape, index, g):
-    """zeros(shape) with ``g`` added at ``index``: the VJP of ``x[index]``."""
-    if hasattr(xp, "index_put_add"):  # the Tensor namespace: recorded, differentiable
-        return xp.index_put_add(shape, index, g)
-    out = xp.zeros(shape, dtype=g.dtype)
-    if _is_basic(index):
-        out[index] = g  # a basic index selects each element at most once
+@tensor_method()
+def view(x, *shape):
+    return reshape(x, *shape)
+
+
+@tensor_method("view_as", "reshape_as")
+def _view_as(self, other):
+    """x.view_as(other), x.reshape_as(other): x in other's shape."""
+    return reshape(self, tuple(other.shape))
+
+
+def _as_1d(x, f):
+    """f applied to a 0-d tensor seen as 1-d (a dim-wise op over its only element), 0-d again."""
+    return reshape(f(reshape(x, (1,))), ())
+
+
+@tensor_method()
+def flatten(x, start_dim=0, end_dim=-1):
+    x = _t(x, "flatten")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    shp = x.data.shape
+    n = 1
+    for d in shp[s:e + 1]:
+        n *= d
+    return reshape(x, shp[:s] + (n,) + shp[e + 1:])
+
+
+@tensor_method()
+def unflatten(x, dim, sizes):
+    d = _dim1(x, dim, "unflatten")
+    return reshape(x, x.data.shape[:d] + tuple(sizes) + x.data.shape[d + 1:])
+
+
+@tensor_method()
+def permute(x, *dims):
+    x = _t(x, "permute")
+    dims = _shape_arg(dims)
+    if len(dims) != x.ndim:
+        raise ValueError(f"permute: {len(dims)} dims given for a tensor of {x.ndim} dims")
+    dims = tuple(d % x.ndim for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of 0..{x.ndim - 1}")
+    return Permute.apply(x, dims=dims)
+
+
+@tensor_method("transpose", "swapaxes", "swapdims")
+def transpose(x, dim0, dim1):
+    x = _t(x, "transpose")
+    if x.ndim < 2:
+        return x
+    d0, d1 = _dim1(x, dim0, "transpose"), _dim1(x, dim1, "transpose")
+    dims = list(range(x.ndim))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return Permute.apply(x, dims=tuple(dims))
+
+
+swapaxes = swapdims = transpose
+
+
+@tensor_method()
+def t(x):
+    return transpose(x, 0, 1)
+
+
+@tensor_method()
+def movedim(x, source, destination):
+    x = _t(x, "movedim")
+    src, dst = _dim1(x, source, "movedim"), _dim1(x, destination, "movedim")
+    order = [d for d in range(x.ndim) if d != src]
+    order.insert(dst, src)
+    return permute(x, order)
+
+
+@tensor_method()
+def expand(x, *shape):
+    x = _t(x, "expand")
+    shape = _shape_arg(shape)
+    lead = len(shape) - x.ndim
+    shape = tuple(x.data.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+    if shape == tuple(x.data.shape):
+        return x
+    return Expand.apply(x, shape=shape)
+
+
+@tensor_method()
+def broadcast_to(x, shape):
+    return expand(x, tuple(shape))
+
+
+@tensor_method()
+def expand_as(x, other):
+    return expand(x, tuple(other.shape))
+
+
+@tensor_method()
+def squeeze(x, dim=None):
+    x = _t(x, "squeeze")
+    shp = x.data.shape
+    if dim is None:
+        new = tuple(n for n in shp if n != 1)
     else:
-        xp.add.at(out, index, g)
-    return out
+        dims = _dims(x, dim, "squeeze")
+        new = tuple(n for i, n in enumerate(shp) if not (i in dims and n == 1))
+    return reshape(x, new)
 
 
-class IndexPutAdd(Op):
-    """y = zeros(shape) with x added at index;  dx = g[index].  (The VJP of GetItem, recorded
-    for higher-order gradients.)"""
-
-    def forward(self, x, shape=(), index=None):
-        self.index = index
-        return index_add_zeros(self.xp, shape, index, x)
-
-    def backward(self, g):
-        return (g[self.index],)
-
-
-class Cat(Op):
-    """y = concatenate(xs, dim);  dx_i = the slice of g that x_i filled."""
-
-    def forward(self, *xs, dim=0):
-        self.dim = dim
-        self.sizes = [x.shape[dim] for x in xs]
-        return self.xp.concatenate(xs, axis=dim)
-
-    def backward(self, g):
-        out, start = [], 0
-        for n, need in zip(self.sizes, self.needs):
-            if need:
-                idx = (slice(None),) * self.dim + (slice(start, start + n),)
-                out.append(g[idx])
-            else:
-                out.append(None)
-            start += n
-        return tuple(out)
+@tensor_method()
+def unsqueeze(x, dim):
+    x = _t(x, "unsqueeze")
+    nd = x.ndim + 1
+    if not -nd <= dim < nd:
+        raise DimError(f"unsqueeze: dim {dim} is out of range for a result of {nd} dims "
+                       f"(expected {-nd}..{nd - 1})")
+    d = dim % nd
+    shp = x.data.shape
+    return reshape(x, shp[:d] + (1,) + shp[d:])
 
 
-class Stack(Op):
-    """y = stack(xs, dim);  dx_i = g taken at position i along dim."""
-
-    def forward(self, *xs, dim=0):
-        self.dim = dim
-        return self.xp.stack(xs, axis=dim)
-
-    def backward(self, g):
-        idx = (slice(None),) * self.dim
-        return tuple(g[idx + (i,)] if need else None for i, need in enumerate(self.needs))
-
-
-class Gather(Op):
-    """y[i][j][k] = x[i][index[i][j][k]][k] (dim 1);  dx = zeros with g added at the same places
-    (repeats accumulate). As in PyTorch, index may be smaller than x in the other dims."""
-
-    def forward(self, x, index, dim=0):
-        self.dim, self.shape = dim, x.shape
-        self.where = _scatter_index(self.xp, index, dim)
-        return x[self.where]
-
-    def backward(self, g):
-        return (scatter_add_zeros(self.xp, self.shape, self.dim, self.where, g), None)
-
-
-def scatter_add_zeros(xp, shape, dim, where, src):
-    """zeros(shape) with ``src`` added at ``where`` (an index tuple from ``_scatter_index``;
-    duplicates accumulate)."""
-    if hasattr(xp, "scatter_add_zeros"):
-        return xp.scatter_add_zeros(shape, where, src)
-    out = xp.zeros(shape, dtype=src.dtype)
-    xp.add.at(out, where, src)
-    return out
-
-
-def _scatter_index(xp, index, dim):
-    """Full advanced index tuple addressing out[..., index, ...] along ``dim``."""
-    grids = list(xp.indices(index.shape, sparse=True))
-    grids[dim] = index
-    return tuple(grids)
-
-
-class ScatterAdd(Op):
-    """y = x with src added at index along dim (y[i][index[i][j]] += src[i][j] for dim 1);
-    dx = g, dsrc = g gathered at index (zero where src has more elements than index, which
-    PyTorch allows)."""
-
-    def forward(self, x, index, src, dim=0):
-        self.where = _scatter_index(self.xp, index, dim)  # arrays, reused by a create_graph rule
-        self.src_pad = [(0, s - n) for n, s in zip(index.shape, src.shape)]
-        if any(hi for _, hi in self.src_pad):
-            src = src[tuple(slice(0, n) for n in index.shape)]
-        else:
-            self.src_pad = None
-        out = x.copy()
-        self.xp.add.at(out, self.where, src)
-        return out
-
-    def backward(self, g):
-        gsrc = None
-        if self.needs[2]:
-            gsrc = g[self.where]
-            if self.src_pad:
-                gsrc = self.xp.pad(gsrc, self.src_pad)
-        return g, None, gsrc
-
-
-class IndexSelect(Op):
-    """y = x.take(index, dim);  dx = zeros with g added at index along dim."""
-
-    def forward(self, x, index, dim=0):
-        self.dim, self.index, self.shape = dim, index, x.shape
-        return self.xp.take(x, index, axis=dim)
-
-    def backward(self, g):
-        idx = (slice(None),) * self.dim + (self.index,)
-        return (index_add_zeros(self.xp, self.shape, idx, g), None)
-
-
-class Pad(Op):
-    """y = x padded with a constant (a negative pad crops, as in PyTorch);  dx = g cropped back
-    to x's place (and zero-padded where x was cropped)."""
-
-    def forward(self, x, pad=(), value=0.0):
-        # pad is PyTorch's: (last_lo, last_hi, prev_lo, prev_hi, ...)
-        nd = x.ndim
-        lohi = [(0, 0)] * nd
-        for i in range(len(pad) // 2):
-            lohi[nd - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-        self.cut = [(max(-lo, 0), max(-hi, 0)) for lo, hi in lohi]
-        if any(lo or hi for lo, hi in self.cut):
-            x = x[tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.cut, x.shape))]
-        else:
-            self.cut = None
-        widths = [(max(lo, 0), max(hi, 0)) for lo, hi in lohi]
-        self.crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
-        return self.xp.pad(x, widths, constant_values=value)
-
-    def backward(self, g):
-        g = g[self.crop]
-        return (self.xp.pad(g, self.cut) if self.cut else g,)
-
-
-class Flip(Op):
-    """y = x reversed along dims;  dx = g reversed back."""
-
-    def forward(self, x, dims=()):
-        self.dims = dims
-        return self.xp.flip(x, axis=dims)
-
-    def backward(self, g):
-        return (self.xp.flip(g, axis=self.dims),)
-
-
-class Roll(Op):
-    """y = roll(x, shifts, dims);  dx = roll(g, -shifts, dims)."""
-
-    def forward(self, x, shifts=0, dims=None):
-        self.shifts, self.dims = shifts, dims
-        return self.xp.roll(x, shifts, axis=dims)
-
-    def backward(self, g):
-        neg = tuple(-s for s in self.shifts) if isinstance(self.shifts, tuple) else -self.shifts
-        return (self.xp.roll(g, neg, axis=self.dims),)
-
-
-class Tile(Op):
-    """y = x repeated (torch.repeat) by reps;  dx = g summed over the copies."""
-
-    def forward(self, x, reps=()):
-        self.xshape = (1,) * (len(reps) - x.ndim) + x.shape
-        self.reps = reps
-        self.orig = x.shape
-        return self.xp.tile(x, reps)
-
-    def backward(self, g):
-        # (r0, n0, r1, n1, ...) then sum the r axes
-        split = []
-        for r, n in zip(self.reps, self.xshape):
-            split += [r, n]
-        g = g.reshape(tuple(split)).sum(axis=tuple(range(0, 2 * len(self.reps), 2)))
-        return (g.reshape(self.orig),)
-
-
-class TriMask(Op):
-    """y = tril(x, k) or triu(x, k);  dx = g masked the same way."""
-
-    def forward(self, x, k=0, upper=False):
-        self.k, self.upper = k, upper
-        return (self.xp.triu if upper else self.xp.tril)(x, k)
-
-    def backward(self, g):
-        return ((self.xp.triu if self.upper else self.xp.tril)(g, self.k),)
-
-
-class MaskedFill(Op):
-    """y = where(mask, value, x);  dx = g where not mask."""
-
-    def forward(self, x, mask, value=0.0):
-        self.mask = mask
-        return self.xp.where(mask, self.xp.asarray(value, dtype=x.dtype), x)
-
-    def backward(self, g):
-        return (self.xp.where(self.mask, self.xp.zeros_like(g), g), None)
+__all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes",
+           "swapdims", "t", "movedim", "expand", "broadcast_to", "expand_as", "squeeze",
+           "unsqueeze"]

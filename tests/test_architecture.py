@@ -1,0 +1,129 @@
+"""Rules of the code's structure, checked on the source: op code reaches arrays only through
+its array namespace (no NumPy import, no ``hasattr(xp, ...)`` or ``xp is numpy`` test), and
+every namespace provides the whole interface (``chainrule.backend.API``).
+
+The helpers (``python_files``, ``numpy_imports``, ``namespace_tests``) take any file or folder,
+so rules for other parts of the package can be written with them."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+import chainrule
+from chainrule import backend
+from chainrule.backend import numpy_ns
+from chainrule.ops import tensor_ns
+
+PKG_DIR = os.path.dirname(chainrule.__file__)
+OPS_DIR = os.path.join(PKG_DIR, "ops")
+
+
+def python_files(folder):
+    """Every ``.py`` file under ``folder``, sorted."""
+    out = []
+    for root, _dirs, files in os.walk(folder):
+        out += [os.path.join(root, f) for f in files if f.endswith(".py")]
+    return sorted(out)
+
+
+def _tree(path):
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), filename=path)
+
+
+def numpy_imports(path, modules=("numpy",)):
+    """``(line, statement)`` for each import of NumPy (or of any of ``modules`` and their
+    submodules) in the file, function-level imports included."""
+    def hit(name):
+        return any(name == m or name.startswith(m + ".") for m in modules)
+
+    out = []
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, f"import {a.name}") for a in node.names if hit(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and hit(node.module or ""):
+            out.append((node.lineno, f"from {node.module} import ..."))
+    return out
+
+
+def _is_xp(node):
+    """``xp`` or ``<anything>.xp``."""
+    return (isinstance(node, ast.Name) and node.id == "xp"
+            or isinstance(node, ast.Attribute) and node.attr == "xp")
+
+
+def namespace_tests(path):
+    """``(line, text)`` for each test of which namespace is in hand: ``hasattr(xp, ...)``,
+    ``getattr(xp, name, default)`` and ``xp is ...`` / ``xp is not ...`` comparisons."""
+    out = []
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id == "hasattr" and node.args and _is_xp(node.args[0]):
+                out.append((node.lineno, ast.unparse(node)))
+            elif node.func.id == "getattr" and len(node.args) == 3 and _is_xp(node.args[0]):
+                out.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if (any(isinstance(op, (ast.Is, ast.IsNot)) for op in node.ops)
+                    and any(_is_xp(s) for s in sides)):
+                out.append((node.lineno, ast.unparse(node)))
+    return out
+
+
+def _report(found):
+    return "\n".join(f"{os.path.relpath(p, PKG_DIR)}:{line}: {text}"
+                     for p, hits in found.items() for line, text in hits)
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def test_no_op_file_imports_numpy():
+    found = {p: numpy_imports(p) for p in python_files(OPS_DIR)}
+    found = {p: h for p, h in found.items() if h}
+    assert not found, "op files import NumPy (use self.xp, x.xp or chainrule.dtypes):\n" + \
+        _report(found)
+
+
+def test_no_op_file_tests_which_namespace_it_has():
+    found = {p: namespace_tests(p) for p in python_files(OPS_DIR)}
+    found = {p: h for p, h in found.items() if h}
+    assert not found, ("op files test the array namespace (add a named function to every "
+                       "namespace instead):\n" + _report(found))
+
+
+@pytest.mark.parametrize("name", backend.API)
+def test_numpy_namespace_provides_the_interface(name):
+    assert hasattr(numpy_ns, name)
+
+
+@pytest.mark.parametrize("name", backend.EXTENSIONS)
+def test_tensor_namespace_provides_every_extension(name):
+    assert callable(getattr(tensor_ns, name, None))
+
+
+def test_the_interface_lists_have_no_repeats():
+    assert len(set(backend.API)) == len(backend.API)
+
+
+# ----------------------------------------------------------------------------- the helpers
+
+
+def test_helpers_find_what_they_look_for(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(
+        "import os\n"
+        "import numpy as np\n"
+        "from numpy.lib import stride_tricks\n"
+        "def f(xp, x):\n"
+        "    import numpy\n"
+        "    if hasattr(xp, 'erf') or self.xp is np:\n"
+        "        return getattr(xp, 'erf', None)\n"
+        "    from .numpy_ns import erf\n"
+        "    return x\n"
+    )
+    assert [line for line, _ in numpy_imports(str(src))] == [2, 3, 5]
+    assert sorted(line for line, _ in namespace_tests(str(src))) == [6, 6, 7]
