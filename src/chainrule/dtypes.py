@@ -80,31 +80,33 @@ def _combine(higher, lower):
     return higher
 
 
-_SCALARS = (builtins.bool, builtins.int, builtins.float, numpy.generic)
+_Tensor = ()  # the Tensor class, once chainrule.tensor has registered it (it sits above this)
+
+
+def register_tensor_type(cls):
+    """Tell :func:`result_type` which class is the tensor (``chainrule.tensor`` calls this once
+    it has defined ``Tensor``; this module is below it and does not import it)."""
+    global _Tensor
+    _Tensor = cls
 
 
 def result_type(*operands):
     """The dtype PyTorch gives an elementwise op on ``operands`` (tensors and scalars):
     tensors with dims decide, then 0-d tensors, then Python/NumPy scalars (a float scalar counts
-    as float32, an int as int64), each group only when it is of a higher category. A tensor is
-    anything with an array in ``.data``; other operands are ignored."""
+    as float32, an int as int64), each group only when it is of a higher category."""
     dim = zero = weak = None
     for x in operands:
-        if isinstance(x, _SCALARS):
-            if isinstance(x, (builtins.bool, numpy.bool_)):
-                weak = _promote_pair(weak, bool_)
-            elif isinstance(x, (builtins.int, numpy.integer)):
-                weak = _promote_pair(weak, int64)
-            elif isinstance(x, (builtins.float, numpy.floating)):
-                weak = _promote_pair(weak, float32)
-            continue
-        a = getattr(x, "data", None)
-        if a is None:
-            continue
-        if a.ndim:
-            dim = _promote_pair(dim, a.dtype)
-        else:
-            zero = _promote_pair(zero, a.dtype)
+        if isinstance(x, _Tensor):
+            if x.data.ndim:
+                dim = _promote_pair(dim, x.data.dtype)
+            else:
+                zero = _promote_pair(zero, x.data.dtype)
+        elif isinstance(x, (builtins.bool, numpy.bool_)):
+            weak = _promote_pair(weak, bool_)
+        elif isinstance(x, (builtins.int, numpy.integer)):
+            weak = _promote_pair(weak, int64)
+        elif isinstance(x, (builtins.float, numpy.floating)):
+            weak = _promote_pair(weak, float32)
     return _combine(dim, _combine(zero, weak))
 
 

@@ -19,6 +19,7 @@ from .dtypes import float64 as float64
 from .dtypes import int32 as int32
 from .dtypes import int64 as int64
 from .dtypes import is_floating as is_floating
+from .dtypes import register_tensor_type
 from .dtypes import uint8 as uint8
 
 _new = object.__new__
@@ -599,6 +600,8 @@ class _HookHandle:
         if self._hook in self._hooks:
             self._hooks.remove(self._hook)
 
+
+register_tensor_type(Tensor)  # for chainrule.dtypes.result_type
 
 from . import autograd as _autograd  # noqa: E402
 from . import ops as _F  # noqa: E402
