@@ -109,6 +109,21 @@ def test_the_interface_lists_have_no_repeats():
     assert len(set(backend.API)) == len(backend.API)
 
 
+NN_OP_FILES = sorted([os.path.join(PKG_DIR, "nn", "functional.py"),
+                      os.path.join(PKG_DIR, "nn", "attention.py")]
+                     + python_files(os.path.join(PKG_DIR, "nn", "fused"))
+                     + python_files(os.path.join(PKG_DIR, "nn", "conv")))
+
+
+def test_the_nn_op_files_import_no_numpy_and_test_no_namespace():
+    """nn.functional, MultiheadAttention, the fused ops and the convolution and pooling ops
+    reach arrays through their namespace only (kernels included: ``xp.gelu_forward``, ...)."""
+    found = {p: numpy_imports(p) + namespace_tests(p) for p in NN_OP_FILES}
+    found = {p: h for p, h in found.items() if h}
+    assert not found, "nn op files import NumPy or test the namespace:\n" + _report(found)
+    assert len(NN_OP_FILES) > 8
+
+
 # ----------------------------------------------------------------------------- the helpers
 
 

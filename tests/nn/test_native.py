@@ -256,3 +256,68 @@ def test_max_pool_kernel_spreads_nan_to_its_window_and_keeps_infinities():
     with backend.use_native(True):
         y = F.max_pool2d(cr.tensor(x), 2).data
     np.testing.assert_array_equal(y[0, 0], [[np.nan, 7], [13, np.inf]])
+
+
+# ----------------------------------------------------------------------------- the kernel functions
+
+
+def _namespace_copy():
+    """A namespace module with numpy_ns's functions that is not numpy_ns: the kernels bound to
+    it run the code that another namespace (CuPy's) runs."""
+    import types
+
+    from chainrule.backend import numpy_kernels, numpy_ns
+
+    ns = types.ModuleType("copy_ns")
+    for name in backend.NUMPY_NAMES + backend.EXTENSIONS:
+        setattr(ns, name, getattr(numpy_ns, name))
+    for name, fn in numpy_kernels.bind(ns).items():
+        setattr(ns, name, fn)
+    return ns
+
+
+def test_kernels_bound_to_another_namespace_give_the_numpy_namespace_values():
+    from chainrule.backend import numpy_ns
+
+    ns = _namespace_copy()
+    assert set(backend.KERNELS) <= set(dir(ns))
+    x = rng.standard_normal((6, 16)).astype(np.float32)
+    g = rng.standard_normal((6, 16)).astype(np.float32)
+    w, b = rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32)
+    q, k = rng.standard_normal((2, 5, 8)).astype(np.float32), rng.standard_normal((2, 7, 8))
+    k = k.astype(np.float32)
+    with backend.use_native(False):
+        results = []
+        for xp in (numpy_ns, ns):
+            out = []
+            for approximate in ("none", "tanh"):
+                y, saved = xp.gelu_forward(x, approximate)
+                out += [y, xp.gelu_backward(x, g, saved, approximate)]
+            y, saved = xp.layer_norm_forward(x, w, b, 1e-5)
+            out += [y, *xp.layer_norm_backward(g, saved, w, True, True, True)]
+            A, saved = xp.attention_softmax(q, k, 0.3, True)
+            gA = np.random.default_rng(5).standard_normal(A.shape).astype(np.float32)
+            gS, sc = xp.attention_softmax_backward(gA, A, 0.3, saved)
+            out += [A, gS, np.float32(sc)]
+            out += [xp.row_sum(x), xp.row_dot(x, g), xp.channel_sums(x.reshape(2, 3, 4, 4))]
+            out += [xp.embedding_backward((4, 16), np.array([3, 0, 3, 1, 0, 3]), g)]
+            buf = xp.scratch_buffer("test", (3, 4), np.float32, zeros=True)
+            out += [buf]
+            out += [np.array(xp.max_pool2x2(x.reshape(1, 6, 4, 4), 2, 2) is None)]
+            results.append(out)
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_kernels_take_zero_dim_arrays(approximate, dtype):
+    x = np.array(0.7, dtype)
+    y, saved = backend.numpy_ns.gelu_forward(x, approximate)
+    d = backend.numpy_ns.gelu_backward(x, np.array(2.0, dtype), saved, approximate)
+    assert y.shape == d.shape == ()
+    exact = 0.7 * 0.5 * (1 + math.erf(0.7 / math.sqrt(2)))
+    np.testing.assert_allclose(y, exact, rtol=1e-3 if approximate == "tanh" else 1e-6)
+    dexact = 2 * (0.5 * (1 + math.erf(0.7 / math.sqrt(2)))
+                  + 0.7 * math.exp(-0.245) / math.sqrt(2 * math.pi))
+    np.testing.assert_allclose(d, dexact, rtol=1e-3 if approximate == "tanh" else 1e-6)

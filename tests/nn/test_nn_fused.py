@@ -60,10 +60,31 @@ def _composite_check(y, leaves, rtol=1e-10, graph_rtol=1e-10):
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_fused_equals_its_composite(approximate):
-    x = cr.tensor(rng.standard_normal((4, 5)) * 3, dtype=cr.float64, requires_grad=True)
-    # create_graph runs the op library's gelu rule on Tensors, whose erf is the 1e-7 one
-    _composite_check(F.gelu(x, approximate), [x], graph_rtol=1e-6)
+def test_gelu_fused_pass_equals_its_formula_and_its_recorded_rule(approximate):
+    """GELU is one op (chainrule.gelu is F.gelu): its fused float64 forward and backward
+    against the formula with math.erf, and its create_graph rule (Phi recomputed on Tensors,
+    whose erf is the 1e-7 one) against the first-order gradient."""
+    import math
+
+    a = rng.standard_normal((4, 5)) * 3
+    x = cr.tensor(a, dtype=cr.float64, requires_grad=True)
+    y = F.gelu(x, approximate)
+    assert type(y.grad_fn) is type(cr.gelu(x, approximate).grad_fn)
+    if approximate == "tanh":
+        t = np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a**3))
+        ref = 0.5 * a * (1 + t)
+        du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * a * a)
+        dref = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * du
+    else:
+        phi = 0.5 * (1 + np.vectorize(math.erf)(a / math.sqrt(2)))
+        ref = a * phi
+        dref = phi + a * np.exp(-a * a / 2) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(y.data, ref, rtol=1e-10, atol=1e-12)
+    u = np.random.default_rng(1).standard_normal(a.shape)
+    (gf,) = cr.grad((y * cr.tensor(u, dtype=cr.float64)).sum(), [x], retain_graph=True)
+    np.testing.assert_allclose(gf.data, u * dref, rtol=1e-10, atol=1e-12)
+    (g2,) = cr.grad((y * cr.tensor(u, dtype=cr.float64)).sum(), [x], create_graph=True)
+    np.testing.assert_allclose(g2.data, gf.data, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("affine", [True, False])

@@ -5,6 +5,8 @@ exists (``chainrule.backend._load_cupy``)."""
 
 from __future__ import annotations
 
+import sys
+
 import cupy
 import cupyx
 
@@ -49,5 +51,5 @@ def put_along_dim(shape, idx, g, dim):
     return out
 
 
-for _name in numpy_kernels.__all__:  # the NumPy-code form of each kernel runs on CuPy arrays
-    globals()[_name] = getattr(numpy_kernels, _name)
+# the NumPy-code form of each kernel, bound to this namespace, runs on CuPy arrays
+globals().update(numpy_kernels.bind(sys.modules[__name__]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import ops as P
+from ..backend import numpy_ns as _host  # Python data (lists) as host arrays
+from ..dtypes import bool_
 from ..tensor import Tensor
 from . import functional as F
 from . import fused, init
@@ -77,7 +77,8 @@ class MultiheadAttention(Module):
         """An additive float mask broadcastable to (N, h, L, S), or None."""
         if mask is None:
             return None
-        m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        xp = mask.xp if isinstance(mask, Tensor) else _host
+        m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
         h = self.num_heads
         if what == "key_padding_mask":
             if m.shape != (N, S):
@@ -91,8 +92,8 @@ class MultiheadAttention(Module):
         else:
             raise module_error(self, ValueError, f"attn_mask of shape {m.shape} received, "
                                                  f"expected {(L, S)} or {(N * h, L, S)}")
-        if m.dtype == np.bool_:
-            return Tensor._wrap(np.where(m, -np.inf, 0.0).astype(dtype).reshape(shape))
+        if m.dtype == bool_:
+            return Tensor._wrap(xp.where(m, -math.inf, 0.0).astype(dtype).reshape(shape))
         if isinstance(mask, Tensor):
             return mask.type(dtype).reshape(shape)
         return Tensor._wrap(m.astype(dtype).reshape(shape))
@@ -105,9 +106,9 @@ class MultiheadAttention(Module):
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
-                key_padding_mask = Tensor._wrap(np.asarray(
-                    key_padding_mask.data if isinstance(key_padding_mask, Tensor)
-                    else key_padding_mask)[None])
+                key_padding_mask = Tensor._wrap(
+                    key_padding_mask.data[None] if isinstance(key_padding_mask, Tensor)
+                    else _host.asarray(key_padding_mask)[None])
         elif not self.batch_first:
             query, key, value = (query.transpose(0, 1), key.transpose(0, 1),
                                  value.transpose(0, 1))

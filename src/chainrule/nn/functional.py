@@ -1,15 +1,16 @@
 """chainrule.nn.functional (import as F): layers and losses as functions, PyTorch's names and
-arguments. The heavy ones are fused ops (see :mod:`chainrule.nn.fused`); the rest are short
-compositions of chainrule's primitive ops."""
+arguments. The heavy ones are fused ops (see :mod:`chainrule.nn.fused` and
+:mod:`chainrule.nn.conv`); the rest are short compositions of chainrule's primitive ops."""
 
 from __future__ import annotations
 
 import math
 import numbers
 
-import numpy as np
-
 from .. import ops as P
+from ..backend import numpy_ns as _host  # Python data (lists, scalars) as host arrays
+from ..dtypes import bool_, int64
+from ..ops.gelu import gelu as _gelu
 from ..tensor import Tensor
 from . import conv, fused
 
@@ -26,13 +27,9 @@ pad = P.pad
 
 
 def gelu(input, approximate="none"):
-    """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation; fused (see
-    :class:`fused.GeluOp`)."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    if not isinstance(input, Tensor) or input.data.dtype.kind != "f":
-        return P.gelu(input, approximate)
-    return fused.GeluOp.apply(input, approximate=approximate)
+    """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation; the op library's
+    GELU (:class:`chainrule.ops.gelu.Gelu`, fused)."""
+    return _gelu(input, approximate)
 
 
 def _tensor(x, op, name="input"):
@@ -102,7 +99,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer ``input`` indices."""
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input.data if isinstance(input, Tensor) else _host.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(
             f"embedding: indices must be an integer tensor, got dtype {idx.dtype}; convert "
@@ -147,7 +144,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     shape = _norm_shape(normalized_shape)
     _check_norm(input, shape, weight, bias, "layer_norm")
     if weight is None and bias is not None:
-        weight = Tensor._wrap(np.ones(shape, dtype=input.dtype))
+        weight = Tensor._wrap(input.xp.ones(shape, dtype=input.dtype))
     return fused.apply_present(fused.LayerNormOp, input, weight, bias, n=math.prod(shape), eps=eps)
 
 
@@ -157,7 +154,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     shape = _norm_shape(normalized_shape)
     _check_norm(input, shape, weight, None, "rms_norm")
     if eps is None:
-        eps = float(np.finfo(input.dtype).eps)
+        eps = float(input.xp.finfo(input.dtype).eps)
     return fused.apply_present(fused.RMSNormOp, input, weight, n=math.prod(shape), eps=eps)
 
 
@@ -193,12 +190,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     mask = attn_mask
     if mask is not None:
         if not isinstance(mask, Tensor):
-            mask = Tensor._wrap(np.asarray(mask))
-        if mask.dtype != np.bool_:
+            mask = Tensor._wrap(_host.asarray(mask))
+        if mask.dtype != bool_:
             mask = mask.type(query.dtype)
         L, S = query.shape[-2], key.shape[-2]
         try:
-            np.broadcast_shapes(tuple(mask.shape), tuple(query.shape[:-2]) + (L, S))
+            _host.broadcast_shapes(tuple(mask.shape), tuple(query.shape[:-2]) + (L, S))
         except ValueError:
             raise ValueError(
                 f"{op}: attn_mask of shape {tuple(mask.shape)} does not broadcast to the "
@@ -224,7 +221,7 @@ def _class_last(input, op):
 def _weight_array(weight, C, dtype, op):
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else np.asarray(weight)
+    w = weight.data if isinstance(weight, Tensor) else _host.asarray(weight)
     if w.shape != (C,):
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)}, expected ({C},) (one per "
                          "class)")
@@ -234,7 +231,7 @@ def _weight_array(weight, C, dtype, op):
 def _classes_last(input, target):
     """True for integer targets shaped like the input without its last dim, where PyTorch's
     class-dim-1 reading does not fit: the classes are then the last dim (an extension)."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
     if input.ndim < 3 or t.dtype.kind not in "iu":
         return False
     pytorch = (input.shape[0],) + tuple(input.shape[2:])
@@ -242,13 +239,13 @@ def _classes_last(input, target):
 
 
 def _flat_targets(target):
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
     return Tensor._wrap(t.reshape(-1))
 
 
 def _check_targets(input, target, op):
     """Validate class-index targets against (N, C, d1...) input; returns the int array."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
     if input.ndim == 1:
         expected = ()
     else:
@@ -303,7 +300,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     C = input.shape[0] if input.ndim == 1 else input.shape[1]
     w = _weight_array(weight, C, input.dtype, op)
     x2 = _class_last(input, op)
-    tdtype = target.dtype if isinstance(target, Tensor) else np.asarray(target).dtype
+    tdtype = target.dtype if isinstance(target, Tensor) else _host.asarray(target).dtype
     if tdtype.kind == "f":
         if tuple(target.shape) != tuple(input.shape):
             raise ValueError(
@@ -311,7 +308,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                 f"input's shape {tuple(input.shape)}"
             )
         if not isinstance(target, Tensor):
-            target = Tensor._wrap(np.asarray(target))
+            target = Tensor._wrap(_host.asarray(target))
         y2 = _class_last(target.type(input.dtype), op)
         loss = fused.SoftCrossEntropyOp.apply(x2, y2, weight=w, label_smoothing=label_smoothing,
                                               reduction=reduction)
@@ -446,6 +443,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
         with no_grad():  # the indices, from the same windows (no gradient)
             op = conv.MaxPool2dOp()
+            op.xp = x.xp
             op.forward(x.data, kernel=k, stride=s, padding=p, dilation=d, out_hw=out)
             idx = Tensor._wrap(op.indices(x.shape[3]))
         if unbatched:
@@ -470,9 +468,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     return y.squeeze(0) if unbatched else y
 
 
-def _adaptive_matrix(n, o, dtype):
+def _adaptive_matrix(xp, n, o, dtype):
     """(o, n) averaging matrix: row i averages [floor(i n / o), ceil((i + 1) n / o))."""
-    m = np.zeros((o, n), dtype=dtype)
+    m = xp.zeros((o, n), dtype=dtype)
     for i in range(o):
         a, b = (i * n) // o, -((-(i + 1) * n) // o)
         m[i, a:b] = 1.0 / (b - a)
@@ -492,15 +490,16 @@ def adaptive_avg_pool2d(input, output_size):
     elif H % oh == 0 and W % ow == 0:
         y = avg_pool2d(x, (H // oh, W // ow))
     else:
-        Ah = Tensor._wrap(_adaptive_matrix(H, oh, x.dtype))
-        Aw = Tensor._wrap(_adaptive_matrix(W, ow, x.dtype).T.copy())
+        Ah = Tensor._wrap(_adaptive_matrix(x.xp, H, oh, x.dtype))
+        Aw = Tensor._wrap(_adaptive_matrix(x.xp, W, ow, x.dtype).T.copy())
         y = Ah @ x @ Aw
     return y.squeeze(0) if unbatched else y
 
 
 def one_hot(tensor, num_classes=-1):
     """int64 (..., num_classes) with a 1 at each index (num_classes = max + 1 by default)."""
-    idx = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    xp = tensor.xp if isinstance(tensor, Tensor) else _host
+    idx = tensor.data if isinstance(tensor, Tensor) else xp.asarray(tensor)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
     if num_classes < 0:
@@ -508,7 +507,7 @@ def one_hot(tensor, num_classes=-1):
     if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
         raise ValueError(f"one_hot: class values must be in [0, {num_classes}), got "
                          f"{int(idx.min())}..{int(idx.max())}")
-    return Tensor._wrap((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+    return Tensor._wrap((idx[..., None] == xp.arange(num_classes)).astype(int64))
 
 
 # ----------------------------------------------------------------------------- more losses
@@ -525,7 +524,7 @@ def _reduce(loss, reduction):
 def _pointwise_pair(input, target, op):
     _float(input, op)
     if not isinstance(target, Tensor):
-        target = Tensor._wrap(np.asarray(target, dtype=input.dtype))
+        target = Tensor._wrap(input.xp.asarray(target, dtype=input.dtype))
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"{op}: target of shape {tuple(target.shape)} received, expected the "
                          f"input's shape {tuple(input.shape)}")
@@ -548,8 +547,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     w = _weight_array(weight, C, input.dtype, op)
     x2 = _class_last(input, op)
     valid = t != ignore_index
-    ti = np.where(valid, t, 0)
-    wt = (w[ti] if w is not None else np.ones(t.shape, input.dtype)) * valid
+    xp = input.xp
+    ti = xp.where(valid, t, 0)
+    wt = (w[ti] if w is not None else xp.ones(t.shape, input.dtype)) * valid
     wt = wt.astype(input.dtype)
     picked = P.gather(x2, 1, ti.reshape(-1, 1)).reshape(-1)
     loss = -picked * Tensor._wrap(wt)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..backend import native
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -64,13 +63,10 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         state["step"] = step = state["step"] + 1
-        if not group["amsgrad"] and lr != 0 and (k := native(p, g, m, v)) is not None:
-            decoupled = group["decoupled_weight_decay"]
-            c1, c2 = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
-            k.adam_step(p, g, m, v, beta1, beta2, 0.0 if decoupled else wd,
-                        1.0 - lr * wd if decoupled else 1.0, c1 / (lr * c2), eps * c1 / lr,
-                        group["maximize"])
-            return
+        if xp.adam_step(p, g, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                        weight_decay=wd, decoupled=group["decoupled_weight_decay"],
+                        maximize=group["maximize"], amsgrad=group["amsgrad"]):
+            return  # the namespace's fused step (the compiled kernel) ran
         extra = group["maximize"] or (wd != 0 and not group["decoupled_weight_decay"])
         if extra:
             t, t2 = self._buffers(p, 2)
