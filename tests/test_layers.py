@@ -5,7 +5,8 @@ The layers, bottom to top (docs/architecture.md explains each):
 
 0. the engine core: backend, random, dtypes, tensor, autograd, ops, creation (Tensor and Op
    refer to each other inside this layer, so circles are allowed within it)
-1. nn, optim, serialization, and the package's own ``__init__`` (the public names)
+1. nn, optim, serialization, utils (data loading), and the package's own ``__init__`` (the
+   public names)
 2. diagnostics, models, data, distributed
 3. pretrained (reads formats into models; models never import it), train
 4. finetune
@@ -28,7 +29,7 @@ PKG_DIR = os.path.dirname(chainrule.__file__)
 LAYERS = {
     "backend": 0, "_native": 0, "random": 0, "dtypes": 0, "tensor": 0, "autograd": 0,
     "ops": 0, "creation": 0,
-    "nn": 1, "optim": 1, "serialization": 1, "__init__": 1,
+    "nn": 1, "optim": 1, "serialization": 1, "utils": 1, "__init__": 1,
     "diagnostics": 2, "models": 2, "data": 2, "distributed": 2,
     "pretrained": 3, "train": 3,
     "finetune": 4,
