@@ -2,8 +2,8 @@
 its array namespace (no NumPy import, no ``hasattr(xp, ...)`` or ``xp is numpy`` test), and
 every namespace provides the whole interface (``chainrule.backend.API``).
 
-The helpers (``python_files``, ``numpy_imports``, ``namespace_tests``) take any file or folder,
-so rules for other parts of the package can be written with them."""
+The helpers (``python_files``, ``numpy_imports``, ``namespace_tests``, ``namespace_calls``) take
+any file or folder, so rules for other parts of the package can be written with them."""
 
 from __future__ import annotations
 
@@ -73,6 +73,13 @@ def namespace_tests(path):
     return out
 
 
+def namespace_calls(path):
+    """``(line, name)`` for each ``xp.<name>`` (or ``<anything>.xp.<name>``) in the file: the
+    functions it asks of its array namespace."""
+    return [(node.lineno, node.attr) for node in ast.walk(_tree(path))
+            if isinstance(node, ast.Attribute) and _is_xp(node.value)]
+
+
 def _report(found):
     return "\n".join(f"{os.path.relpath(p, PKG_DIR)}:{line}: {text}"
                      for p, hits in found.items() for line, text in hits)
@@ -93,6 +100,15 @@ def test_no_op_file_tests_which_namespace_it_has():
     found = {p: h for p, h in found.items() if h}
     assert not found, ("op files test the array namespace (add a named function to every "
                        "namespace instead):\n" + _report(found))
+
+
+def test_op_files_ask_their_namespace_only_for_names_of_the_interface():
+    api = set(backend.API)
+    found = {p: [(line, f"xp.{name}") for line, name in namespace_calls(p) if name not in api]
+             for p in python_files(OPS_DIR)}
+    found = {p: h for p, h in found.items() if h}
+    assert not found, ("op files call namespace functions that chainrule.backend.API does not "
+                       "list (add them to every namespace):\n" + _report(found))
 
 
 @pytest.mark.parametrize("name", backend.API)
@@ -138,7 +154,8 @@ def test_helpers_find_what_they_look_for(tmp_path):
         "    if hasattr(xp, 'erf') or self.xp is np:\n"
         "        return getattr(xp, 'erf', None)\n"
         "    from .numpy_ns import erf\n"
-        "    return x\n"
+        "    return xp.erf(self.xp.exp(x))\n"
     )
     assert [line for line, _ in numpy_imports(str(src))] == [2, 3, 5]
     assert sorted(line for line, _ in namespace_tests(str(src))) == [6, 6, 7]
+    assert sorted(name for _, name in namespace_calls(str(src))) == ["erf", "exp"]
