@@ -45,7 +45,6 @@ from . import (
 )
 from . import math as _math
 from ._args import DimError as DimError
-from ._args import _float as _float  # noqa: F401  (the op modules' common argument helper)
 from .activation import *  # noqa: F403
 from .arithmetic import *  # noqa: F403
 from .compose import *  # noqa: F403

@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-import math
-
 from ..autograd import Op
 from ..tensor import Tensor
-
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_INV_SQRT_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+from ._args import _float
 
 
 class Gelu(Op):
@@ -21,10 +16,9 @@ class Gelu(Op):
 
     The forward is the namespace's fused pass (``xp.gelu_forward``: on float32 the compiled
     kernel where built, else an in-place Chebyshev erfc; float64 the exact erf), which keeps
-    Phi (or t) for a backward of a few passes (``xp.gelu_backward``). A recorded backward
-    (``create_graph=True``, where the engine hands the rule the saved input as a Tensor and
-    the Tensor namespace) computes Phi again from x with the namespace's erf, so that the
-    rule itself is differentiable.
+    Phi (or t) for a backward of a few passes (``xp.gelu_backward``). Under create_graph the
+    Tensor namespace's ``gelu_backward`` computes Phi again from x with differentiable ops, so
+    that the rule itself is recorded.
     """
 
     def forward(self, x, approximate="none"):
@@ -36,24 +30,14 @@ class Gelu(Op):
         return y
 
     def backward(self, g):
-        xp = self.xp
-        x = self.saved[0]
-        if not isinstance(x, Tensor):  # arrays: from what the forward kept
-            return (xp.gelu_backward(x, g, self.fwd, self.approximate),)
-        if self.approximate == "tanh":
-            t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
-        cdf = 0.5 * (1 + xp.erf(x * _INV_SQRT_2))
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
-        return (g * (cdf + x * pdf),)
+        # arrays: from what the forward kept; under create_graph the Tensor namespace
+        # recomputes Phi from x with differentiable ops
+        return (self.xp.gelu_backward(self.saved[0], g, self.fwd, self.approximate),)
 
 
 def gelu(x, approximate="none"):
     """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation with
     ``approximate="tanh"`` (PyTorch's GELU). Integer and bool tensors become float32."""
     if not (type(x) is Tensor and x.data.dtype.kind == "f"):
-        from . import _float  # the op library's conversion, as for every math function
-
         x = _float(x, "gelu")
     return Gelu.apply(x, approximate=approximate)

@@ -6,6 +6,8 @@ NumPy names that the ops' backward rules use."""
 
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from .. import ops as F
 from ..autograd import Op
@@ -148,3 +150,25 @@ def sliding_window_view(x, window_shape, axis=None):
     positions = xp.arange(x.data.size).reshape(x.data.shape)
     index = xp.sliding_window_view(positions, window_shape, axis=axis)
     return F.getitem(F.reshape(x, (-1,)), index)
+
+
+# -- kernels: the fused passes of the NumPy namespace, as differentiable compositions ---------
+# (the other fused ops give a ``composite`` instead, which the engine records under
+# create_graph; GELU's backward is written here because the Tensor namespace's erf is an
+# approximation that a composite would carry into the first derivative)
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def gelu_backward(x, g, saved=None, approximate="none"):
+    """dx = g (Phi(x) + x phi(x)), or the tanh form's derivative, recomputed from x (``saved``,
+    what the forward kept, holds arrays outside the recorded graph and is not used)."""
+    if approximate == "tanh":
+        t = F.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    cdf = 0.5 * (1 + erf(x * _INV_SQRT_2))
+    pdf = _INV_SQRT_2PI * F.exp(-0.5 * x * x)
+    return g * (cdf + x * pdf)
