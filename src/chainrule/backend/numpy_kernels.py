@@ -14,10 +14,11 @@ arrays only; on any other array the NumPy code runs. ``max_pool2x2`` and ``adam_
 no NumPy code of their own: they return None / False where the compiled code does not
 apply, and the caller runs its general code.
 
-The Tensor namespace (``chainrule.ops.tensor_ns``, for ``create_graph=True``) has no kernel
-functions: an op that calls kernels defines ``composite(...)``, which the engine
-differentiates instead of running the backward rule, or (GELU, embedding) a backward rule
-that on Tensors uses the namespace's differentiable functions (``erf``, ``index_put_add``).
+The Tensor namespace (``chainrule.ops.tensor_ns``, for ``create_graph=True``) has only the
+kernels a backward rule calls on Tensors (``gelu_backward``, as differentiable ops): any
+other op that calls kernels defines ``composite(...)``, which the engine differentiates
+instead of running the backward rule, or (embedding) a backward rule that on Tensors uses the
+namespace's differentiable functions (``index_put_add``).
 """
 
 from __future__ import annotations
