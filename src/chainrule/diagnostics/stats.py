@@ -185,3 +185,161 @@ def merge_grad_stats(parts: list[dict], sizes: list[int]) -> dict:
     zeros = sum(p["zero_frac"] * s for p, s in zip(parts, sizes))
     return {"norm": norm_, "rms": rms, "max_abs": max_abs, "zero_frac": zeros / n,
             "nonfinite": nonfinite}
+
+
+# ----------------------------------------------------------------------------- the loop's data
+
+
+def dot(a, b) -> float:
+    """sum a_i b_i of two arrays of the same shape (one BLAS dot product)."""
+    x, y = _flat(a), _flat(b)
+    if x.dtype != y.dtype:
+        x, y = x.astype(np.float64), y.astype(np.float64)
+    elif x.dtype.kind != "f":
+        x, y = x.astype(np.float64), y.astype(np.float64)
+    return float(np.dot(x, y)) if x.size else 0.0
+
+
+def sumsq(a) -> float:
+    """sum a_i^2 of an array."""
+    return _sumsq(_flat(a))
+
+
+def rows_identical(w, rtol: float = 1e-4) -> bool:
+    """Whether every row (output unit) of a weight array of two or more rows is the same, up
+    to ``rtol`` of the array's largest value (rounding in matrix products makes exact copies
+    differ in the last bits): units that compute the same thing. Comparing the first two rows
+    decides almost every case; only when they agree is the whole array compared."""
+    w = np.asarray(w)
+    if w.ndim < 2 or w.shape[0] < 2 or w.size == 0 or w.dtype.kind != "f":
+        return False
+    r = w.reshape(w.shape[0], -1)
+    tol = rtol * float(max(np.abs(r[0]).max(), np.abs(r[1]).max()))
+    if not np.all(np.abs(r[1] - r[0]) <= tol):
+        return False
+    tol = rtol * float(np.abs(r).max())
+    return bool(np.all(np.abs(r - r[0]) <= tol))
+
+
+def _feature_axis(ndim: int):
+    """The axis that holds features: 1 for (N, F) and images (N, C, H, W), the last for
+    sequences (N, T, F); None otherwise."""
+    if ndim in (2, 4):
+        return 1
+    if ndim == 3:
+        return 2
+    return None
+
+
+def input_stats(a) -> dict:
+    """What the model was fed: shape, scale (mean, std, rms, max |x|), the fraction of zeros,
+    per-feature RMS (largest and smallest), and whether every example of the batch (the first
+    axis) is the same. Integer inputs (token ids) get their range only."""
+    a = np.asarray(a)
+    out = {"shape": list(a.shape), "dtype": a.dtype.kind}
+    if a.size == 0:
+        return out
+    if a.dtype.kind != "f":
+        if a.dtype.kind in "iub":
+            out["min"], out["max"] = int(a.min()), int(a.max())
+        return out
+    x = _flat(a)
+    ss = _sumsq(x)
+    if not math.isfinite(ss):
+        out["nonfinite"] = int(x.size - np.count_nonzero(np.isfinite(x)))
+        return out
+    n = x.size
+    mean = float(x.sum(dtype=np.float64)) / n
+    out["mean"] = mean
+    out["rms"] = math.sqrt(ss / n)
+    out["std"] = math.sqrt(max(ss / n - mean * mean, 0.0))
+    out["max_abs"] = float(max(x.max(), -x.min()))
+    out["zero_frac"] = (n - np.count_nonzero(x)) / n
+    axis = _feature_axis(a.ndim)
+    if axis is not None and a.shape[axis] > 1:
+        other = tuple(i for i in range(a.ndim) if i != axis)
+        feat = np.sqrt(np.mean(np.square(a, dtype=np.float64), axis=other))
+        out["features"] = int(a.shape[axis])
+        out["feature_rms_max"] = float(feat.max())
+        out["feature_rms_min"] = float(feat.min())
+        out["feature_rms_median"] = float(np.median(feat))
+    if a.ndim >= 2 and a.shape[0] >= 2:
+        out["batch"] = int(a.shape[0])
+        r = a.reshape(a.shape[0], -1)
+        out["identical"] = bool(np.array_equal(r[0], r[1]) and (r == r[0]).all())
+    return out
+
+
+def logit_stats(x, rows: int = 256):
+    """Statistics of the input (M, C) of a cross-entropy, from at most ``rows`` of its rows:
+    whether they are already probabilities (each in [0, 1], summing to 1), the mean entropy of
+    the rows' softmax, the entropy of their average (what the model predicts regardless of
+    the example) and each sampled row's argmax. Returns (stats, sampled row indices, argmax)."""
+    x = np.asarray(x)
+    M, C = x.shape
+    idx = np.arange(0, M, max(1, M // rows))[:rows]
+    s = x[idx].astype(np.float64)
+    ok = np.isfinite(s).all(axis=1)
+    out = {"classes": int(C), "rows": int(M)}
+    if not ok.any():
+        return out, idx, None
+    s, idx = s[ok], idx[ok]
+    out["prob_like"] = bool(s.min() >= 0.0 and s.max() <= 1.0
+                            and float(np.abs(s.sum(axis=1) - 1.0).max()) < 1e-3)
+    z = s - s.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    tot = e.sum(axis=1, keepdims=True)
+    p = e / tot
+    logp = z - np.log(tot)
+    out["row_entropy"] = float(-(p * logp).sum(axis=1).mean())
+    pbar = p.mean(axis=0)
+    out["pred_entropy"] = float(-(pbar * np.log(np.maximum(pbar, 1e-300))).sum())
+    return out, idx, p.argmax(axis=1)
+
+
+def targets_from_grad(dx, idx, argmax) -> dict:
+    """The class targets of a cross-entropy, read from the gradient of its logits: for row i,
+    d loss / d x_ij = s_i (p_ij - [j = t_i]) (with label smoothing or class weights the target
+    is still the most negative entry), so t_i = argmin_j. Rows with no negative entry (ignored
+    targets) are left out. Returns the label counts' entropy, the number of classes present,
+    the share of the most common one (and which it is), and the accuracy of ``argmax``."""
+    dx = np.asarray(dx)
+    if dx.ndim != 2:
+        return {}
+    d = dx[idx]
+    valid = d.min(axis=1) < 0
+    if not valid.any():
+        return {}
+    t = d[valid].argmin(axis=1)
+    counts = np.bincount(t, minlength=dx.shape[1])
+    f = counts[counts > 0] / t.size
+    out = {"target_entropy": float(-(f * np.log(f)).sum()),
+           "target_classes": int((counts > 0).sum()), "target_rows": int(t.size),
+           "majority": float(counts.max() / t.size), "majority_class": int(counts.argmax())}
+    if argmax is not None:
+        out["accuracy"] = float((argmax[valid] == t).mean())
+    if dx.shape[1] <= 64:
+        out["counts"] = counts.tolist()
+    return out
+
+
+def target_stats(t, sample: int = 4096) -> dict:
+    """A regression target's range, mean, variance, and whether it holds only integers (and
+    how many distinct values, up to 100), from at most ``sample`` of its values."""
+    t = np.asarray(t)
+    x = _flat(t)
+    if x.size == 0 or x.dtype.kind != "f":
+        return {}
+    s = x[:: max(1, x.size // sample)].astype(np.float64)
+    s = s[np.isfinite(s)]
+    if not s.size:
+        return {}
+    out = {"min": float(s.min()), "max": float(s.max()), "mean": float(s.mean()),
+           "var": float(s.var()), "n": int(x.size)}
+    out["below_0"] = float(np.mean(s < 0.0))
+    out["below_-1"] = float(np.mean(s < -1.0))
+    out["above_1"] = float(np.mean(s > 1.0))
+    out["integral"] = bool(np.all(s == np.round(s)))
+    if out["integral"]:
+        out["distinct"] = int(min(len(np.unique(s)), 100))
+    return out

@@ -1,19 +1,23 @@
-"""``watch(model, optimizer)``: gather gradient, update and activation statistics while training.
+"""``watch(model, optimizer)``: gather gradient, update, activation and loop statistics while
+training.
 
 The loop calls ``watcher.step(step, loss)`` once per iteration, after ``optimizer.step()``.
 Statistics are gathered only on every ``interval``-th iteration, so the cost of the other
-iterations is one list append:
+iterations is one list append (and one counter in the wrapped ``optimizer.step``):
 
 - after step s with (s + 1) % interval == 0 the watcher *arms* for the next iteration: it
-  copies the parameters (the values before that iteration's update), registers forward hooks
-  on the modules (activation statistics, the order in which layers run, and activations
-  applied as functions inside a forward) and a gradient hook on every parameter (its gradient
-  as backward made it, before any clipping);
-- ``optimizer.step`` is wrapped: on an armed iteration it takes those gradient statistics (or
-  reads ``.grad`` where no hook saw a single gradient, e.g. with gradient accumulation) before
-  the update, so ``zero_grad`` after the step does not hide them;
-- ``watcher.step`` then computes parameter norms and update ratios ||p_after - p_before|| /
-  ||p_before||, stores one record, and disarms.
+  copies the parameters (the values before that iteration's update) and registers a gradient
+  hook on every parameter (its gradient as backward made it, before any clipping, and what
+  ``.grad`` already held), forward hooks on the modules (activation statistics, the order in
+  which layers run, train/eval flags, the model's input and output), backward hooks on the
+  layers with parameters (how much each call scales the gradient passing back through it),
+  and a forward observer on the engine (activations applied as functions, the loss op: its
+  classes, targets and input, a regression loss's target);
+- ``optimizer.step`` is wrapped: on an armed iteration it reads ``.grad`` as the optimizer is
+  about to use it (after clipping and whatever else the loop did), the learning rate and
+  weight decay of each parameter group, then, after the update, the update's size and its
+  direction against the gradient and the weights;
+- ``watcher.step`` then computes parameter norms, stores one record, and disarms.
 
 The first iteration is always gathered, to give a baseline.
 """
@@ -28,6 +32,8 @@ import math
 import os
 import warnings
 
+import numpy as np
+
 from .. import autograd
 from . import stats as S
 from .doctor import Finding, diagnose
@@ -36,12 +42,49 @@ JSONL = "diagnostics.jsonl"
 _FUNCTIONAL = frozenset({"Relu", "Tanh", "Sigmoid"})
 # Modules whose output is their input (or a reshaping of it): nothing new to measure.
 _PASS_THROUGH = frozenset({"Dropout", "Identity", "Flatten", "Unflatten"})
+# Layers that compute something else in eval() mode than in train() mode.
+_MODE_SENSITIVE = ("Dropout", "BatchNorm", "InstanceNorm")
+# Optimizers that divide by a running gradient scale: their first steps are about lr in size.
+_ADAPTIVE = frozenset({"Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "NAdam", "RAdam",
+                       "Adadelta", "SparseAdam", "Adafactor", "Lion"})
 PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
 
 
 def watch(model, optimizer=None, interval: int = 50, activations: bool = True) -> Watcher:
     """Start watching ``model`` (and ``optimizer``) during training; see :class:`Watcher`."""
     return Watcher(model, optimizer, interval=interval, activations=activations)
+
+
+def _mode_sensitive(module) -> bool:
+    name = type(module).__name__
+    if not any(k in name for k in _MODE_SENSITIVE):
+        return False
+    return not ("Dropout" in name and not getattr(module, "p", 0.0))
+
+
+def _derived(a, out) -> bool:
+    """Whether array ``a`` is ``out`` or a view of the same memory (a reshape, a squeeze)."""
+    if a is out:
+        return True
+    base = getattr(a, "base", None)
+    return base is not None and (base is out or base is getattr(out, "base", False))
+
+
+def _first_tensor(x):
+    if hasattr(x, "grad_fn") and hasattr(x, "data"):
+        return x
+    if isinstance(x, (tuple, list)):
+        for v in x:
+            if hasattr(v, "grad_fn") and hasattr(v, "data"):
+                return v
+    return None
+
+
+def _number(v):
+    try:
+        return float(v.item() if hasattr(v, "item") else v)
+    except (TypeError, ValueError):
+        return None
 
 
 class Watcher:
@@ -76,14 +119,18 @@ class Watcher:
         self._stack: list[str] = []  # paths of the modules running now (innermost last)
         self._functional: dict = {}  # activations applied as ops: key -> their description
         self._wrapped = False
+        self._opt_calls = 0  # optimizer.step calls since watching began
+        self._opt_calls_seen = 0  # ... as counted at the last watcher.step
+        self._stepped_last = False  # the iteration before the armed one stepped the optimizer
         self._modules = self._describe_modules()
+        self._sensitive = {p: m for p, m in self._all_modules if _mode_sensitive(m)}
         if optimizer is not None:
             self._own_step = optimizer.__dict__.get("step")  # someone else's wrapper, if any
             self._orig_step = optimizer.step
             optimizer.step = self._optimizer_step  # instance attribute shadows the method
             self._wrapped = True
         self._armed = False
-        self._observer = None  # the forward observer while a watched forward runs
+        self._observer = None  # the forward observer while armed
         self._arm()
 
     # -- the model's shape ------------------------------------------------------------------
@@ -99,7 +146,7 @@ class Watcher:
             typ = type(m).__name__
             if own or (leaf and typ not in _PASS_THROUGH):
                 mods[path] = {"type": typ, "params": own, "kind": S.activation_kind(typ),
-                              "module": m}
+                              "module": m, "leaf": leaf}
         return mods
 
     def _param_module(self):
@@ -108,6 +155,22 @@ class Watcher:
             for n in info["params"]:
                 owner[n] = path
         return owner
+
+    def _optimizer_meta(self):
+        opt = self.optimizer
+        if opt is None:
+            return None
+        names = {id(p): n for n, p in self._params.items()}
+        typ = type(opt).__name__
+        groups = []
+        for g in opt.param_groups:
+            groups.append({"params": [names[id(p)] for p in g["params"] if id(p) in names],
+                           "decoupled": bool(g.get("decoupled_weight_decay", typ == "AdamW"))})
+        state_keys = set()
+        for st in list(getattr(opt, "state", {}).values())[:1]:
+            state_keys.update(st)
+        adaptive = typ in _ADAPTIVE or bool(state_keys & {"exp_avg_sq", "square_avg", "sum"})
+        return {"type": typ, "adaptive": adaptive, "groups": groups}
 
     def meta(self) -> dict:
         """The run's description for the doctor (see :mod:`.doctor`)."""
@@ -127,10 +190,17 @@ class Watcher:
         acts = {p: {"type": i["type"], "kind": i["kind"], "after": self._after.get(p)}
                 for p, i in self._modules.items() if i["kind"]}
         acts.update(self._functional)
-        return {"type": "meta", "version": 1, "interval": self.interval,
+        sensitive = {}
+        for p, m in self._sensitive.items():
+            d = {"type": type(m).__name__}
+            if "Dropout" in d["type"]:
+                d["p"] = float(getattr(m, "p", 0.0))
+            sensitive[p] = d
+        return {"type": "meta", "version": 2, "interval": self.interval,
                 "modules": {p: {"type": i["type"], "params": i["params"]}
                             for p, i in self._modules.items()},
-                "params": params, "order": order, "activations": acts}
+                "params": params, "order": order, "activations": acts,
+                "optimizer": self._optimizer_meta(), "mode_sensitive": sensitive}
 
     # -- arming ------------------------------------------------------------------------------
     def _arm(self):
@@ -139,9 +209,29 @@ class Watcher:
         self._acts = {}
         self._before = {n: p.data.copy() for n, p in self._params.items() if p.requires_grad}
         self._hook_grads = {}
+        self._hook_n = {}  # backward passes that reached each parameter
+        self._hook_sum = {}  # the sum of their gradients' norms
+        self._prior = {}  # norm of what .grad held before this iteration's first backward
+        self._n_hooks = 0
+        self._step_info = None  # what the wrapped optimizer.step saw
+        self._step_grads = {}
+        self._update = None
+        self._calls_at_arm = self._opt_calls
+        self._closure = False
+        self._modes = {}  # mode-sensitive module -> [train-mode calls, eval-mode calls]
+        self._gains = {}  # layer -> [calls, sum of log10 gain, largest gain]
+        self._input = self._output = self._root_out = None
+        self._ce = self._regression = None
+        self._softmax_at = self._last_leaf = None
         for n, p in self._params.items():
             if p.requires_grad:
                 self._hooks.append(p.register_hook(functools.partial(self._on_grad, n)))
+        self._observer = autograd.register_forward_observer(self._on_op)
+        root = self.model
+        self._hooks.append(root.register_forward_pre_hook(self._on_root_input))
+        self._hooks.append(root.register_forward_hook(self._on_root_output))
+        for path, m in self._sensitive.items():
+            self._hooks.append(m.register_forward_hook(functools.partial(self._on_mode, path)))
         if self.activations:
             self._stack = []
             self._last_param_module = None
@@ -151,6 +241,9 @@ class Watcher:
                 pop = functools.partial(self._on_forward, path, info)
                 self._hooks.append(m.register_forward_pre_hook(push))
                 self._hooks.append(m.register_forward_hook(pop))
+                if info is not None and info["params"] and info["leaf"]:
+                    gain = functools.partial(self._on_gain, path)
+                    self._hooks.append(m.register_full_backward_hook(gain))
 
     def _disarm(self):
         for h in self._hooks:
@@ -162,20 +255,53 @@ class Watcher:
         self._armed = False
         self._before = {}
         self._acts = {}
+        self._step_grads = {}
+        self._root_out = None
+
+    # -- forward ------------------------------------------------------------------------------
+    def _on_root_input(self, module, args):
+        if self._input is None and args and autograd.is_grad_enabled():
+            x = args[0]
+            data = getattr(x, "data", None)
+            if data is not None and hasattr(data, "dtype"):
+                self._input = S.input_stats(data)
+        return None
+
+    def _on_root_output(self, module, args, output):
+        if not autograd.is_grad_enabled():
+            return None
+        t = _first_tensor(output)
+        if t is not None:
+            self._root_out = t.data
+            if self._output is None:
+                op = t.grad_fn
+                self._output = {"shape": list(t.data.shape),
+                                "op": type(op).__name__ if op is not None else None,
+                                "module": self._last_leaf}
+        return None
+
+    def _on_mode(self, path, module, args, output):
+        if autograd.is_grad_enabled():
+            c = self._modes.setdefault(path, [0, 0])
+            c[0 if module.training else 1] += 1
+        return None
 
     def _push(self, path, module, args):
-        if not self._stack and self._observer is None:
-            # the op observer lives only while the model's forward runs: no cost elsewhere
-            self._observer = autograd.register_forward_observer(self._on_op)
         self._stack.append(path)
         return None
 
     def _on_op(self, op, out, arrays):
+        """Every op while armed: the few that tell something are looked up by name."""
+        handler = _OP_HANDLERS.get(type(op).__name__)
+        if handler is not None and autograd.is_grad_enabled():
+            handler(self, op, out, arrays)
+
+    def _on_functional(self, op, out, arrays):
         """Activations applied as functions inside a module's forward (``x.relu()``,
         ``F.sigmoid``): counted under the layer whose output they act on."""
-        name = type(op).__name__
-        if name not in _FUNCTIONAL or not self._stack or not autograd.is_grad_enabled():
+        if not self.activations or not self._stack:
             return
+        name = type(op).__name__
         where = self._stack[-1]
         info = self._modules.get(where)
         if (info and info["kind"]) or not self.model.training:
@@ -190,12 +316,45 @@ class Watcher:
             acc = self._acts[key] = S.ActivationAccumulator(S.activation_kind(name), name)
         acc.add(out)
 
+    def _on_softmax(self, op, out, arrays):
+        if self._stack:
+            where = self._stack[-1]
+            info = self._modules.get(where)
+            if info is None or info["params"]:  # a softmax applied inside a layer's forward
+                where = self._last_param_module or where
+            self._softmax_at = where
+        else:
+            self._softmax_at = ""
+
+    def _on_cross_entropy(self, op, out, arrays):
+        if self._ce is not None or not arrays or getattr(arrays[0], "ndim", 0) != 2:
+            return
+        stats, idx, argmax = S.logit_stats(arrays[0])
+        if self._softmax_at is not None:
+            stats["softmax_at"] = self._softmax_at
+        self._ce = stats
+        if op.is_recorded:
+            op.register_hook(functools.partial(self._on_ce_grad, stats, idx, argmax))
+
+    def _on_ce_grad(self, stats, idx, argmax, grad_inputs, grad_outputs):
+        g = grad_inputs[0] if grad_inputs else None
+        if self._armed and g is not None and "target_rows" not in stats:
+            stats.update(S.targets_from_grad(getattr(g, "data", g), idx, argmax))
+        return None
+
+    def _on_sub(self, op, out, arrays):
+        # ``output - target``: a regression loss (mse_loss, l1_loss, huber, or written out)
+        if self._regression is not None or self._root_out is None or len(arrays) != 2:
+            return
+        a, b = arrays
+        out_ = self._root_out
+        if (_derived(a, out_) and not _derived(b, out_) and hasattr(b, "shape")
+                and b.shape == a.shape and getattr(b, "dtype", None) is not None):
+            self._regression = S.target_stats(b)
+
     def _on_forward(self, path, info, module, args, output):
         if self._stack and self._stack[-1] == path:
             self._stack.pop()
-            if not self._stack and self._observer is not None:
-                self._observer.remove()
-                self._observer = None
         if info is None:
             return None  # a container: only the module stack
         if not autograd.is_grad_enabled() or not getattr(module, "training", True):
@@ -207,6 +366,8 @@ class Watcher:
                 self._after[path] = self._last_param_module
         if info["params"]:
             self._last_param_module = path
+        if info["leaf"]:
+            self._last_leaf = path
         data = getattr(output, "data", None)
         if data is None or not hasattr(data, "dtype"):
             return None
@@ -216,29 +377,119 @@ class Watcher:
         acc.add(data)
         return None
 
+    # -- backward -----------------------------------------------------------------------------
     def _on_grad(self, name, g):
-        # The gradient as backward made it, before any clipping; a second backward in the
+        # The gradient as backward made it, before any clipping. A second backward in the
         # same step (gradient accumulation) makes the sum the one to read, at the optimizer.
-        if name in self._hook_grads:
-            self._hook_grads[name] = None
+        n = self._hook_n.get(name, 0)
+        self._hook_n[name] = n + 1
+        self._n_hooks += 1
+        if n == 0:
+            prior = self._params[name].grad  # hooks run before the gradient is added to .grad
+            if prior is not None:
+                self._prior[name] = S.norm(prior.data)
+            st = S.grad_stats(g.data)
+            self._hook_grads[name] = st
+            self._hook_sum[name] = st["norm"]
         else:
-            self._hook_grads[name] = S.grad_stats(g.data)
+            self._hook_sum[name] += S.norm(g.data)
         return None
 
-    def _optimizer_step(self, *args, **kwargs):
-        if self._armed and self._grads is None:
-            self._read_grads()
-        return self._orig_step(*args, **kwargs)
+    def _on_gain(self, path, module, grad_in, grad_out):
+        """How much one call of a layer scales the gradient passing back through it:
+        ||d loss / d input|| / ||d loss / d output||."""
+        if not self._armed:
+            return None
+        si = sum(S.sumsq(g.data) for g in grad_in if g is not None)
+        so = sum(S.sumsq(g.data) for g in grad_out if g is not None)
+        if si > 0 and so > 0 and math.isfinite(si) and math.isfinite(so):
+            gain = math.sqrt(si / so)
+            acc = self._gains.setdefault(path, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += math.log10(gain)
+            acc[2] = max(acc[2], gain)
+        return None
 
-    def _read_grads(self):
+    # -- the optimizer step ---------------------------------------------------------------------
+    def _optimizer_step(self, *args, **kwargs):
+        self._opt_calls += 1
+        if not self._armed:
+            return self._orig_step(*args, **kwargs)
+        if args or kwargs.get("closure") is not None:
+            self._closure = True  # the closure runs backward inside the step
+        if self._step_info is None and not self._closure:
+            self._read_grads(at_step=True)
+        out = self._orig_step(*args, **kwargs)
+        if self._closure and self._grads is None:
+            self._read_grads(at_step=False)
+        self._measure_update(self._step_grads)
+        self._step_grads = {}
+        return out
+
+    def _groups_now(self):
+        opt = self.optimizer
+        groups = []
+        for g in opt.param_groups:
+            groups.append({"lr": _number(g.get("lr")),
+                           "weight_decay": _number(g.get("weight_decay", 0.0)) or 0.0})
+        step = None
+        for g in opt.param_groups:
+            for p in g["params"]:
+                st = getattr(opt, "state", {}).get(p)
+                if st and "step" in st:
+                    step = _number(st["step"])
+                break
+            break
+        return groups, step
+
+    def _read_grads(self, at_step=False):
+        """The gradients of this iteration: as backward made them (the hooks' statistics; the
+        summed ``.grad`` when several backward passes added up), and, when the optimizer is
+        about to step, the norm of the ``.grad`` it will use."""
         grads = {}
+        norms = {}
         for n, p in self._params.items():
-            seen = self._hook_grads.get(n)
-            if seen is not None:
-                grads[n] = seen
-            elif p.grad is not None:
-                grads[n] = S.grad_stats(p.grad.data)
+            k = self._hook_n.get(n, 0)
+            g = p.grad
+            if g is None:
+                if k:
+                    grads[n] = self._hook_grads[n]
+                if at_step and p.requires_grad:
+                    norms[n] = None
+                continue
+            arr = g.data
+            if k == 1:
+                grads[n] = self._hook_grads[n]
+                if at_step:
+                    norms[n] = S.norm(arr)
+            else:
+                st = S.grad_stats(arr)
+                grads[n] = st
+                if at_step:
+                    norms[n] = st["norm"]
+            if at_step:
+                self._step_grads[n] = arr
         self._grads = grads
+        if at_step:
+            groups, state_step = self._groups_now()
+            self._step_info = {"norms": norms, "hooks": self._n_hooks, "groups": groups,
+                               "state_step": state_step}
+
+    def _measure_update(self, grads):
+        """The update each parameter got: ||delta||^2, delta . p_before, delta . g (g the
+        gradient the optimizer used) and ||p_after||^2, one pass each."""
+        upd = {}
+        for n, p in self._params.items():
+            before = self._before.get(n)
+            if before is None or before.shape != p.data.shape:
+                continue
+            after = p.data
+            d = after - before
+            g = grads.get(n)
+            upd[n] = {"dd": S.sumsq(d), "dp": S.dot(d, before), "bb": S.sumsq(before),
+                      "aa": S.sumsq(after),
+                      "dg": S.dot(d, g) if g is not None and g.shape == d.shape else None}
+        self._update = upd
 
     # -- the loop's call ---------------------------------------------------------------------
     def step(self, step: int, loss=None):
@@ -248,32 +499,64 @@ class Watcher:
             loss = float(loss.item() if hasattr(loss, "item") else loss)
         self.steps.append(int(step))
         self.losses.append(loss if loss is not None else math.nan)
+        stepped = self._opt_calls != self._opt_calls_seen
+        self._opt_calls_seen = self._opt_calls
         if self._armed:
             self._record(int(step), loss)
             self._disarm()
         if (step + 1) % self.interval == 0:
+            self._stepped_last = stepped
             self._arm()
 
     def _record(self, step, loss):
         if self._grads is None:
             self._read_grads()  # the loop stepped the optimizer some other way
+        if self._update is None:  # no optimizer step seen: the loop updated the weights itself
+            self._measure_update({n: p.grad.data for n, p in self._params.items()
+                                  if p.grad is not None})
         grads = self._grads
+        for n, st in self._hook_grads.items():
+            if n not in grads:  # backward ran after the optimizer's step
+                grads[n] = st
+        info = self._step_info
         params = {}
         for n, p in self._params.items():
             rec = {"has_grad": n in grads}
             if n in grads:
                 rec.update(grads[n])
+            k = self._hook_n.get(n, 0)
+            if k:
+                rec["n_backward"] = k
+            if k > 1:
+                rec["backward_norm_sum"] = self._hook_sum[n]
+            if n in self._prior:
+                rec["prior_norm"] = self._prior[n]
+            if info is not None and n in info["norms"]:
+                rec["step_norm"] = info["norms"][n]
             after = p.data
-            rec["param_norm"] = S.norm(after)
-            before = self._before.get(n)
-            if before is not None and before.shape == after.shape:
-                d = S.norm(after - before)
-                rec["update_norm"] = d
-                rec["update_ratio"] = S.update_ratio(before, after)
+            u = self._update.get(n)
+            aa = S.sumsq(after)
+            rec["param_norm"] = math.sqrt(aa)
+            if u is not None:
+                dd = u["dd"]
+                if aa != u["aa"]:  # changed again after the optimizer's step
+                    dd = S.sumsq(after - self._before[n])
+                nb = math.sqrt(u["bb"])
+                rec["update_norm"] = math.sqrt(dd)
+                rec["update_ratio"] = math.sqrt(dd) / nb if nb else (math.nan if dd else 0.0)
+                rec["param_norm_before"] = nb
+                rec["update_dot_param"] = u["dp"]
+                if u["dg"] is not None:
+                    rec["update_dot_grad"] = u["dg"]
+            if p.requires_grad and after.ndim >= 2 and S.rows_identical(after):
+                rec["rows_identical"] = True
+                row = after.reshape(after.shape[0], -1)[0]
+                if np.all(np.abs(row - row[0]) <= 1e-4 * abs(float(row[0]))):
+                    rec["constant"] = float(row[0])
             params[n] = rec
         modules = {}
-        for path, info in self._modules.items():
-            names = info["params"]
+        for path, info_ in self._modules.items():
+            names = info_["params"]
             if not names:
                 continue
             m = {"param_norm": math.sqrt(sum(params[n]["param_norm"] ** 2 for n in names))}
@@ -286,11 +569,38 @@ class Watcher:
                 before = math.sqrt(sum((params[n]["param_norm"] ** 2) for n in upd))
                 d = math.sqrt(sum(params[n]["update_norm"] ** 2 for n in upd))
                 m["update_ratio"] = d / before if before else (math.nan if d else 0.0)
+            g = self._gains.get(path)
+            if g:
+                m["gain"] = {"calls": g[0], "log10_sum": g[1], "max": g[2]}
             modules[path] = m
         acts = {p: a.result() for p, a in self._acts.items()}
-        self.records.append({"type": "step", "step": step, "loss": loss,
-                             "grads_seen": bool(grads), "params": params, "modules": modules,
-                             "activations": {p: a for p, a in acts.items() if a}})
+        rec = {"type": "step", "step": step, "loss": loss, "grads_seen": bool(grads),
+               "params": params, "modules": modules,
+               "activations": {p: a for p, a in acts.items() if a}}
+        if self.optimizer is not None:
+            o = {"calls": self._opt_calls - self._calls_at_arm,
+                 "stepped_before": self._stepped_last, "backward_passes": self._n_hooks}
+            if self._closure:
+                o["closure"] = True
+            if info is not None:
+                o["backward_before_step"] = info["hooks"]
+                o["groups"] = info["groups"]
+                if info["state_step"] is not None:
+                    o["state_step"] = info["state_step"]
+            else:
+                o["groups"] = self._groups_now()[0]
+            rec["optimizer"] = o
+        if self._modes:
+            rec["modes"] = {p: {"train": c[0], "eval": c[1]} for p, c in self._modes.items()}
+        if self._input is not None:
+            rec["input"] = self._input
+        if self._output is not None:
+            rec["output"] = self._output
+        if self._ce is not None:
+            rec["cross_entropy"] = self._ce
+        if self._regression:
+            rec["regression"] = self._regression
+        self.records.append(rec)
 
     # -- results -----------------------------------------------------------------------------
     def findings(self) -> list[Finding]:
@@ -329,6 +639,13 @@ class Watcher:
                 else:
                     d.pop("step", None)
             self._wrapped = False
+
+
+_OP_HANDLERS = {
+    "Relu": Watcher._on_functional, "Tanh": Watcher._on_functional,
+    "Sigmoid": Watcher._on_functional, "Softmax": Watcher._on_softmax,
+    "CrossEntropyOp": Watcher._on_cross_entropy, "Sub": Watcher._on_sub,
+}
 
 
 # ----------------------------------------------------------------------------- files
