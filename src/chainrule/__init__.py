@@ -9,6 +9,7 @@ from . import autograd as autograd
 from . import nn as nn
 from . import ops as ops
 from . import optim as optim
+from . import utils as utils
 from .autograd import enable_grad as enable_grad
 from .autograd import grad as grad
 from .autograd import is_grad_enabled as is_grad_enabled
@@ -26,6 +27,7 @@ from .dtypes import int64 as int64
 from .dtypes import uint8 as uint8
 from .ops import *  # noqa: F403  (the functional op library)
 from .ops import __all__ as _ops_all
+from .random import Generator as Generator
 from .random import get_rng_state as get_rng_state
 from .random import manual_seed as manual_seed
 from .random import seed as seed
