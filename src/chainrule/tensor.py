@@ -28,8 +28,8 @@ _new = object.__new__
 class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "name",
-                 "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "_post_hooks",
+                 "name", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
@@ -55,6 +55,7 @@ class Tensor:
         self.grad_fn = None
         self._vc = None  # version counter [n], made when first needed (saved, detached)
         self._hooks = None
+        self._post_hooks = None  # hooks run after .grad is accumulated (leaves only)
         self.name = None
         self.requires_grad = False
         if requires_grad:
@@ -65,7 +66,7 @@ class Tensor:
         """Fast internal constructor around an existing array (no copy, no checks)."""
         t = _new(Tensor)
         t.data = data
-        t.grad = t._vc = t._hooks = t.name = None
+        t.grad = t._vc = t._hooks = t._post_hooks = t.name = None
         t.grad_fn = grad_fn
         t.requires_grad = grad_fn is not None if requires_grad is None else requires_grad
         return t
@@ -255,6 +256,25 @@ class Tensor:
         else:
             hooks.append(hook)
         return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` after a backward pass has accumulated this leaf's gradient
+        into ``.grad`` (as PyTorch's ``register_post_accumulate_grad_hook``); the hook returns
+        None and may read or change ``tensor.grad``. Returns a handle with ``.remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook on a tensor that does not "
+                               "require grad")
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks "
+                               "cannot be registered on non-leaf tensors (this one has grad_fn "
+                               f"{type(self.grad_fn).__name__})")
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, got "
+                            f"{type(hook).__name__}")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return _HookHandle(self._post_hooks, hook)
 
     @property
     def retains_grad(self) -> bool:

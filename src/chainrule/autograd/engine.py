@@ -217,6 +217,8 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
             t.grad = t.grad + g
         else:  # a constant gradient may be shared (seed, add's (g, g)): .grad gets its own
             t.grad = g if g.requires_grad else Tensor._wrap(g.data.copy())
+        if t._post_hooks:
+            _run_post_hooks(t)
         return
     dtype = t.data.dtype
     if type(g) is not t.data.__class__:  # a NumPy scalar from a 0-d rule
@@ -234,6 +236,16 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
         t.grad = old + Tensor._wrap(g)
     else:
         old.data += g
+    if t._post_hooks:  # register_post_accumulate_grad_hook: the gradient is ready
+        _run_post_hooks(t)
+
+
+def _run_post_hooks(t):
+    for hook in list(t._post_hooks):
+        r = hook(t)
+        if r is not None:
+            raise RuntimeError("a post accumulate grad hook must return None (it may change "
+                               f"tensor.grad in place), got {type(r).__name__}")
 
 
 def _as_grad_array(t, g, where: str):

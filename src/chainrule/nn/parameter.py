@@ -33,7 +33,7 @@ class Parameter(Tensor):
         self.grad = None
         self.grad_fn = None
         self._vc = vc
-        self._hooks = None
+        self._hooks = self._post_hooks = None
         self.name = None
         self.requires_grad = False
         if requires_grad:
