@@ -142,3 +142,90 @@ def test_function_form_and_decorator_turn_the_mode_on_and_off():
     with pytest.raises(NonFiniteError):
         f(cr.tensor([0.0]))
     assert not is_anomaly_enabled()
+
+
+# ----------------------------------------------------------------------------- infinities
+
+
+def _masked_attention(scores, mask, v):
+    return (scores.masked_fill(mask, float("-inf")).softmax(dim=-1) @ v).sum()
+
+
+def test_masked_fill_minus_inf_then_softmax_passes_and_its_gradient_is_unchanged():
+    rng = np.random.default_rng(0)
+    s0, v0 = rng.standard_normal((4, 4)), rng.standard_normal((4, 3))
+    mask = cr.tensor(np.triu(np.ones((4, 4), bool), k=1))  # causal: row 0 sees only key 0
+
+    def grads(anomaly):
+        s = cr.tensor(s0, dtype=cr.float64, requires_grad=True)
+        v = cr.tensor(v0, dtype=cr.float64, requires_grad=True)
+        with detect_anomaly(anomaly):
+            _masked_attention(s, mask, v).backward()
+        return s.grad.numpy(), v.grad.numpy()
+
+    (gs, gv), (gs0, gv0) = grads(True), grads(False)
+    np.testing.assert_array_equal(gs, gs0)
+    np.testing.assert_array_equal(gv, gv0)
+    # an independent check of the idiom: masked weights are exactly 0, the rest sum to 1
+    w = np.where(np.triu(np.ones((4, 4), bool), 1), -np.inf, s0)
+    w = np.exp(w - w.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    assert np.all(w[np.triu_indices(4, 1)] == 0) and np.allclose(w.sum(1), 1)
+
+
+def test_a_fully_masked_row_turns_the_infinity_into_nan_and_names_both_ops():
+    s = cr.tensor(np.zeros((2, 3)), requires_grad=True)
+    mask = cr.tensor(np.array([[False, True, True], [True, True, True]]))  # row 1: all masked
+    with pytest.raises(NonFiniteError) as info:
+        with detect_anomaly():
+            line = _line_below()
+            att = s.masked_fill(mask, float("-inf"))
+            att.softmax(dim=-1)
+    e = info.value
+    assert e.op == "Softmax" and e.phase == "forward"
+    msg = str(e)
+    assert "produced NaN" in msg and "holds -inf, made by MaskedFill" in msg
+    assert f"{__file__}:{line}" in msg and "every entry -inf" in msg
+    # the same arithmetic in NumPy: exp(-inf - max) = exp(nan)
+    with np.errstate(invalid="ignore"):
+        row = np.array([-np.inf] * 3)
+        assert np.isnan(np.exp(row - row.max())).all()
+
+
+def test_an_infinity_that_reaches_the_loss_is_reported_where_it_was_made():
+    x = cr.tensor([1.0, 100.0], requires_grad=True)
+    with detect_anomaly():
+        line = _line_below()
+        big = x.exp()  # exp(100) overflows float32
+        loss = (big * 2.0).sum()
+        with pytest.raises(NonFiniteError) as info:
+            loss.backward()
+    e = info.value
+    assert e.op == "Exp" and e.phase == "forward" and e.location == (__file__, line)
+    assert "it reached the loss" in str(e) and "passed on by" in str(e)
+    assert "overflow in exp: 1 input value(s)" in str(e)
+    assert math.isinf(float(np.exp(np.float32(100.0))))
+
+
+def test_an_infinity_absorbed_by_the_next_op_is_harmless():
+    s = cr.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=cr.float64, requires_grad=True)
+    mask = cr.tensor(np.array([[False, True], [False, False]]))
+    with detect_anomaly():
+        w = s.masked_fill(mask, float("-inf")).exp()  # exp(-inf) = 0
+        w.sum().backward()
+    expected = np.where(mask.numpy(), 0.0, np.exp(s.detach().numpy()))
+    np.testing.assert_allclose(s.grad.numpy(), expected, rtol=1e-12)
+
+
+def test_a_causal_transformer_step_runs_under_anomaly_mode():
+    from test_doctor_healthy import TinyTransformer, counting
+
+    cr.manual_seed(0)
+    model = TinyTransformer()
+    x, y = counting(0, n=4)
+    with detect_anomaly():
+        logits = model(cr.tensor(x))
+        loss = cr.nn.functional.cross_entropy(logits.reshape(-1, 16), cr.tensor(y).reshape(-1))
+        loss.backward()
+    assert math.isfinite(loss.item())
+    assert all(np.isfinite(p.grad.numpy()).all() for p in model.parameters())

@@ -1,8 +1,8 @@
 """NaN/Inf provenance: stop at the first non-finite value, naming the op, module and source line.
 
 Inside ``with detect_anomaly():`` (or after ``set_detect_anomaly(True)``) every op's forward
-output and every gradient its backward returns is checked. The first NaN or infinity raises
-:class:`NonFiniteError` naming
+output and every gradient its backward returns is checked. The first NaN, and the first
+infinity that does harm, raises :class:`NonFiniteError` naming
 
 - the op (``Log``), the phase (forward or backward) and, for a backward failure, which input's
   gradient went bad;
@@ -12,6 +12,14 @@ output and every gradient its backward returns is checked. The first NaN or infi
   files (and, when the op was made inside a chainrule layer or model, that line as well);
 - the statistics of the inputs that explain it: ``log`` of negative or zero values, ``exp`` of
   inputs past the overflow threshold (88.7 in float32), division by zero, 0/0, ...
+
+Infinities in the forward pass are judged by where they go, as a careful reader would:
+``masked_fill(mask, -inf)`` followed by softmax is a standard idiom, and an infinity that the
+next op absorbs into finite values (softmax, exp, max, a division) is harmless. An infinity
+is reported when an op turns it into NaN (at that op, naming the op and line the infinity
+came from), when it reaches the loss (backward starts from an infinite value), or when it is
+still there at the end of a ``with detect_anomaly()`` block without anything having absorbed
+it. Infinities in gradients are reported at once.
 
 How: while it is on, a forward observer (``chainrule.autograd.register_forward_observer``)
 checks each op's output; for a recorded op it stores where the op was made and registers a hook
@@ -28,6 +36,7 @@ take roughly 1.5x to 2x as long. Use it to find a NaN, not for whole runs.
 from __future__ import annotations
 
 import functools
+import itertools
 import linecache
 import math
 import os
@@ -48,6 +57,10 @@ _CORE = tuple(os.path.join(_PKG_DIR, p) for p in (
 
 _depth = 0  # nesting count of enabled scopes; the observer is registered while it is positive
 _handle = None
+# Forward outputs holding an infinity that nothing has absorbed yet: id(array) -> _Inf.
+_pending: dict = {}
+_PENDING_PURGE = 256  # purge records of arrays that are gone past this many
+_seq = itertools.count()
 _module_frames: set = set()  # code objects of the frames that run a module (register_module_frames)
 
 
@@ -92,6 +105,7 @@ def set_detect_anomaly(mode: bool) -> None:
         if _depth == 0 and _handle is not None:
             _handle.remove()
             _handle = None
+            _pending.clear()
 
 
 class detect_anomaly:
@@ -111,9 +125,13 @@ class detect_anomaly:
             set_detect_anomaly(True)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if self.enabled:
+            left = _unabsorbed() if exc_type is None and _depth == 1 else None
             set_detect_anomaly(False)
+            if left is not None:
+                _raise_pending(left, "nothing absorbed it by the end of the detect_anomaly() "
+                                     "block (it is in the block's result)")
         return False
 
     def __call__(self, fn):
@@ -139,13 +157,71 @@ def _all_finite(a) -> bool:
     return bool(xp.isfinite(a).all())
 
 
+class _Inf:
+    """An op output that holds an infinity (and no NaN), until something absorbs it."""
+
+    __slots__ = ("ref", "op", "site", "why", "inputs", "kind", "seq", "consumed", "origin")
+
+    def __init__(self, out, op, site, why, inputs, kind, origin):
+        self.ref = weakref.ref(out)
+        self.op, self.site, self.why, self.inputs, self.kind = op.name, site, why, inputs, kind
+        self.seq = next(_seq)
+        self.consumed = False
+        self.origin = origin  # the _Inf that made the first infinity of this chain
+
+
+def _consume(arrays):
+    """Mark the pending infinities among an op's inputs as consumed; return the first one."""
+    first = None
+    for a in arrays:
+        rec = _pending.get(id(a))
+        if rec is not None and rec.ref() is a:
+            rec.consumed = True
+            if first is None:
+                first = rec
+    return first
+
+
+def _unabsorbed():
+    """The earliest infinity that no op consumed (kept as a result, read with ``.item()``
+    or dropped), or None."""
+    left = [r for r in _pending.values() if not r.consumed]
+    return min(left, key=lambda r: r.seq) if left else None
+
+
 def _forward_hook(op, out, arrays):
+    src = _consume(arrays) if _pending else None
     if not _all_finite(out):
         site = _site()
-        _raise_forward(op, out, arrays, site)
+        if _has_nan(out):
+            _raise_forward(op, out, arrays, site, src)
+        # An infinity: harmless if the ops that read it absorb it (masked_fill(-inf) then
+        # softmax); judged when it turns into NaN, reaches the loss, or ends the block.
+        origin = (src.origin or src) if src is not None else None
+        rec = _Inf(out, op, site, _why_forward(op.name, arrays, out, src), _inputs(arrays),
+                   _kind(out), origin)
+        if len(_pending) >= _PENDING_PURGE:
+            for k in [k for k, r in _pending.items() if r.consumed and r.ref() is None]:
+                del _pending[k]
+        old = _pending.get(id(out))
+        if old is not None and not old.consumed and old.ref() is None:
+            _pending[f"gone{old.seq}"] = old  # a dropped result whose id is reused: keep it
+        _pending[id(out)] = rec
+        if op.is_recorded:
+            op._anomaly_inf = rec
     if op.is_recorded:  # its gradient will be computed, so check it too
         op._anomaly_site = _site()
         _check_gradients_of(op)
+
+
+def _has_nan(a) -> bool:
+    return bool(np.isnan(backend.to_numpy(a)).any())
+
+
+def _kind(a) -> str:
+    x = backend.to_numpy(a)
+    pos, neg = bool(np.isposinf(x).any()), bool(np.isneginf(x).any())
+    return "inf and -inf" if pos and neg else ("-inf" if neg else "inf")
 
 
 def _check_gradients_of(op):
@@ -153,6 +229,10 @@ def _check_gradients_of(op):
 
     def check(grads, grad_outputs):
         o = ref()
+        rec = getattr(o, "_anomaly_inf", None)
+        if rec is not None and not rec.consumed:
+            # backward runs through an op whose infinite output no op consumed: the loss
+            _raise_pending(rec, "it reached the loss (backward started from an infinite value)")
         for i, gi in enumerate(grads):
             if gi is None:
                 continue
@@ -234,12 +314,20 @@ def _overflow_limit(dtype):
     return math.log(float(np.finfo(dtype).max)) if np.dtype(dtype).kind == "f" else math.inf
 
 
-def _why_forward(name, arrays, out) -> str:
+def _why_forward(name, arrays, out, src=None) -> str:
     """The cause in plain words, from the op's inputs, for the ops where it is known."""
     xs = [backend.to_numpy(a) for a in arrays]
     x = xs[0] if xs else None
     if any(a.dtype.kind in "fc" and not np.isfinite(a).all() for a in xs):
         i = next(i for i, a in enumerate(xs) if a.dtype.kind in "fc" and not np.isfinite(a).all())
+        if src is not None:
+            first = src.origin or src
+            user = first.site[0] if first.site else None
+            how = ("turned it into NaN" if _has_nan(out) else "passed it on")
+            return (f"input {i} holds {src.kind}, made by {first.op} at {_show(user)}, and "
+                    f"{name} {how}" + (" (a row with every entry -inf, as when a mask hides "
+                                       "every position?)" if name in _ROW_OPS and
+                                       "-inf" in src.kind else ""))
         return (f"input {i} was already non-finite when it reached {name}: it came from outside "
                 "the checked ops (the data, a parameter, or an op run before checking was on)")
     if name in ("Log", "Log2", "Log10"):
@@ -309,14 +397,20 @@ def _why_backward(op, g, i, arr) -> str:
 
 # ----------------------------------------------------------------------------- raising
 
+_ROW_OPS = frozenset({"Softmax", "LogSoftmax", "LogSumExp", "Logsumexp"})
 
-def _raise_forward(op, out, arrays, site):
+
+def _inputs(arrays) -> str:
+    return "\n".join(f"    input {i}: {_describe(a)}" for i, a in enumerate(arrays)
+                     if hasattr(a, "dtype"))
+
+
+def _raise_forward(op, out, arrays, site, src=None):
     user, lib, module = site
     name = op.name
     kind = "NaN" if np.isnan(backend.to_numpy(out)).any() else "inf"
-    why = _why_forward(name, arrays, out)
-    inputs = "\n".join(f"    input {i}: {_describe(a)}" for i, a in enumerate(arrays)
-                       if hasattr(a, "dtype"))
+    why = _why_forward(name, arrays, out, src)
+    inputs = _inputs(arrays)
     lines = [f"{name} (forward) produced {kind}: {why}",
              f"  module: {module or '(not inside a module)'}",
              f"  created at: {_show(user)}"]
@@ -340,3 +434,20 @@ def _raise_backward(op, g, i, arr):
     lines.append(f"  incoming gradient: {_describe(g.data if hasattr(g, 'grad_fn') else g)}")
     raise NonFiniteError("\n".join(lines), name, "backward", module,
                          user[:2] if user else None, why)
+
+
+def _raise_pending(rec, fate):
+    """Raise for an infinity made in the forward pass that did harm: ``fate`` says how."""
+    first = rec.origin or rec
+    user, lib, module = first.site
+    lines = [f"{first.op} (forward) produced {first.kind}: {first.why}; {fate}",
+             f"  module: {module or '(not inside a module)'}",
+             f"  created at: {_show(user)}"]
+    if lib is not None:
+        lines.append(f"  inside chainrule at: {_show(lib)}")
+    if rec is not first:
+        lines.append(f"  passed on by: {rec.op} at {_show(rec.site[0])}")
+    lines.append("  inputs:\n" + first.inputs if first.inputs else "  inputs: none")
+    _pending.clear()
+    raise NonFiniteError("\n".join(lines), first.op, "forward", module,
+                         user[:2] if user else None, first.why)
