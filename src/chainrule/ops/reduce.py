@@ -70,6 +70,8 @@ class Var(Op):
         x = self.saved[0]
         g = _expand_back(g, x.shape, self.dims, self.keepdim)
         xc = x - x.mean(axis=self.dims, keepdims=True)
+        if not self.denom:  # n <= correction (one element, an empty dim): NaN, as in PyTorch
+            return (g * xc * 0.0 + float("nan"),)
         return (g * xc * (2.0 / self.denom),)
 
 
