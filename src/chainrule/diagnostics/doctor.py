@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 VANISH_FACTOR = 1e-3  # a layer whose gradient RMS is 1000x below the output side's: vanishing
+TINY_UPDATE = 1e-6  # lr |g| below this share of |w|: an update float32 rounds away
 EXPLODE_GROWTH = 1e3  # total gradient norm 1000x its first value: exploding
 SPIKE_FACTOR = 3.0  # loss 3x the median of the recent ones: a spike ...
 SPIKE_OF_RANGE = 0.25  # ... by more than a quarter of the way back to where the loss started
@@ -67,7 +68,7 @@ CYCLE_R2 = 0.6  # share of the loss's variance around its trend that the phase e
 CYCLE_SWING = 3.0  # ... swinging by 3x within a cycle
 CYCLE_OF_START = 0.25  # ... up to a quarter of where the loss started, at least
 SORTED_ENTROPY = 0.5  # label entropy within a batch below half the data's: sorted labels
-CLASS_GAP = 0.5  # a regression fit leaving half the targets' variance: not learned
+CLASS_GAP = 0.15  # a regression fit leaving 15% of the targets' variance: not learned
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -812,8 +813,10 @@ def _regression_on_classes(run, found):
     out_shape = (recs[0].get("output") or {}).get("shape") or []
     single = len(out_shape) == 1 or (len(out_shape) >= 2 and out_shape[-1] == 1)
     distinct = t.get("distinct", 0)
-    classlike = (3 <= distinct <= 100 and t["min"] >= 0 and t["max"] <= 1000
-                 and distinct >= 0.8 * (t["max"] - t["min"] + 1))
+    # class indices: 0..K-1, every one present, none much commoner or rarer than 1/K
+    classlike = (3 <= distinct <= 100 and t["min"] == 0 and t["max"] == distinct - 1
+                 and t.get("max_share", 1.0) <= 2.0 / distinct
+                 and t.get("min_share", 0.0) >= 0.5 / distinct)
     end = _final_loss(run)
     var = statistics.mean(r["regression"]["var"] for r in recs)
     if not (single and classlike and end is not None and var > 0 and end >= CLASS_GAP * var):
@@ -947,7 +950,7 @@ def _unshuffled(run, found):
     the order of the data."""
     recs = [r for r in _ce_records(run) if r["cross_entropy"].get("target_rows", 0) >= 8
             and r["cross_entropy"].get("counts")]
-    if len(recs) >= 3:
+    if len(recs) >= 4:
         pooled = np.sum([r["cross_entropy"]["counts"] for r in recs], axis=0).astype(float)
         f = pooled[pooled > 0] / pooled.sum()
         h_all = float(-(f * np.log(f)).sum())
@@ -1001,10 +1004,15 @@ def _not_updated(run, found):
             continue
         if _module_of(run.meta, n) in explained:
             continue
-        seen = [r["params"][n] for r in run.records
+        seen = [(r, r["params"][n]) for r in run.records
                 if r["params"].get(n, {}).get("has_grad") and r["params"][n].get("norm")
                 and _finite(r["params"][n]["norm"]) and "update_norm" in r["params"][n]]
-        if seen and all(s["update_norm"] == 0.0 for s in seen):
+        if not seen or any(s["update_norm"] != 0.0 for _, s in seen):
+            continue
+        # a gradient so small that lr x g rounds away against the weights: it vanished
+        tiny = all(_finite(lr := run.lr(r, n)) and 0 < lr and lr * s["norm"] <= TINY_UPDATE
+                   * s.get("param_norm", 0.0) for r, s in seen)
+        if not tiny:
             stuck.append(n)
     out = []
     for mod, names in _group_by_module(run.meta, stuck).items():
@@ -1045,7 +1053,9 @@ def _no_gradient(run, _found):
     return out
 
 
-def _nonfinite(run, _found):
+def _nonfinite(run, found):
+    if any(f.kind == "exploding" and "grew from" in f.message for f in found):
+        return []  # the non-finite values are where the explosion ended
     order = run.order
     for r in run.records:
         bad = [p for p, m in r["modules"].items() if m.get("grad", {}).get("nonfinite")]
@@ -1082,8 +1092,8 @@ def _mod_norm(r, p):
 def _amplifier(run, upto):
     """The layer that multiplies the gradient the most as backward passes through it again
     and again (a recurrence): (path, calls, mean gain per call, total gain) or None."""
-    best = None
-    for r in upto:
+    for r in upto:  # the first check that shows it
+        best = None
         for p, m in r["modules"].items():
             g = m.get("gain")
             if not g or g["calls"] < 2:
@@ -1091,7 +1101,9 @@ def _amplifier(run, upto):
             total = g["log10_sum"]
             if total >= 1.0 and (best is None or total > best[3]):
                 best = (p, g["calls"], 10 ** (total / g["calls"]), total, r)
-    return best
+        if best is not None:
+            return best
+    return None
 
 
 def _blame_explosion(run, seen, i):
@@ -1247,7 +1259,8 @@ def _learning_rate(run, found):
     imp = run.improved()
     diverged = (run.nonfinite_loss() is not None or "exploding" in _kinds(found)
                 or (imp is not None and imp > RISE_FACTOR))
-    poor = diverged or imp is None or imp > 0.8  # the loss did not fall by a fifth
+    # the loss did not fall by a fifth, or it spiked
+    poor = diverged or imp is None or imp > 0.8 or _spike(run) is not None
     high = [(r, m, ratios) for r, m, ratios in med if m > RATIO_HIGH and not _warming_up(run, r)]
     if (high and poor and (len(high) >= 2 or diverged)
             and not _kinds(found) & {"uphill_update", "weight_decay_dominates",
@@ -1259,7 +1272,8 @@ def _learning_rate(run, found):
             f"each optimizer step changes the weights by {_fmt(m)} of their size (median "
             f"over weight matrices; largest {_fmt(worst)} at {name}; {len(high)} check(s)); "
             "healthy training moves them by about 1e-3 (1e-4 to 1e-2) per step, and the loss "
-            + ("diverged" if diverged else "does not fall"),
+            + ("diverged" if diverged else "does not fall" if imp is None or imp > 0.8
+               else "spikes"),
             "lower the learning rate (by 10x or more), add warm-up, or clip gradients",
             "error"))
     explained = _kinds(found) & {"vanishing_gradient", "lr_decayed", "clip_too_tight",
@@ -1337,6 +1351,8 @@ def _dead_relu(run, found):
         after = info.get("after")
         if after in explained or (scaled and after == first):
             continue  # a cause named already (the inputs' scale kills the first layer's units)
+        if frac < 0.99 and _kinds(found) & CAUSES:
+            continue  # some units dying is a side effect of the cause found
         stats = r["activations"][path]
         where, what = _act_where(path, info, a.get("type", "ReLU"))
         out.append(Finding(
@@ -1409,28 +1425,37 @@ def _zero_gradient(run, found):
 # ------------------------------------------------------------------------ the loss
 
 
-def _loss_rules(run, found):
-    out = []
+def _spike(run):
+    """The first loss spike: (step, loss, median before, window, starting loss) or None. A
+    spike is 3x the median of the steps before, more than twice their largest, and a good
+    part of the way back to where training started: at a low loss, minibatch noise makes 3x
+    jumps that are nothing of the kind."""
     finite = run.finite
-    causes = _kinds(found) & CAUSES
-    for i in range(1, len(finite) if not causes else 0):
+    for i in range(1, len(finite)):
         s, v = finite[i]
         recent = [x for _, x in finite[max(0, i - SPIKE_WINDOW):i]]
         med = statistics.median(recent)
         start = statistics.mean(x for _, x in finite[:min(3, i)])
-        # A spike goes a good part of the way back to where training started; at a low loss,
-        # minibatch noise makes 3x jumps that are nothing of the kind.
         room = max(start - med, 0.0)
         if (v > SPIKE_FACTOR * med and v - med > SPIKE_OF_RANGE * room
                 and v - med > 0.1 * (abs(finite[0][1]) or 1.0) and v > 2 * max(recent)):
-            out.append(Finding(
-                "loss_spike", "", s,
-                f"the loss jumped to {_fmt(v)} at step {s}, {v / med:.1f}x the median "
-                f"{_fmt(med)} of the {len(recent)} steps before (the run started at "
-                f"{_fmt(start)})",
-                "lower the learning rate or add warm-up, clip gradients, and check the batch "
-                "at that step for bad data", "warning"))
-            break
+            return s, v, med, len(recent), start
+    return None
+
+
+def _loss_rules(run, found):
+    out = []
+    finite = run.finite
+    causes = _kinds(found) & CAUSES
+    spike = _spike(run) if not causes else None
+    if spike is not None:
+        s, v, med, n, start = spike
+        out.append(Finding(
+            "loss_spike", "", s,
+            f"the loss jumped to {_fmt(v)} at step {s}, {v / med:.1f}x the median "
+            f"{_fmt(med)} of the {n} steps before (the run started at {_fmt(start)})",
+            "lower the learning rate or add warm-up, clip gradients, and check the batch "
+            "at that step for bad data", "warning"))
     k = max(3, len(finite) // 10)
     errors = any(f.severity == "error" for f in found + out
                  if f.kind not in ("frozen", "not_in_optimizer"))
@@ -1470,7 +1495,7 @@ _RULES = (
     _uphill, _weight_decay, _eval_mode,
     _inputs, _symmetric, _dropout_high,
     _probabilities, _regression_on_classes, _output_range,
-    _no_gradient, _nonfinite, _exploding, _vanishing, _not_updated,
+    _no_gradient, _exploding, _nonfinite, _vanishing, _not_updated,
     _chance, _unshuffled,
     _learning_rate, _dead_relu, _saturated, _zero_gradient,
     _loss_rules,

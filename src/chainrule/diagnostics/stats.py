@@ -274,7 +274,8 @@ def logit_stats(x, rows: int = 256):
     """Statistics of the input (M, C) of a cross-entropy, from at most ``rows`` of its rows:
     whether they are already probabilities (each in [0, 1], summing to 1), the mean entropy of
     the rows' softmax, the entropy of their average (what the model predicts regardless of
-    the example) and each sampled row's argmax. Returns (stats, sampled row indices, argmax)."""
+    the example). Returns (stats, sampled row indices, (argmax, max probability) per sampled
+    row) for :func:`targets_from_grad`."""
     x = np.asarray(x)
     M, C = x.shape
     idx = np.arange(0, M, max(1, M // rows))[:rows]
@@ -294,30 +295,35 @@ def logit_stats(x, rows: int = 256):
     out["row_entropy"] = float(-(p * logp).sum(axis=1).mean())
     pbar = p.mean(axis=0)
     out["pred_entropy"] = float(-(pbar * np.log(np.maximum(pbar, 1e-300))).sum())
-    return out, idx, p.argmax(axis=1)
+    return out, idx, (p.argmax(axis=1), p.max(axis=1))
 
 
-def targets_from_grad(dx, idx, argmax) -> dict:
+def targets_from_grad(dx, idx, pred) -> dict:
     """The class targets of a cross-entropy, read from the gradient of its logits: for row i,
     d loss / d x_ij = s_i (p_ij - [j = t_i]) (with label smoothing or class weights the target
-    is still the most negative entry), so t_i = argmin_j. Rows with no negative entry (ignored
-    targets) are left out. Returns the label counts' entropy, the number of classes present,
-    the share of the most common one (and which it is), and the accuracy of ``argmax``."""
+    is still the most negative entry), so t_i = argmin_j. A row with no negative entry is a
+    prediction certain and right (p = 1 at the target) when its top probability is 1, else an
+    ignored target, left out. Returns the label counts' entropy, the number of classes
+    present, the share of the most common one (and which it is), the accuracy of the
+    predictions (and the label counts, for up to 64 classes)."""
     dx = np.asarray(dx)
-    if dx.ndim != 2:
+    if dx.ndim != 2 or pred is None:
         return {}
-    d = dx[idx]
-    valid = d.min(axis=1) < 0
+    argmax, pmax = pred
+    d = dx[idx].astype(np.float64)
+    fin = np.isfinite(d).all(axis=1)
+    neg = d.min(axis=1) < 0
+    sure = ~neg & (pmax >= 1.0 - 1e-6)
+    valid = fin & (neg | sure)
     if not valid.any():
         return {}
-    t = d[valid].argmin(axis=1)
+    t = np.where(neg, d.argmin(axis=1), argmax)[valid]
     counts = np.bincount(t, minlength=dx.shape[1])
     f = counts[counts > 0] / t.size
     out = {"target_entropy": float(-(f * np.log(f)).sum()),
            "target_classes": int((counts > 0).sum()), "target_rows": int(t.size),
-           "majority": float(counts.max() / t.size), "majority_class": int(counts.argmax())}
-    if argmax is not None:
-        out["accuracy"] = float((argmax[valid] == t).mean())
+           "majority": float(counts.max() / t.size), "majority_class": int(counts.argmax()),
+           "accuracy": float((argmax[valid] == t).mean())}
     if dx.shape[1] <= 64:
         out["counts"] = counts.tolist()
     return out
@@ -341,5 +347,8 @@ def target_stats(t, sample: int = 4096) -> dict:
     out["above_1"] = float(np.mean(s > 1.0))
     out["integral"] = bool(np.all(s == np.round(s)))
     if out["integral"]:
-        out["distinct"] = int(min(len(np.unique(s)), 100))
+        vals, counts = np.unique(s, return_counts=True)
+        out["distinct"] = int(min(len(vals), 100))
+        out["max_share"] = float(counts.max() / s.size)
+        out["min_share"] = float(counts.min() / s.size)
     return out

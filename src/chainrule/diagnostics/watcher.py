@@ -329,17 +329,17 @@ class Watcher:
     def _on_cross_entropy(self, op, out, arrays):
         if self._ce is not None or not arrays or getattr(arrays[0], "ndim", 0) != 2:
             return
-        stats, idx, argmax = S.logit_stats(arrays[0])
+        stats, idx, pred = S.logit_stats(arrays[0])
         if self._softmax_at is not None:
             stats["softmax_at"] = self._softmax_at
         self._ce = stats
         if op.is_recorded:
-            op.register_hook(functools.partial(self._on_ce_grad, stats, idx, argmax))
+            op.register_hook(functools.partial(self._on_ce_grad, stats, idx, pred))
 
-    def _on_ce_grad(self, stats, idx, argmax, grad_inputs, grad_outputs):
+    def _on_ce_grad(self, stats, idx, pred, grad_inputs, grad_outputs):
         g = grad_inputs[0] if grad_inputs else None
         if self._armed and g is not None and "target_rows" not in stats:
-            stats.update(S.targets_from_grad(getattr(g, "data", g), idx, argmax))
+            stats.update(S.targets_from_grad(getattr(g, "data", g), idx, pred))
         return None
 
     def _on_sub(self, op, out, arrays):
