@@ -184,8 +184,10 @@ class FinetuneTrainer(Trainer):
         write_report(self.run, summary, sample, findings)
 
 
-def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
-    """Fine-tune ``spec.model`` on ``cfg.data`` in a new run folder (see the module doc)."""
+def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None,
+             trainer_class=None) -> TrainResult:
+    """Fine-tune ``spec.model`` on ``cfg.data`` in a new run folder (see the module doc).
+    ``trainer_class``: a subclass of :class:`FinetuneTrainer` to run it (data parallel)."""
     spec.validate()
     cfg.validate()
     source = resolve_source(cfg.data)  # data errors before any folder is made
@@ -211,7 +213,8 @@ def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None) -> TrainResult:
         json.dump(asdict(spec), f, indent=1)
     tok.save(run.path)
     opt = make_optimizer(model, cfg)
-    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, generators=generators)
+    trainer = (trainer_class or FinetuneTrainer)(spec, cfg, run, tok, data, model, opt,
+                                                 generators=generators)
     c = trainer.counts
     _say(f"run folder: {run.path}\n{spec.model}: {c['total']:,} parameters, "
          f"{c['trainable']:,} trainable ({spec.describe()}); {len(data.splits['train']):,} "
@@ -281,8 +284,10 @@ def load_finetuned(run_dir):
     return model, tok, cfg
 
 
-def resume(run_dir, max_iters: int | None = None, on_step=None) -> TrainResult:
-    """Continue a fine-tuning run from its checkpoint (optionally to a new ``max_iters``)."""
+def resume(run_dir, max_iters: int | None = None, on_step=None,
+           trainer_class=None) -> TrainResult:
+    """Continue a fine-tuning run from its checkpoint (optionally to a new ``max_iters``);
+    ``trainer_class`` as in :func:`finetune`."""
     run, spec, ckpt, model, tok, cfg = _read_run(run_dir)
     where = f"--resume {run.path}"
     check_format(ckpt, FORMAT, where)
@@ -295,7 +300,8 @@ def resume(run_dir, max_iters: int | None = None, on_step=None) -> TrainResult:
     step = int(ckpt["step"])
     truncate_metrics(run.metrics, step)
     _say(f"resuming {run.path} at step {step}; {cfg.describe_step()}")
-    trainer = FinetuneTrainer(spec, cfg, run, tok, data, model, opt, step=step,
-                              elapsed=float(ckpt.get("elapsed", 0.0)), generators=generators)
+    trainer = (trainer_class or FinetuneTrainer)(spec, cfg, run, tok, data, model, opt,
+                                                 step=step, elapsed=float(ckpt.get("elapsed", 0.0)),
+                                                 generators=generators)
     trainer.last_val = ckpt.get("val_loss")
     return _fit(trainer, on_step)
