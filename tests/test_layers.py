@@ -3,10 +3,10 @@ sideways, never up, and no circle of imports reaches outside the engine core.
 
 The layers, bottom to top (docs/architecture.md explains each):
 
-0. the engine core: backend, random, dtypes, tensor, autograd, ops, creation (Tensor and Op
-   refer to each other inside this layer, so circles are allowed within it)
-1. nn, optim, serialization, utils (data loading), and the package's own ``__init__`` (the
-   public names)
+0. the engine core: backend, random, dtypes, tensor, autograd, ops, creation, backends (Tensor
+   and Op refer to each other inside this layer, so circles are allowed within it)
+1. nn, optim, serialization, utils (data loading), cuda, amp, accelerator, onnx, and the
+   package's own ``__init__`` (the public names)
 2. diagnostics, models, data, distributed
 3. pretrained (reads formats into models; models never import it), train
 4. finetune
@@ -28,8 +28,9 @@ PKG_DIR = os.path.dirname(chainrule.__file__)
 
 LAYERS = {
     "backend": 0, "_native": 0, "random": 0, "dtypes": 0, "tensor": 0, "autograd": 0,
-    "ops": 0, "creation": 0,
-    "nn": 1, "optim": 1, "serialization": 1, "utils": 1, "__init__": 1,
+    "ops": 0, "creation": 0, "backends": 0,
+    "nn": 1, "optim": 1, "serialization": 1, "utils": 1, "__init__": 1, "cuda": 1, "amp": 1,
+    "accelerator": 1, "onnx": 1,
     "diagnostics": 2, "models": 2, "data": 2, "distributed": 2,
     "pretrained": 3, "train": 3,
     "finetune": 4,

@@ -73,28 +73,28 @@ def _like(x, fn, dtype, requires_grad, device, *args):
                  device or x.device)
 
 
-def zeros_like(x, dtype=None, requires_grad=False, device=None):
+def zeros_like(x, dtype=None, requires_grad=False, device=None, memory_format=None):
     return _like(x, np.zeros, dtype, requires_grad, device)
 
 
-def ones_like(x, dtype=None, requires_grad=False, device=None):
+def ones_like(x, dtype=None, requires_grad=False, device=None, memory_format=None):
     return _like(x, np.ones, dtype, requires_grad, device)
 
 
-def empty_like(x, dtype=None, requires_grad=False, device=None):
+def empty_like(x, dtype=None, requires_grad=False, device=None, memory_format=None):
     return _like(x, np.empty, dtype, requires_grad, device)
 
 
-def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None, memory_format=None):
     return _like(x, np.full, dtype, requires_grad, device, fill_value)
 
 
-def rand_like(x, dtype=None, requires_grad=False, device=None):
+def rand_like(x, dtype=None, requires_grad=False, device=None, memory_format=None):
     return rand(tuple(x.shape), dtype=dtype or x.dtype, requires_grad=requires_grad,
                 device=device or x.device)
 
 
-def randn_like(x, dtype=None, requires_grad=False, device=None):
+def randn_like(x, dtype=None, requires_grad=False, device=None, memory_format=None):
     return randn(tuple(x.shape), dtype=dtype or x.dtype, requires_grad=requires_grad,
                  device=device or x.device)
 
@@ -184,3 +184,51 @@ __all__ = [
     "randperm",
     "multinomial",
 ]
+
+
+# ----------------------------------------------------------------------------- typed constructors
+
+
+class _TypedTensorMeta(type):
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.data.dtype == cls._tensor_dtype
+
+    def __repr__(cls):
+        return f"<class 'chainrule.{cls.__name__}'>"
+
+
+def _typed_tensor(name, dtype_name):
+    dtype = np.dtype(dtype_name)
+
+    def __new__(cls, *args, device=None):
+        """``FloatTensor(data)`` copies ``data`` into a tensor of this dtype;
+        ``FloatTensor(2, 3)`` or ``FloatTensor(size)`` is an uninitialised (here: zero) tensor
+        of that shape; ``FloatTensor()`` is empty."""
+        if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+            a = args[0]
+            if isinstance(a, (tuple, list)) and a and all(
+                    isinstance(s, (int, np.integer)) for s in a) and type(a).__name__ == "Size":
+                return zeros(*a, dtype=dtype, device=device)
+            return tensor(a, dtype=dtype, device=device)
+        for s in args:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+                raise TypeError(f"{name}(): expected data or integer sizes, got {args!r}")
+        return zeros(*args, dtype=dtype, device=device) if args else zeros(0, dtype=dtype,
+                                                                             device=device)
+
+    return _TypedTensorMeta(name, (), {"__new__": __new__, "_tensor_dtype": dtype,
+                                       "dtype": dtype, "__doc__": __new__.__doc__})
+
+
+FloatTensor = _typed_tensor("FloatTensor", "float32")
+DoubleTensor = _typed_tensor("DoubleTensor", "float64")
+HalfTensor = _typed_tensor("HalfTensor", "float16")
+LongTensor = _typed_tensor("LongTensor", "int64")
+IntTensor = _typed_tensor("IntTensor", "int32")
+ShortTensor = _typed_tensor("ShortTensor", "int16")
+CharTensor = _typed_tensor("CharTensor", "int8")
+ByteTensor = _typed_tensor("ByteTensor", "uint8")
+BoolTensor = _typed_tensor("BoolTensor", "bool")
+
+__all__ += ["FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
+            "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"]

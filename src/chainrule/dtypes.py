@@ -18,12 +18,47 @@ int32 = numpy.dtype("int32")
 int64 = numpy.dtype("int64")
 uint8 = numpy.dtype("uint8")
 bool_ = numpy.dtype("bool")
+int8 = numpy.dtype("int8")
+int16 = numpy.dtype("int16")
+complex64 = numpy.dtype("complex64")
+complex128 = numpy.dtype("complex128")
 _default_float = float32
+
+
+class UnsupportedDtype:
+    """A PyTorch dtype name with no NumPy array type (``chainrule.bfloat16``): the name exists,
+    so ``{'bfloat16': torch.bfloat16, ...}`` tables still build, but using it as a dtype raises
+    a clear error."""
+
+    __slots__ = ("name", "instead")
+
+    def __init__(self, name, instead):
+        self.name, self.instead = name, instead
+
+    def error(self):
+        return TypeError(f"dtype {self.name}: NumPy has no {self.name} array type, so chainrule "
+                         f"cannot make {self.name} tensors; use {self.instead}")
+
+    @property
+    def is_floating_point(self):
+        return True
+
+    @property
+    def itemsize(self):
+        return 2
+
+    def __repr__(self):
+        return f"chainrule.{self.name}"
+
+
+bfloat16 = UnsupportedDtype("bfloat16", "float32 (or float16 for half the memory)")
 
 _DTYPE_NAMES = {
     "float32": float32, "float": float32, "float64": float64, "double": float64,
     "float16": float16, "half": float16, "int64": int64, "long": int64, "int32": int32,
-    "int": int32, "uint8": uint8, "bool": bool_,
+    "int": int32, "uint8": uint8, "bool": bool_, "int16": int16, "short": int16,
+    "int8": int8, "complex64": complex64, "cfloat": complex64, "complex128": complex128,
+    "cdouble": complex128,
 }
 
 
@@ -31,7 +66,13 @@ def as_dtype(dtype):
     """Normalise a dtype given as numpy dtype, Python type or name ('float32')."""
     if dtype is None:
         return None
+    if isinstance(dtype, UnsupportedDtype):
+        raise dtype.error()
     if isinstance(dtype, str):
+        if dtype.startswith("torch."):
+            dtype = dtype[len("torch."):]
+        if dtype == "bfloat16":
+            raise bfloat16.error()
         if dtype in _DTYPE_NAMES:
             return _DTYPE_NAMES[dtype]
         raise TypeError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPE_NAMES)}")
@@ -110,5 +151,6 @@ def result_type(*operands):
     return _combine(dim, _combine(zero, weak))
 
 
-__all__ = ["float32", "float64", "float16", "int32", "int64", "uint8", "bool_", "as_dtype",
+__all__ = ["float32", "float64", "float16", "int32", "int64", "uint8", "bool_", "int8", "int16",
+           "complex64", "complex128", "bfloat16", "UnsupportedDtype", "as_dtype",
            "is_floating", "result_type"]

@@ -13,17 +13,35 @@ import contextlib
 
 import numpy as np
 
-_generator = np.random.default_rng(0)
+_initial_seed = 0
+_generator = np.random.default_rng(_initial_seed)
 
 
 def manual_seed(seed: int):
     """Reset the global generator to ``seed``; returns it."""
-    global _generator
-    _generator = np.random.default_rng(int(seed))
+    global _generator, _initial_seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError):
+            raise TypeError(f"manual_seed: expected an integer seed, got {seed!r}") from None
+    _initial_seed = int(seed)
+    _generator = np.random.default_rng(_initial_seed)
     return _generator
 
 
-seed = manual_seed
+def seed(value=None) -> int:
+    """Seed the global generator from a fresh non-deterministic 64-bit number (as
+    ``torch.seed()``) and return that number; ``seed(s)`` is ``manual_seed(s)``."""
+    if value is None:
+        value = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+    manual_seed(value)
+    return int(value)
+
+
+def initial_seed() -> int:
+    """The seed the global generator was last started from (as ``torch.initial_seed()``)."""
+    return _initial_seed
 
 
 def _rng() -> np.random.Generator:

@@ -184,6 +184,16 @@ class Tensor:
     def __hash__(self):
         return id(self)
 
+    def __format__(self, spec):
+        """``f"{loss:.4f}"`` formats the number of a 0-d tensor, as PyTorch does; an empty spec
+        gives ``str(tensor)``."""
+        if self.data.ndim == 0:
+            return format(self.item(), spec)
+        if not spec:
+            return str(self)
+        raise TypeError(f"Tensor.__format__: format spec {spec!r} needs a 0-d tensor, got shape "
+                        f"{tuple(self.data.shape)}; format t.item() or t.tolist()")
+
     def __bool__(self):
         if self.data.size != 1:
             raise RuntimeError(
@@ -316,7 +326,13 @@ class Tensor:
     def tolist(self):
         return backend.to_numpy(self.data).tolist()
 
-    def to(self, *args, dtype=None, device=None, copy=False):
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False,
+           memory_format=None):
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``; as in PyTorch,
+        ``non_blocking`` and ``memory_format`` are accepted (copies here are synchronous and
+        every tensor is contiguous), and ``copy=True`` always returns a new tensor."""
+        if len(args) >= 3 and isinstance(args[-1], bool) and isinstance(args[-2], bool):
+            copy = copy or args[-1]  # to(device, dtype, non_blocking, copy)
         dtype, device = parse_to_args(args, dtype, device)
         t = self
         if device is not None:
@@ -329,29 +345,33 @@ class Tensor:
             t = self.clone()
         return t
 
-    def type(self, dtype):
-        dtype = as_dtype(dtype)
+    def type(self, dtype=None, non_blocking=False):
+        if dtype is None:
+            return _TYPE_NAMES.get(self.data.dtype.name, f"chainrule.{self.data.dtype.name}")
+        if isinstance(dtype, str) and dtype in _TYPE_DTYPES:
+            dtype = _TYPE_DTYPES[dtype]
+        dtype = as_dtype(getattr(dtype, "_tensor_dtype", dtype))
         return self if dtype == self.data.dtype else _F.cast(self, dtype)
 
     def astype(self, dtype):
         return self.type(dtype)
 
-    def float(self):
+    def float(self, memory_format=None):
         return self.type(float32)
 
-    def double(self):
+    def double(self, memory_format=None):
         return self.type(float64)
 
-    def half(self):
+    def half(self, memory_format=None):
         return self.type(float16)
 
-    def long(self):
+    def long(self, memory_format=None):
         return self.type(int64)
 
-    def int(self):
+    def int(self, memory_format=None):
         return self.type(int32)
 
-    def bool(self):
+    def bool(self, memory_format=None):
         return self.type(bool_)
 
     def cpu(self):
@@ -363,10 +383,10 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return is_floating(self.data.dtype)
 
-    def contiguous(self):
+    def contiguous(self, memory_format=None):
         return self
 
-    def clone(self):
+    def clone(self, memory_format=None):
         return _F.clone(self)
 
     # -- in-place (bump the version counter, so a saved tensor's change is caught) ----------
@@ -577,26 +597,76 @@ class Tensor:
 
 
 class Device(str):
-    """A device name ('cpu' or 'cuda') that also answers ``.type`` and ``.index``, as
-    torch.device does; it compares equal to its name."""
+    """A device, as ``torch.device``: ``device('cpu')``, ``device('cuda')``,
+    ``device('cuda:1')``, ``device('cuda', 0)`` or ``device(type='cpu')``. It answers
+    ``.type`` and ``.index``, and is also the string of its name ('cpu', 'cuda:1'), so it
+    compares equal to that string and goes wherever a device name does."""
+
+    def __new__(cls, type=None, index=None):
+        if isinstance(type, Device) and index is None:
+            return type
+        if isinstance(type, int) and not isinstance(type, bool) and index is None:
+            type, index = "cuda", type  # torch.device(0) is cuda:0
+        if not isinstance(type, str):
+            raise TypeError(f"device(): expected a device name such as 'cpu' or 'cuda:0', got "
+                            f"{type!r}")
+        name, _, idx = type.partition(":")
+        if name not in _DEVICE_TYPES:
+            raise RuntimeError(f"device(): expected one of {', '.join(_DEVICE_TYPES)} at the "
+                               f"start of the device string, got {type!r}")
+        if idx:
+            if index is not None:
+                raise RuntimeError(f"device(): {type!r} already names an index; pass it once")
+            if not idx.isdigit():
+                raise RuntimeError(f"device(): invalid device string {type!r}")
+            index = int(idx)
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                                  or index < 0):
+            raise RuntimeError(f"device(): index must be a non-negative integer, got {index!r}")
+        self = super().__new__(cls, name if index is None else f"{name}:{index}")
+        self._type, self._index = name, index
+        return self
 
     @property
     def type(self) -> str:
-        return str(self)
+        return self._type
 
     @property
     def index(self):
-        return None
+        return self._index
+
+    def __repr__(self):
+        if self._index is None:
+            return f"device(type='{self._type}')"
+        return f"device(type='{self._type}', index={self._index})"
+
+    def __reduce__(self):
+        return (Device, (str(self),))
+
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "meta", "xpu")
+
+# Tensor.type() names, as torch's 'torch.FloatTensor'
+_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
+               "float16": "torch.HalfTensor", "int64": "torch.LongTensor",
+               "int32": "torch.IntTensor", "int16": "torch.ShortTensor",
+               "int8": "torch.CharTensor", "uint8": "torch.ByteTensor", "bool": "torch.BoolTensor"}
+_TYPE_DTYPES = {v: np.dtype(k) for k, v in _TYPE_NAMES.items()}
 
 
 def parse_to_args(args, dtype=None, device=None):
     """The (dtype, device) that ``to(*args)`` asks for, as torch's ``to``: a dtype, a device
-    name, a tensor (both of its), in any order; keywords give the defaults."""
+    (a name or a :class:`Device`), a tensor (both of its), in any order; keywords give the
+    defaults. Booleans (``non_blocking``, ``copy`` given by position) are skipped."""
     for a in args:
         if isinstance(a, Tensor):
             dtype, device = a.dtype, a.device
-        elif isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda"):
+        elif isinstance(a, str) and a.split(":")[0] in _DEVICE_TYPES:
             device = a
+        elif isinstance(a, bool):
+            continue
+        elif isinstance(a, int):
+            device = Device(a)
         else:
             dtype = a
     return dtype, device

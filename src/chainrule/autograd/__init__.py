@@ -40,6 +40,8 @@ from .function import Function as Function
 from .function import FunctionCtx as FunctionCtx
 from .grad_mode import _state as _state  # noqa: F401  (read by Tensor's in-place checks)
 from .grad_mode import enable_grad as enable_grad
+from .grad_mode import inference_mode as inference_mode
+from .grad_mode import is_inference_mode_enabled as is_inference_mode_enabled
 from .grad_mode import is_grad_enabled as is_grad_enabled
 from .grad_mode import no_grad as no_grad
 from .grad_mode import set_grad_enabled as set_grad_enabled

@@ -87,3 +87,39 @@ class set_grad_enabled(_GradMode):
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+class inference_mode(_GradMode):
+    """``with inference_mode():`` or ``@inference_mode()`` (also bare): records nothing in the
+    block, as :class:`no_grad` (chainrule has no separate inference tensors, so this is
+    no_grad). ``inference_mode(False)`` leaves grad mode as it is."""
+
+    def __init__(self, mode: bool = True):
+        self.enabled = bool(mode)
+
+    def __enter__(self):
+        self._prev = _state.grad_enabled
+        self._prev_inference = getattr(_state, "inference", False)
+        if self.enabled:
+            _state.grad_enabled = False
+            _state.inference = True
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self._prev
+        _state.inference = self._prev_inference
+        return False
+
+    def __call__(self, fn):
+        enabled = getattr(self, "enabled", True)  # bare @inference_mode: __init__ has not run
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def is_inference_mode_enabled() -> bool:
+    """True inside an :class:`inference_mode` block."""
+    return getattr(_state, "inference", False)

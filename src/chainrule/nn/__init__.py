@@ -3,6 +3,7 @@ gradient utilities, with PyTorch's names."""
 
 from . import functional as functional
 from . import init as init
+from . import parallel as parallel
 from . import utils as utils
 from .attention import MultiheadAttention as MultiheadAttention
 from .containers import ModuleDict as ModuleDict
@@ -43,4 +44,27 @@ from .loss import NLLLoss as NLLLoss
 from .loss import SmoothL1Loss as SmoothL1Loss
 from .module import Module as Module
 from .module import StateDictError as StateDictError
+from .parallel import DataParallel as DataParallel
 from .parameter import Parameter as Parameter
+
+_PYTORCH_INSTEAD = {
+    "LSTM": "write the cell with nn.Linear and tensor ops over the time steps",
+    "GRU": "write the cell with nn.Linear and tensor ops over the time steps",
+    "RNN": "write the cell with nn.Linear and tensor ops over the time steps",
+    "Transformer": "chainrule.models has GPT and Llama; nn.MultiheadAttention is here",
+    "TransformerEncoderLayer": "build it from nn.MultiheadAttention, nn.LayerNorm and "
+                               "nn.Linear",
+    "TransformerDecoderLayer": "build it from nn.MultiheadAttention, nn.LayerNorm and "
+                               "nn.Linear",
+    "DistributedDataParallel": "use chainrule.distributed.DistributedDataParallel",
+    "SyncBatchNorm": "use nn.BatchNorm2d on one process",
+}
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(f"module 'chainrule.nn' has no attribute {name!r}")
+    hint = _PYTORCH_INSTEAD.get(name)
+    msg = (f"module 'chainrule.nn' has no attribute {name!r}: if you are porting PyTorch code, "
+           f"torch.nn.{name} is not supported by chainrule (yet)")
+    raise AttributeError(msg + (f"; {hint}" if hint else ""))

@@ -1,0 +1,250 @@
+"""The names PyTorch scripts touch first (devices, cuda/backends/accelerator/amp, inference
+mode, nn.parallel, onnx, dtype aliases, typed constructors, f-strings of tensors, seeding and
+helpful misses), against PyTorch where it is installed and written-out values otherwise."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is optional
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+
+
+# ----------------------------------------------------------------------------- device
+
+@pytest.mark.parametrize("args, s, typ, idx", [
+    (("cpu",), "cpu", "cpu", None), (("cuda",), "cuda", "cuda", None),
+    (("cuda:1",), "cuda:1", "cuda", 1), (("cuda", 0), "cuda:0", "cuda", 0), ((2,), "cuda:2",
+                                                                               "cuda", 2),
+])
+def test_device_fields(args, s, typ, idx):
+    d = cr.device(*args)
+    assert (str(d), d.type, d.index) == (s, typ, idx)
+    assert d == s and d == cr.device(s) and hash(d) == hash(cr.device(s))
+    assert pickle.loads(pickle.dumps(d)) == d
+    if torch is not None and not isinstance(args[0], int):  # torch.device(2) needs a GPU
+        t = torch.device(*args)
+        assert (str(t), t.type, t.index, repr(t)) == (str(d), d.type, d.index, repr(d))
+
+
+def test_device_keyword_and_errors():
+    assert cr.device(type="cpu") == "cpu"
+    assert repr(cr.device("cpu")) == "device(type='cpu')"
+    with pytest.raises(RuntimeError, match="device"):
+        cr.device("tpu")
+    with pytest.raises(RuntimeError, match="index"):
+        cr.device("cuda:0", 1)
+
+
+def test_device_object_accepted_everywhere():
+    cpu = cr.device("cpu")
+    x = cr.zeros(2, 3, device=cpu)
+    assert x.device == cpu and x.device.type == "cpu" and isinstance(x.device, cr.device)
+    assert cr.ones_like(x, device=cpu).device == "cpu"
+    assert cr.tensor([1.0], device=cpu).device == "cpu"
+    assert x.to(cpu) is x and x.to(device=cpu) is x
+    y = x.to(cpu, cr.float64)
+    assert y.dtype == cr.float64
+    assert x.to(cpu, non_blocking=True) is x
+    assert x.to(cpu, copy=True) is not x
+    m = cr.nn.Linear(2, 2).to(cpu)
+    assert m.weight.device == "cpu"
+    assert x.new_zeros(2).device == "cpu"
+
+
+# ----------------------------------------------------------------------------- cuda & co
+
+def test_cuda_namespace_without_gpu():
+    avail = cr.backend.cuda_is_available()
+    assert cr.cuda.is_available() is avail
+    assert cr.accelerator.is_available() is avail
+    if not avail:
+        assert cr.cuda.device_count() == 0
+        assert cr.accelerator.current_accelerator() is None
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            cr.cuda.current_device()
+    assert cr.cuda.is_bf16_supported() is False
+    cr.cuda.synchronize()
+    cr.cuda.empty_cache()
+    cr.cuda.manual_seed_all(5)
+    a = cr.rand(3).numpy()
+    cr.manual_seed(5)
+    np.testing.assert_array_equal(cr.rand(3).numpy(), a)
+    cr.cuda.manual_seed(5)
+    np.testing.assert_array_equal(cr.rand(3).numpy(), a)
+
+
+def test_backends_flags_settable():
+    cr.backends.cudnn.benchmark = True
+    cr.backends.cudnn.deterministic = True
+    cr.backends.cuda.matmul.allow_tf32 = True
+    cr.backends.cudnn.allow_tf32 = True
+    assert cr.backends.cudnn.benchmark and cr.backends.cuda.matmul.allow_tf32
+    assert cr.backends.mps.is_available() is False and cr.backends.mps.is_built() is False
+    assert cr.backends.cudnn.is_available() is False
+    cr.backends.cudnn.benchmark = False
+    cr.backends.cudnn.deterministic = False
+
+
+def test_amp_runs_the_loop_unchanged():
+    from chainrule.cuda.amp import GradScaler, autocast
+
+    cr.manual_seed(0)
+    m = cr.nn.Linear(3, 1)
+    opt = cr.optim.SGD(m.parameters(), lr=0.1)
+    scaler = GradScaler(enabled=True)
+    x = cr.ones(4, 3)
+    w0 = m.weight.detach().clone()
+    with autocast():
+        loss = m(x).pow(2).mean()
+    with cr.amp.autocast(device_type="cpu", dtype=cr.bfloat16):
+        assert m(x).dtype == cr.float32  # no autocasting: ops keep their dtype
+    with cr.autocast("cuda", enabled=False):
+        pass
+    scaler.scale(loss).backward()
+    g = m.weight.grad.numpy().copy()
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    scaler.update()
+    np.testing.assert_allclose(m.weight.detach().numpy(), w0.numpy() - 0.1 * g, rtol=1e-6)
+    assert scaler.get_scale() == 1.0 and not scaler.is_enabled() and scaler.state_dict() == {}
+
+    @cr.amp.autocast("cuda")
+    def f():
+        return 3
+
+    assert f() == 3
+
+
+def test_inference_mode_context_and_decorators():
+    with cr.inference_mode():
+        assert not cr.is_grad_enabled() and cr.is_inference_mode_enabled()
+        y = cr.ones(2, requires_grad=True) * 2
+        assert y.grad_fn is None
+    assert cr.is_grad_enabled() and not cr.is_inference_mode_enabled()
+    with cr.inference_mode(False):
+        assert cr.is_grad_enabled()
+
+    @cr.inference_mode()
+    def f():
+        return cr.is_grad_enabled()
+
+    @cr.inference_mode
+    def g():
+        return cr.is_grad_enabled()
+
+    assert f() is False and g() is False and cr.is_grad_enabled()
+
+
+def test_nn_parallel_and_onnx_import():
+    import chainrule.nn.parallel as par
+    import chainrule.onnx
+
+    cr.manual_seed(0)
+    inner = cr.nn.Linear(3, 2)
+    dp = par.DataParallel(inner)
+    assert cr.nn.DataParallel is par.DataParallel
+    assert list(dp.state_dict()) == ["module.weight", "module.bias"]
+    x = cr.ones(4, 3)
+    np.testing.assert_array_equal(dp(x).detach().numpy(), inner(x).detach().numpy())
+    with pytest.raises(RuntimeError, match="chainrule.distributed.DistributedDataParallel"):
+        par.DistributedDataParallel(inner)
+    with pytest.raises(RuntimeError, match="ONNX export is not supported"):
+        chainrule.onnx.export(inner, (x,), "m.onnx")
+    assert chainrule.onnx.is_in_onnx_export() is False
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+@pytest.mark.parametrize("name, expected", [
+    ("float", "float32"), ("double", "float64"), ("half", "float16"), ("long", "int64"),
+    ("int", "int32"), ("short", "int16"), ("int8", "int8"), ("uint8", "uint8"),
+    ("int16", "int16"), ("bool", "bool"), ("complex64", "complex64"), ("cfloat", "complex64"),
+    ("float32", "float32"), ("float64", "float64"), ("int32", "int32"), ("int64", "int64"),
+])
+def test_dtype_aliases(name, expected):
+    dt = getattr(cr, name)
+    assert dt == np.dtype(expected)
+    assert cr.zeros(2, dtype=dt).dtype == np.dtype(expected)
+    if torch is not None:
+        assert str(getattr(torch, name)) == f"torch.{expected}"
+
+
+def test_bfloat16_name_exists_and_errors_clearly():
+    table = {"float32": cr.float32, "bfloat16": cr.bfloat16}  # builds, as nanoGPT's does
+    assert repr(table["bfloat16"]) == "chainrule.bfloat16"
+    with pytest.raises(TypeError, match="NumPy has no bfloat16"):
+        cr.zeros(2, dtype=cr.bfloat16)
+    with pytest.raises(TypeError, match="NumPy has no bfloat16"):
+        cr.ones(2).to(cr.bfloat16)
+
+
+@pytest.mark.parametrize("ctor, dtype", [
+    ("FloatTensor", "float32"), ("DoubleTensor", "float64"), ("LongTensor", "int64"),
+    ("IntTensor", "int32"), ("BoolTensor", "bool"), ("ByteTensor", "uint8"),
+])
+def test_typed_constructors(ctor, dtype):
+    c = getattr(cr, ctor)
+    t = c([1, 0, 2])
+    assert t.dtype == np.dtype(dtype) and t.tolist() == np.array([1, 0, 2], dtype).tolist()
+    assert c(2, 3).shape == (2, 3) and c(2, 3).dtype == np.dtype(dtype)
+    assert c().shape == (0,)
+    assert isinstance(t, c) and isinstance(t, cr.Tensor)
+    assert cr.ones(2).type(c).dtype == np.dtype(dtype)
+    if torch is not None:
+        tt = getattr(torch, ctor)([1, 0, 2])
+        assert t.tolist() == tt.tolist()
+        assert cr.ones(2).type(c).type() == torch.ones(2).type(getattr(torch, ctor)).type()
+
+
+def test_format():
+    loss = cr.tensor(0.123456)
+    assert f"{loss:.4f}" == "0.1235" and f"{loss:>8.2f}" == "    0.12"
+    assert f"{cr.tensor(3):d}" == "3"
+    x = cr.ones(2)
+    assert f"{x}" == str(x)
+    with pytest.raises(TypeError, match="0-d tensor"):
+        f"{x:.2f}"
+    if torch is not None:
+        assert f"{torch.tensor(0.123456):.4f}" == f"{loss:.4f}"
+
+
+# ----------------------------------------------------------------------------- misc names
+
+def test_small_top_level_names():
+    m = cr.nn.Linear(2, 2)
+    assert cr.compile(m) is m
+    assert cr.is_tensor(cr.ones(1)) and not cr.is_tensor(1.0)
+    assert cr.get_default_dtype() == cr.float32
+    cr.set_float32_matmul_precision("high")
+    assert cr.get_float32_matmul_precision() == "high"
+    cr.set_float32_matmul_precision("highest")
+    cr.ones(2).contiguous(memory_format=cr.contiguous_format)
+    cr.zeros_like(cr.ones(2), memory_format=cr.preserve_format)
+
+
+def test_seed_and_initial_seed():
+    cr.manual_seed(1234)
+    assert cr.initial_seed() == 1234
+    s = cr.seed()
+    assert isinstance(s, int) and cr.initial_seed() == s and 0 <= s < 2**64
+    a = cr.rand(4).numpy()
+    cr.manual_seed(s)
+    np.testing.assert_array_equal(cr.rand(4).numpy(), a)
+    assert cr.seed() != s  # fresh entropy each call
+    cr.manual_seed(0)
+
+
+def test_helpful_misses():
+    with pytest.raises(AttributeError, match=r"torch\.jit is not supported by chainrule"):
+        cr.jit  # noqa: B018
+    with pytest.raises(AttributeError, match=r"torch\.nn\.FooBar is not supported"):
+        cr.nn.FooBar  # noqa: B018
+    assert not hasattr(cr, "no_such_name")
