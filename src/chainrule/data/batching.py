@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..serialization import atomic_open, atomic_write
 from .corpus import DataError, TextSource
 
 
@@ -88,17 +89,14 @@ class TokenData:
                 and meta.get("tokenizer") == tok_hash and os.path.exists(bin_path)
                 and os.path.getsize(bin_path) == meta.get("n_tokens", -1) * dtype.itemsize):
             n = 0
-            tmp = bin_path + ".tmp"
-            with open(tmp, "wb") as f:
+            with atomic_open(bin_path, "wb") as f:  # never through a link, never half there
                 for piece in _line_aligned(source.chunks()):
                     ids = encode_to_array(tokenizer, piece)
                     f.write(ids.tobytes())
                     n += len(ids)
-            os.replace(tmp, bin_path)
             meta = {"fingerprint": fingerprint, "tokenizer": tok_hash, "n_tokens": n,
                     "dtype": dtype.name, "source": source.name}
-            with open(meta_path, "w") as f:
-                json.dump(meta, f)
+            atomic_write(meta_path, json.dumps(meta))
         n = meta["n_tokens"]
         if n == 0:
             raise DataError(f"data: {source.name!r} holds no text")

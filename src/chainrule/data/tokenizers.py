@@ -158,8 +158,10 @@ def tokenizer_from_dict(d: dict):
 
 
 def save_tokenizer(tokenizer, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(tokenizer.to_dict(), f, ensure_ascii=False)
+    """Write the tokenizer's JSON atomically (never through a link)."""
+    from ..serialization import atomic_write
+
+    atomic_write(path, json.dumps(tokenizer.to_dict(), ensure_ascii=False))
 
 
 def load_tokenizer(path: str):

@@ -45,7 +45,16 @@ from ..random import Generator, use_generator
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_from_dict, to_toml
 from .memory import retain_freed_memory
 from .report import write_report
-from .run import MetricsLog, RunDir, RunError, read_metrics, truncate_metrics
+from .run import (
+    MetricsLog,
+    RunDir,
+    RunError,
+    append_text,
+    open_run_folder,
+    read_metrics,
+    truncate_metrics,
+    write_text,
+)
 
 CHECKPOINT_FORMAT = 2  # 2: one state per random stream; 1: the state of a single generator
 STREAMS = ("init", "data", "dropout")
@@ -94,15 +103,7 @@ def _say(msg: str) -> None:
 def new_run(cfg: TrainConfig) -> RunDir:
     """Create the run folder ``out_dir/name`` (a timestamp when name is empty)."""
     name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(os.path.expanduser(cfg.out_dir), name)
-    if os.path.isdir(path) and os.listdir(path):
-        raise RunError(f"run folder {path!r} already exists and is not empty; continue it with "
-                       f"'chainrule train --resume {path}' or choose another --name")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create run folder {path!r}: {e.strerror}") from None
-    return RunDir(path)
+    return open_run_folder(os.path.join(os.path.expanduser(cfg.out_dir), name))
 
 
 def _model_and_optimizer(cfg: TrainConfig, vocab_size: int):
@@ -451,8 +452,8 @@ class Trainer:
         _say(f"step {self.step}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f}")
         if self.cfg.sample_tokens:
             text = self.sample(min(self.cfg.sample_tokens, 200), seed_offset=self.step)
-            with open(self.run.samples, "a", encoding="utf-8") as f:
-                f.write(f"=== step {self.step} (val loss {ev['val']:.4f}) ===\n{text}\n\n")
+            append_text(self.run.samples,
+                        f"=== step {self.step} (val loss {ev['val']:.4f}) ===\n{text}\n\n")
         if save:
             self.checkpoint()
         if time.perf_counter() - self._last_report > REPORT_EVERY_S:
@@ -628,8 +629,7 @@ def _new_trainer(cfg: TrainConfig, generators: dict | None = None) -> Trainer:
         _remove_if_fresh(run)
         raise
     save_tokenizer(tokenizer, run.tokenizer)
-    with open(run.config, "w", encoding="utf-8") as f:
-        f.write(to_toml(cfg))
+    write_text(run.config, to_toml(cfg))
     with use_generator(generators["init"]):
         model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
     fingerprint = _fingerprint(run)
@@ -652,12 +652,13 @@ def _remove_if_fresh(run: RunDir) -> None:
     import shutil
 
     if not os.path.exists(run.metrics) and not run.has_checkpoint():
+        run.unlock()
         shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _resume_trainer(path: str, explicit: dict) -> Trainer:
+    run = RunDir(path).lock() if os.path.isdir(path) else RunDir(path)
     cfg = resume_config(path, explicit)
-    run = RunDir(path)
     ckpt = _load_checkpoint(run)
     check_format(ckpt, CHECKPOINT_FORMAT, f"--resume {path}")
     saved_cfg = {**TrainConfig().to_dict(), **ckpt.get("config", {})}  # keys added since: defaults
@@ -698,8 +699,7 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
                 elapsed=float(ckpt.get("elapsed", 0.0)), fingerprint=fingerprint,
                 generators=generators)
     t.last_val = ckpt.get("val_loss")
-    with open(run.config, "w", encoding="utf-8") as f:  # the changed logging/stopping keys
-        f.write(to_toml(cfg))
+    write_text(run.config, to_toml(cfg))  # the changed logging/stopping keys
     return t
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import os
 
-from .run import RunDir, read_metrics
+from .run import RunDir, read_metrics, write_bytes, write_text
 
 DIAGNOSTIC_PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
 
@@ -20,6 +21,14 @@ def _series(records, key):
 def write_png(records: list[dict], path: str, title: str = "") -> bool:
     """Train/validation loss, learning rate, gradient norm and tokens/s against step.
     Returns False (and writes nothing) when matplotlib is not installed."""
+    png = _png(records, title)
+    if png is None:
+        return False
+    write_bytes(path, png)
+    return True
+
+
+def _png(records: list[dict], title: str = "") -> bytes | None:
     try:
         import matplotlib
 
@@ -51,11 +60,10 @@ def write_png(records: list[dict], path: str, title: str = "") -> bool:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    buf = io.BytesIO()  # matplotlib never opens a file of the run itself
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
-    return True
+    return buf.getvalue()
 
 
 def write_report(run: RunDir, summary: dict, sample: str = "", findings=None) -> None:
@@ -65,7 +73,9 @@ def write_report(run: RunDir, summary: dict, sample: str = "", findings=None) ->
     ``findings``: objects with a ``.message`` (the training doctor's diagnosis), or None when
     the doctor did not run."""
     records = read_metrics(run.metrics)
-    has_png = write_png(records, run.report_png, title=os.path.basename(run.path))
+    png = _png(records, title=os.path.basename(run.path))
+    if png is not None:
+        write_bytes(run.report_png, png)
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -80,9 +90,8 @@ def write_report(run: RunDir, summary: dict, sample: str = "", findings=None) ->
     for k, v in summary.items():
         parts.append(f"<tr><th style='text-align:left'>{e(str(k))}</th><td>{e(str(v))}</td></tr>")
     parts.append("</table>")
-    if has_png:
-        with open(run.report_png, "rb") as f:
-            b64 = base64.b64encode(f.read()).decode("ascii")
+    if png is not None:
+        b64 = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>Curves</h2><img alt='training curves' style='max-width:100%' "
                      f"src='data:image/png;base64,{b64}'>")
     else:
@@ -113,10 +122,7 @@ def write_report(run: RunDir, summary: dict, sample: str = "", findings=None) ->
     if sample:
         parts.append(f"<h2>Sample</h2><pre>{e(sample)}</pre>")
     parts.append("</body></html>")
-    tmp = run.report_html + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    os.replace(tmp, run.report_html)
+    write_text(run.report_html, "\n".join(parts))
 
 
 def _fmt(v, digits=4):

@@ -11,13 +11,32 @@
       data/               the token array (memory-mapped) for the run's text
       diagnostics/        the training doctor's statistics and plots (when it is installed)
       tensorboard/        TensorBoard event files (only when tensorboardX is installed)
+      .lock               held (flock) by the process training in the folder
+
+A run folder is a unit of trust: every file of it is written through :func:`write_text` /
+:func:`write_bytes` (a temporary file created exclusively beside it, fsynced, renamed over
+it: never written through a link, never half there) or appended to through
+:func:`append_text` (only a plain file of the run's own, never through a link). One process
+at a time trains in a folder (:meth:`RunDir.lock`), and the temporaries a killed process left
+are removed when the next one takes the lock.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
+
+from ..serialization import atomic_write, open_append, remove_temporaries
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+_HELD: dict[str, int] = {}  # real path of a run folder -> the fd of its lock, for this process
 
 
 class RunError(ValueError):
@@ -41,6 +60,64 @@ class RunDir:
     data_dir = property(lambda self: self.file("data"))
     tensorboard_dir = property(lambda self: self.file("tensorboard"))
 
+    lock_file = property(lambda self: self.file(".lock"))
+
+    def lock(self) -> RunDir:
+        """Take the run's lock for the life of this process (a second process training or
+        resuming the same run is refused with a RunError), then remove the temporary files a
+        killed process left behind. Refuses a run whose ``data`` or ``tensorboard`` folder is a
+        link (the run's files would be written elsewhere)."""
+        key = os.path.realpath(self.path)
+        if key not in _HELD:
+            try:
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as e:
+                raise RunError(f"cannot lock the run folder {self.path!r}: {self.lock_file} "
+                               f"cannot be opened ({e.strerror or e}; a link there is "
+                               "refused)") from None
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    os.close(fd)
+                    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise RunError(
+                            f"the run folder {self.path!r} is in use by another chainrule "
+                            "process (its .lock is held); wait until that process ends, or "
+                            "stop it first") from None
+                    raise
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError:
+                pass
+            _HELD[key] = fd
+        for sub in (self.data_dir, self.tensorboard_dir, self.file("diagnostics")):
+            if os.path.islink(sub):
+                raise RunError(f"{sub!r} is a symbolic link; a run writes only inside its own "
+                               "folder: remove the link")
+        for folder in (self.path, self.data_dir):
+            remove_temporaries(folder)
+        return self
+
+    def unlock(self) -> None:
+        """Release the lock (a process normally holds it until it ends)."""
+        fd = _HELD.pop(os.path.realpath(self.path), None)
+        if fd is not None:
+            os.close(fd)
+
+    def clear(self) -> None:
+        """Remove everything in the folder but its lock (a run restarted from nothing)."""
+        for name in os.listdir(self.path):
+            if name == ".lock":
+                continue
+            p = self.file(name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.unlink(p)
+
     def has_checkpoint(self) -> bool:
         return os.path.isfile(self.checkpoint)
 
@@ -58,7 +135,7 @@ class MetricsLog:
 
     def __init__(self, path: str, tensorboard_dir: str | None = None):
         self.path = path
-        self._f = open(path, "a", encoding="utf-8")
+        self._f = open_append(path)
         self._tb = None
         if tensorboard_dir:
             try:
@@ -102,8 +179,40 @@ def truncate_metrics(path: str, step: int) -> None:
     """Keep only records up to ``step`` (a resumed run rewrites what came after its
     checkpoint)."""
     keep = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in keep:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace a file of the run atomically (never through a link)."""
+    atomic_write(path, text)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Replace a file of the run atomically (never through a link)."""
+    atomic_write(path, data)
+
+
+def append_text(path: str, text: str) -> None:
+    """Append to a file of the run (created if missing; never through a link)."""
+    with open_append(path) as f:
+        f.write(text)
+
+
+def open_run_folder(path: str) -> RunDir:
+    """The folder of a new run, created and locked. A folder that holds a run with no
+    checkpoint yet (one killed before its first) is cleared and reused; any other non-empty
+    folder is a RunError."""
+    run = RunDir(path)
+    if os.path.isdir(path) and os.listdir(path):
+        if run.has_checkpoint() or not os.path.exists(run.config) and not os.path.exists(
+                run.lock_file):
+            raise RunError(f"run folder {path!r} already exists and is not empty; continue it "
+                           f"with 'chainrule train --resume {path}' or choose another --name")
+        run.lock()
+        run.clear()  # a run that never reached its first checkpoint: start it again
+        return run
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create run folder {path!r}: {e.strerror}") from None
+    return run.lock()
