@@ -108,18 +108,26 @@ def _version() -> str:
 
 
 def _cmd_train(args, overrides: list[str]) -> int:
+    from .distributed import launched_size
     from .train import loop
     from .train.config import load_toml, make_config, parse_overrides
 
+    train = loop.train
+    if launched_size() > 1:  # under mpiexec -n N: data parallel over the N ranks
+        from .train.distributed import train
     explicit = parse_overrides(overrides)
     if args.resume:
         values = load_toml(args.config) if args.config else {}
         values.update(explicit)
-        result = loop.train(resume=args.resume, explicit=values)
+        result = train(resume=args.resume, explicit=values)
     else:
-        result = loop.train(make_config(args.config, explicit))
+        result = train(make_config(args.config, explicit))
     if result.interrupted:
         return 130
+    from .distributed import is_main_process
+
+    if not is_main_process():  # under mpiexec, rank 0 alone reports
+        return 0
     if result.sample:
         print("\n--- sample ---\n" + result.sample + "\n--------------")
     val = "" if result.val_loss is None else f", val loss {result.val_loss:.4f}"
@@ -182,6 +190,32 @@ def _user_errors():
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; under ``mpiexec`` with several ranks, a failure on any rank prints its
+    message once (with the rank) and ends every rank (``MPI_Abort``)."""
+    from .distributed import launched_size
+
+    if launched_size() <= 1:
+        return _main(argv)
+    from . import distributed as dist
+
+    try:
+        code = _main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # noqa: BLE001 - any failure must end every rank
+        import traceback
+
+        msg = "".join(traceback.format_exception(e)).rstrip()
+        dist.init()
+        dist.abort(f"chainrule: {msg}\nstopping every rank", 1)
+    if code not in (0, None):
+        dist.init()
+        dist.abort(f"chainrule: exit status {code} (the error is above); stopping every rank",
+                   int(code))
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)

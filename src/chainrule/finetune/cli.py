@@ -100,8 +100,11 @@ def _spec_and_config(args):
 
 def run(args) -> int:
     """Run ``chainrule finetune``; returns the exit status (errors: a message, not a trace)."""
+    from ..distributed import launched_size
     from . import trainer
 
+    if launched_size() > 1:  # under mpiexec -n N: data parallel over the N ranks
+        from . import distributed as trainer
     try:
         if args.resume:
             result = trainer.resume(args.resume, args.max_iters)
@@ -119,6 +122,10 @@ def run(args) -> int:
         return 1
     if result.interrupted:
         return 130
+    from ..distributed import is_main_process
+
+    if not is_main_process():  # under mpiexec, rank 0 alone reports
+        return 0
     if result.sample:
         print("\n--- sample ---\n" + result.sample + "\n--------------")
     val = f"{result.val_loss:.4f}" if result.val_loss is not None else "n/a"
