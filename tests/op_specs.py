@@ -809,3 +809,43 @@ spec("Rotary", _rotary,
      case((3, 4)), case((2, 2, 5, 6), theta=100.0, start=3, id="batched-offset"),
      case(arg((3, 4), transposed=True), theta=10.0, id="noncontiguous"),
      torch=False, ref=_rotary_ref)
+
+
+# ----------------------------------------------------------------------------- channel norms,
+# recurrent cells
+
+
+def _batch_norm(F, x, w=None, b=None, how="batch", groups=1):
+    if how == "group":
+        return _nnF(F).group_norm(x, groups, w, b)
+    if how == "instance":
+        return _nnF(F).instance_norm(x, weight=w, bias=b)
+    return _nnF(F).batch_norm(x, None, None, w, b, training=True)
+
+
+def _batch_norm_ref(x, w=None, b=None, how="batch", groups=1):
+    N, C = x.shape[:2]
+    if how == "group":
+        x3 = x.reshape(N, groups, -1)
+        axes = (2,)
+    elif how == "instance":
+        x3 = x.reshape(N, C, -1)
+        axes = (2,)
+    else:
+        x3 = x.reshape(N, C, -1)
+        axes = (0, 2)
+    y = (x3 - x3.mean(axes, keepdims=True)) / np.sqrt(x3.var(axes, keepdims=True) + 1e-5)
+    y = y.reshape(N, C, -1)
+    if w is not None:
+        y = y * w[:, None]
+    if b is not None:
+        y = y + b[:, None]
+    return y.reshape(x.shape)
+
+
+spec("BatchNormOp", _batch_norm,
+     case((4, 3), (3,), (3,), id="1d"),
+     case((2, 3, 4, 2), (3,), (3,), id="2d"),
+     case((3, 2, 5), id="no-affine"),
+     case(arg((5, 3), transposed=True), (3,), (3,), id="noncontiguous"),
+     ref=_batch_norm_ref)

@@ -75,7 +75,7 @@ def _engine(roots, root_grads, retain_graph, create_graph, capture=None):
                 for hook in op.hooks:
                     r = hook(g if create_graph else Tensor._wrap(g))
                     if r is not None:
-                        g = r if create_graph else r.data
+                        g = r if create_graph else r._data
             if capture is not None and op in capture:
                 capture[op] = g
             for vc, v, _ in op._vers:
@@ -206,7 +206,7 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
         for hook in t._hooks:
             r = hook(g if create_graph else Tensor._wrap(g))
             if r is not None:
-                g = r if create_graph else r.data
+                g = r if create_graph else r._data
                 owned = False
     if capture is not None:
         if t in capture:
@@ -216,12 +216,12 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
         if t.grad is not None:
             t.grad = t.grad + g
         else:  # a constant gradient may be shared (seed, add's (g, g)): .grad gets its own
-            t.grad = g if g.requires_grad else Tensor._wrap(g.data.copy())
+            t.grad = g if g.requires_grad else Tensor._wrap(g._data.copy())
         if t._post_hooks:
             _run_post_hooks(t)
         return
-    dtype = t.data.dtype
-    if type(g) is not t.data.__class__:  # a NumPy scalar from a 0-d rule
+    dtype = t._data.dtype
+    if type(g) is not t._data.__class__:  # a NumPy scalar from a 0-d rule
         g = t.xp.asarray(g)
         owned = False
     if g.dtype != dtype:
@@ -231,11 +231,11 @@ def _accumulate_leaf(t, g, capture, create_graph, owned=False, run_hooks=True):
     if old is None:
         # the optimizer and clipping update .grad in place, so it must not alias anything else
         t.grad = Tensor._wrap(g if owned else g.copy())
-    elif (old.requires_grad or old.data.shape != g.shape or old.data.dtype != dtype
-          or not getattr(old.data.flags, "writeable", True)):
+    elif (old.requires_grad or old._data.shape != g.shape or old._data.dtype != dtype
+          or not getattr(old._data.flags, "writeable", True)):
         t.grad = old + Tensor._wrap(g)
     else:
-        old.data += g
+        old._data += g
     if t._post_hooks:  # register_post_accumulate_grad_hook: the gradient is ready
         _run_post_hooks(t)
 
@@ -250,14 +250,14 @@ def _run_post_hooks(t):
 
 def _as_grad_array(t, g, where: str):
     if g is None:
-        if t.data.size != 1:
+        if t._data.size != 1:
             raise ValueError(
                 f"{where}: grad can be implicitly created only for scalar outputs, but the output "
                 f"has shape {tuple(t.shape)}; pass gradient= (a tensor of that shape)"
             )
-        return t.xp.ones_like(t.data)
-    g = g.data if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t.data.dtype)
-    if g.shape != t.data.shape:
+        return t.xp.ones_like(t._data)
+    g = g._data if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t._data.dtype)
+    if g.shape != t._data.shape:
         raise ValueError(
             f"{where}: gradient has shape {tuple(g.shape)} but the output has shape "
             f"{tuple(t.shape)}; they must match"
@@ -289,7 +289,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         for t, gi in zip(inputs, res):
             if gi is not None:
                 # grad() has run the hooks already
-                _accumulate_leaf(t, gi if create_graph else gi.data, None, create_graph,
+                _accumulate_leaf(t, gi if create_graph else gi._data, None, create_graph,
                                  run_hooks=False)
         return
     _engine(roots, seeds, retain_graph, create_graph)
@@ -315,9 +315,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for t, g in zip(outputs, grad_outputs):
         if not t.requires_grad:
             raise RuntimeError("grad: an output does not require grad (no grad_fn)")
-        g = _as_grad_array(t, g, "grad")
+        go, g = g, _as_grad_array(t, g, "grad")
         roots.append(t.grad_fn if t.grad_fn is not None else t)
-        seeds.append(Tensor._wrap(g) if create_graph else g)
+        if create_graph:  # a grad_output on the graph stays on it (as torch.autograd.grad)
+            g = go if isinstance(go, Tensor) and go.requires_grad else Tensor._wrap(g)
+        seeds.append(g)
     capture: dict = {}
     keys = []
     for i, t in enumerate(inputs):
@@ -332,7 +334,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         g = capture[key]
         if g is None:
             if materialize_grads:
-                result.append(Tensor._wrap(t.xp.zeros_like(t.data)))
+                result.append(Tensor._wrap(t.xp.zeros_like(t._data)))
                 continue
             if not allow_unused:
                 raise RuntimeError(

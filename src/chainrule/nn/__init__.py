@@ -5,6 +5,22 @@ from . import functional as functional
 from . import init as init
 from . import parallel as parallel
 from . import utils as utils
+from .activation import CELU as CELU
+from .activation import ELU as ELU
+from .activation import GLU as GLU
+from .activation import SELU as SELU
+from .activation import Hardshrink as Hardshrink
+from .activation import Hardsigmoid as Hardsigmoid
+from .activation import Hardswish as Hardswish
+from .activation import Hardtanh as Hardtanh
+from .activation import LogSigmoid as LogSigmoid
+from .activation import Mish as Mish
+from .activation import PReLU as PReLU
+from .activation import ReLU6 as ReLU6
+from .activation import Softshrink as Softshrink
+from .activation import Softsign as Softsign
+from .activation import Tanhshrink as Tanhshrink
+from .activation import Threshold as Threshold
 from .attention import MultiheadAttention as MultiheadAttention
 from .containers import ModuleDict as ModuleDict
 from .containers import ModuleList as ModuleList
@@ -44,6 +60,13 @@ from .loss import NLLLoss as NLLLoss
 from .loss import SmoothL1Loss as SmoothL1Loss
 from .module import Module as Module
 from .module import StateDictError as StateDictError
+from .norm import BatchNorm1d as BatchNorm1d
+from .norm import BatchNorm2d as BatchNorm2d
+from .norm import BatchNorm3d as BatchNorm3d
+from .norm import GroupNorm as GroupNorm
+from .norm import InstanceNorm1d as InstanceNorm1d
+from .norm import InstanceNorm2d as InstanceNorm2d
+from .norm import InstanceNorm3d as InstanceNorm3d
 from .parallel import DataParallel as DataParallel
 from .parameter import Parameter as Parameter
 

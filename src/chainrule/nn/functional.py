@@ -13,6 +13,8 @@ from ..dtypes import bool_, int64
 from ..ops.gelu import gelu as _gelu
 from ..tensor import Tensor
 from . import conv, fused
+from . import functional_extra as _extra
+from .functional_extra import *  # noqa: F403  (batch/instance/group norm, more activations)
 
 # activations and softmax: the op library's fused ops, re-exported under F
 relu = P.relu
@@ -40,7 +42,7 @@ def _tensor(x, op, name="input"):
 
 def _float(x, op, name="input"):
     _tensor(x, op, name)
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         raise TypeError(
             f"{op}: {name} must be a floating tensor, got dtype {x.dtype}; convert with .float()"
         )
@@ -48,7 +50,7 @@ def _float(x, op, name="input"):
 
 
 def _same_dtype(x, w, op, wname="weight"):
-    if w is not None and x.data.dtype != w.data.dtype:
+    if w is not None and x._data.dtype != w._data.dtype:
         raise TypeError(
             f"{op}: input dtype {x.dtype} differs from {wname} dtype {w.dtype}; convert one "
             f"(e.g. input.to({w.dtype}))"
@@ -70,7 +72,7 @@ def linear(input, weight, bias=None):
     _float(weight, "linear", "weight")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
-    if input.ndim == 0 or input.data.shape[-1] != weight.data.shape[1]:
+    if input.ndim == 0 or input._data.shape[-1] != weight._data.shape[1]:
         raise ValueError(
             f"linear: input of shape {tuple(input.shape)} received, expected (*, "
             f"{weight.shape[1]}) to match weight of shape {tuple(weight.shape)}"
@@ -99,7 +101,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer ``input`` indices."""
-    idx = input.data if isinstance(input, Tensor) else _host.asarray(input)
+    idx = input._data if isinstance(input, Tensor) else _host.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(
             f"embedding: indices must be an integer tensor, got dtype {idx.dtype}; convert "
@@ -221,7 +223,7 @@ def _class_last(input, op):
 def _weight_array(weight, C, dtype, op):
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else _host.asarray(weight)
+    w = weight._data if isinstance(weight, Tensor) else _host.asarray(weight)
     if w.shape != (C,):
         raise ValueError(f"{op}: weight of shape {tuple(w.shape)}, expected ({C},) (one per "
                          "class)")
@@ -231,7 +233,7 @@ def _weight_array(weight, C, dtype, op):
 def _classes_last(input, target):
     """True for integer targets shaped like the input without its last dim, where PyTorch's
     class-dim-1 reading does not fit: the classes are then the last dim (an extension)."""
-    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
+    t = target._data if isinstance(target, Tensor) else _host.asarray(target)
     if input.ndim < 3 or t.dtype.kind not in "iu":
         return False
     pytorch = (input.shape[0],) + tuple(input.shape[2:])
@@ -239,13 +241,13 @@ def _classes_last(input, target):
 
 
 def _flat_targets(target):
-    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
+    t = target._data if isinstance(target, Tensor) else _host.asarray(target)
     return Tensor._wrap(t.reshape(-1))
 
 
 def _check_targets(input, target, op):
     """Validate class-index targets against (N, C, d1...) input; returns the int array."""
-    t = target.data if isinstance(target, Tensor) else _host.asarray(target)
+    t = target._data if isinstance(target, Tensor) else _host.asarray(target)
     if input.ndim == 1:
         expected = ()
     else:
@@ -444,7 +446,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         with no_grad():  # the indices, from the same windows (no gradient)
             op = conv.MaxPool2dOp()
             op.xp = x.xp
-            op.forward(x.data, kernel=k, stride=s, padding=p, dilation=d, out_hw=out)
+            op.forward(x._data, kernel=k, stride=s, padding=p, dilation=d, out_hw=out)
             idx = Tensor._wrap(op.indices(x.shape[3]))
         if unbatched:
             return y.squeeze(0), idx.squeeze(0)
@@ -499,7 +501,7 @@ def adaptive_avg_pool2d(input, output_size):
 def one_hot(tensor, num_classes=-1):
     """int64 (..., num_classes) with a 1 at each index (num_classes = max + 1 by default)."""
     xp = tensor.xp if isinstance(tensor, Tensor) else _host
-    idx = tensor.data if isinstance(tensor, Tensor) else xp.asarray(tensor)
+    idx = tensor._data if isinstance(tensor, Tensor) else xp.asarray(tensor)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expected an integer tensor, got dtype {idx.dtype}")
     if num_classes < 0:
@@ -598,8 +600,8 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     op = "binary_cross_entropy"
     _reduction(reduction, op)
     target = _pointwise_pair(input, target, op)
-    lo, hi = float(input.data.min()) if input.numel() else 0.0, \
-        float(input.data.max()) if input.numel() else 0.0
+    lo, hi = float(input._data.min()) if input.numel() else 0.0, \
+        float(input._data.max()) if input.numel() else 0.0
     if lo < 0 or hi > 1:
         raise ValueError(f"{op}: input values must be probabilities in [0, 1], got "
                          f"{lo:g}..{hi:g}; use binary_cross_entropy_with_logits for logits")
@@ -653,4 +655,4 @@ __all__ = [
     "avg_pool2d", "adaptive_avg_pool2d", "one_hot", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "kl_div",
-]
+] + _extra.__all__

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .attention import AttentionOp as AttentionOp
 from .attention import additive_mask as additive_mask
 from .attention import causal_upper as causal_upper
+from .batchnorm import BatchNormOp as BatchNormOp
 from .dropout import DropoutOp as DropoutOp
 from .embedding import EmbeddingOp as EmbeddingOp
 from .linear import LinearOp as LinearOp

@@ -1,0 +1,293 @@
+"""More of chainrule.nn.functional: batch, instance and group normalization, ``normalize``,
+and the activations beyond the common ones. Re-exported by :mod:`chainrule.nn.functional`."""
+
+from __future__ import annotations
+
+from .. import ops as P
+from ..autograd import no_grad
+from ..tensor import Tensor
+from .fused.batchnorm import BatchNormOp
+
+
+def _float(x, op, name="input"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a floating tensor, got dtype {x.dtype}; "
+                        "convert with .float()")
+    return x
+
+
+def _channel_param(t, C, op, name):
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(t).__name__}")
+    if tuple(t.shape) != (C,):
+        raise ValueError(f"{op}: {name} of shape {tuple(t.shape)} received, expected ({C},) "
+                         "(one per channel)")
+    return t
+
+
+def _channels(x, op):
+    _float(x, op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: input of shape {tuple(x.shape)} received, expected (N, C, *)")
+    return x.shape[0], x.shape[1]
+
+
+def _apply(op, x, w, b, **kw):
+    if b is not None:
+        return op.apply(x, w, b, **kw) if w is not None else \
+            op.apply(x, Tensor._wrap(x.xp.ones(b.shape, dtype=x._data.dtype)), b, **kw)
+    return op.apply(x, w, **kw) if w is not None else op.apply(x, **kw)
+
+
+def _update(running, stat, momentum):
+    """running <- (1 - momentum) running + momentum stat, in place (no gradient)."""
+    a = running._data
+    a *= 1.0 - momentum
+    a += momentum * stat.astype(a.dtype, copy=False)
+    running._bump()
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalization of (N, C, *) per channel. ``training``: the batch's statistics
+    normalize, and the running ones (if given) move by ``momentum`` towards them (the unbiased
+    variance); otherwise the running statistics normalize."""
+    op = "batch_norm"
+    N, C = _channels(input, op)
+    _channel_param(weight, C, op, "weight")
+    _channel_param(bias, C, op, "bias")
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        _channel_param(t, C, op, name)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed when "
+                             "training=False")
+        shape = (1, C) + (1,) * (input.ndim - 2)
+        rm = running_mean._data.astype(input._data.dtype, copy=False).reshape(shape)
+        rv = running_var._data.astype(input._data.dtype, copy=False).reshape(shape)
+        y = (input - Tensor._wrap(rm)) * Tensor._wrap(1.0 / input.xp.sqrt(rv + eps))
+        if weight is not None:
+            y = y * weight.reshape(shape)
+        if bias is not None:
+            y = y + bias.reshape(shape)
+        return y
+    x3 = input._data.reshape(N, C, -1)
+    m = x3.shape[0] * x3.shape[2]
+    if m <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
+                         f"input of shape {tuple(input.shape)}")
+    mean = x3.mean(axis=(0, 2))
+    xc = x3 - mean[:, None]
+    var = input.xp.einsum("ncm,ncm->c", xc, xc) / m
+    if momentum is None:
+        momentum = 0.0
+    if running_mean is not None:
+        _update(running_mean, mean, momentum)
+    if running_var is not None:
+        _update(running_var, var * (m / (m - 1)), momentum)
+    return _apply(BatchNormOp, input, weight, bias, mean=mean, var=var, eps=float(eps))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalization of each (sample, channel) over its spatial dims; the running statistics
+    (if given) move towards the batch's mean over samples."""
+    op = "instance_norm"
+    N, C = _channels(input, op)
+    if input.ndim < 3:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         "(N, C, L...) with spatial dims")
+    _channel_param(weight, C, op, "weight")
+    _channel_param(bias, C, op, "bias")
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    x = input.reshape((1, N * C) + tuple(input.shape[2:]))
+    x3 = x._data.reshape(N * C, -1)
+    m = x3.shape[1]
+    if m <= 1:
+        raise ValueError(f"{op}: expected more than 1 spatial element, got input of shape "
+                         f"{tuple(input.shape)}")
+    mean = x3.mean(axis=1)
+    xc = x3 - mean[:, None]
+    var = input.xp.einsum("nm,nm->n", xc, xc) / m
+    if momentum is None:
+        momentum = 0.0
+    if running_mean is not None:
+        _update(running_mean, mean.reshape(N, C).mean(axis=0), momentum)
+    if running_var is not None:
+        _update(running_var, (var * (m / (m - 1))).reshape(N, C).mean(axis=0), momentum)
+    w = weight.repeat(N) if weight is not None else None
+    b = bias.repeat(N) if bias is not None else None
+    y = _apply(BatchNormOp, x, w, b, mean=mean, var=var, eps=float(eps))
+    return y.reshape(input.shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalization over each group of C / num_groups channels (and the spatial dims) of each
+    sample, then a per-channel affine."""
+    op = "group_norm"
+    N, C = _channels(input, op)
+    if num_groups < 1 or C % num_groups:
+        raise ValueError(f"{op}: {C} channels received, expected a number divisible by "
+                         f"num_groups ({num_groups})")
+    _channel_param(weight, C, op, "weight")
+    _channel_param(bias, C, op, "bias")
+    x = input.reshape(1, N * num_groups, -1)
+    x3 = x._data.reshape(N * num_groups, -1)
+    mean = x3.mean(axis=1)
+    xc = x3 - mean[:, None]
+    var = input.xp.einsum("nm,nm->n", xc, xc) / x3.shape[1]
+    y = BatchNormOp.apply(x, mean=mean, var=var, eps=float(eps)).reshape(N, C, -1)
+    if weight is not None:
+        y = y * weight.reshape(1, C, 1)
+    if bias is not None:
+        y = y + bias.reshape(1, C, 1)
+    return y.reshape(input.shape)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """x / max(||x||_p, eps) along ``dim``."""
+    _float(input, "normalize")
+    if out is not None:
+        raise ValueError("normalize: out= is not supported; use the returned tensor")
+    n = P.norm(input, p, dim, keepdim=True)
+    return input / P.clamp_min(n, eps)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, alpha (exp(x) - 1) otherwise."""
+    _float(input, "elu")
+    return P.where(input > 0, input, P.expm1(P.clamp_max(input, 0.0)) * alpha)
+
+
+def selu(input, inplace=False):
+    """scale elu(x, alpha), with SELU's constants."""
+    return elu(input, 1.6732632423543772848170429916717) * 1.0507009873554804934193349852946
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1))."""
+    _float(input, "celu")
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0")
+    return P.where(input > 0, input, P.expm1(P.clamp_max(input, 0.0) / alpha) * alpha)
+
+
+def glu(input, dim=-1):
+    """a sigmoid(b), a and b the halves of the input along ``dim``."""
+    _float(input, "glu")
+    if input.ndim == 0 or input.shape[dim] % 2:
+        raise ValueError(f"glu: input of shape {tuple(input.shape)} received, expected an even "
+                         f"size along dim {dim}")
+    a, b = P.chunk(input, 2, dim)
+    return a * P.sigmoid(b)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """x clamped to [min_val, max_val]."""
+    _float(input, "hardtanh")
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+    return P.clamp(input, min_val, max_val)
+
+
+def relu6(input, inplace=False):
+    """min(max(x, 0), 6)."""
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardsigmoid(input, inplace=False):
+    """clamp(x / 6 + 1/2, 0, 1)."""
+    _float(input, "hardsigmoid")
+    return P.clamp(input / 6.0 + 0.5, 0.0, 1.0)
+
+
+def hardswish(input, inplace=False):
+    """x clamp(x + 3, 0, 6) / 6."""
+    _float(input, "hardswish")
+    return input * P.clamp(input + 3.0, 0.0, 6.0) / 6.0
+
+
+def mish(input, inplace=False):
+    """x tanh(softplus(x))."""
+    _float(input, "mish")
+    return input * P.tanh(P.softplus(input))
+
+
+def logsigmoid(input):
+    """log sigmoid(x) = -softplus(-x)."""
+    _float(input, "logsigmoid")
+    return -P.softplus(-input)
+
+
+def softsign(input):
+    """x / (1 + |x|)."""
+    _float(input, "softsign")
+    return input / (P.abs(input) + 1.0)
+
+
+def tanhshrink(input):
+    """x - tanh(x)."""
+    _float(input, "tanhshrink")
+    return input - P.tanh(input)
+
+
+def hardshrink(input, lambd=0.5):
+    """x where |x| > lambd, else 0."""
+    _float(input, "hardshrink")
+    return P.where(P.abs(input) > lambd, input, 0.0)
+
+
+def softshrink(input, lambd=0.5):
+    """x - lambd above lambd, x + lambd below -lambd, 0 between."""
+    _float(input, "softshrink")
+    return P.where(input > lambd, input - lambd, P.where(input < -lambd, input + lambd, 0.0))
+
+
+def threshold(input, threshold, value, inplace=False):
+    """x where x > threshold, else value."""
+    _float(input, "threshold")
+    return P.where(input > threshold, input, float(value))
+
+
+def prelu(input, weight):
+    """max(0, x) + weight min(0, x), weight one value or one per channel (dim 1)."""
+    _float(input, "prelu")
+    _float(weight, "prelu", "weight")
+    n = weight.numel()
+    if n != 1:
+        C = input.shape[1] if input.ndim >= 2 else input.shape[0] if input.ndim == 1 else 1
+        if n != C:
+            raise ValueError(f"prelu: weight of {n} values received, expected 1 or the number "
+                             f"of channels ({C}, dim 1) of input of shape {tuple(input.shape)}")
+        if input.ndim >= 2:
+            weight = weight.reshape((C,) + (1,) * (input.ndim - 2))
+    else:
+        weight = weight.reshape(())
+    return P.relu(input) + weight * P.clamp_max(input, 0.0)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Leaky ReLU with a random slope in [lower, upper] (training) or their mean (eval)."""
+    _float(input, "rrelu")
+    if not training:
+        return P.leaky_relu(input, (lower + upper) / 2)
+    from .. import creation
+
+    with no_grad():
+        a = creation.empty(tuple(input.shape), dtype=input.dtype).uniform_(lower, upper)
+    return P.where(input >= 0, input, input * a)
+
+
+__all__ = [
+    "batch_norm", "instance_norm", "group_norm", "normalize", "elu", "selu", "celu", "glu",
+    "hardtanh", "relu6", "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign",
+    "tanhshrink", "hardshrink", "softshrink", "threshold", "prelu", "rrelu",
+]
