@@ -190,13 +190,13 @@ def explain_backward(tensor: Tensor, gradient=None, file=None) -> str:
         raise RuntimeError("explain_backward: the tensor does not require grad (no graph)")
     order, out_shape, consumers = _walk(tensor)
     if gradient is None:
-        if tensor.data.size != 1:
+        if tensor._data.size != 1:
             raise RuntimeError(
                 f"explain_backward: output has shape {tuple(tensor.shape)}; pass gradient= "
                 "(the gradient of the output) for a non-scalar output")
-        seed = np.ones_like(backend.to_numpy(tensor.data))
+        seed = np.ones_like(backend.to_numpy(tensor._data))
     else:
-        seed = backend.to_numpy(gradient.data if isinstance(gradient, Tensor) else gradient)
+        seed = backend.to_numpy(gradient._data if isinstance(gradient, Tensor) else gradient)
     names = {}
     op_no = leaf_no = 0
     for n in order:

@@ -1,6 +1,6 @@
 """Statistics of gradients, parameters and activations, computed in few passes over memory.
 
-Every function takes raw arrays (``Tensor.data``) and returns a dict of plain Python floats, so
+Every function takes raw arrays (``Tensor._data``) and returns a dict of plain Python floats, so
 the records are JSON as they stand and the rules in :mod:`.doctor` run on data read back from
 ``diagnostics.jsonl`` exactly as on data gathered live.
 

@@ -180,7 +180,7 @@ class Watcher:
         owner = self._param_module()
         params = {}
         for n, p in self._params.items():
-            params[n] = {"shape": list(p.shape), "numel": int(p.data.size), "ndim": p.data.ndim,
+            params[n] = {"shape": list(p.shape), "numel": int(p._data.size), "ndim": p._data.ndim,
                          "requires_grad": bool(p.requires_grad),
                          "in_optimizer": True if in_opt is None else id(p) in in_opt,
                          "module": owner.get(n, n.rpartition(".")[0])}
@@ -207,7 +207,7 @@ class Watcher:
         self._armed = True
         self._grads = None
         self._acts = {}
-        self._before = {n: p.data.copy() for n, p in self._params.items() if p.requires_grad}
+        self._before = {n: p._data.copy() for n, p in self._params.items() if p.requires_grad}
         self._hook_grads = {}
         self._hook_n = {}  # backward passes that reached each parameter
         self._hook_sum = {}  # the sum of their gradients' norms
@@ -272,10 +272,10 @@ class Watcher:
             return None
         t = _first_tensor(output)
         if t is not None:
-            self._root_out = t.data
+            self._root_out = t._data
             if self._output is None:
                 op = t.grad_fn
-                self._output = {"shape": list(t.data.shape),
+                self._output = {"shape": list(t._data.shape),
                                 "op": type(op).__name__ if op is not None else None,
                                 "module": self._last_leaf}
         return None
@@ -387,12 +387,12 @@ class Watcher:
         if n == 0:
             prior = self._params[name].grad  # hooks run before the gradient is added to .grad
             if prior is not None:
-                self._prior[name] = S.norm(prior.data)
-            st = S.grad_stats(g.data)
+                self._prior[name] = S.norm(prior._data)
+            st = S.grad_stats(g._data)
             self._hook_grads[name] = st
             self._hook_sum[name] = st["norm"]
         else:
-            self._hook_sum[name] += S.norm(g.data)
+            self._hook_sum[name] += S.norm(g._data)
         return None
 
     def _on_gain(self, path, module, grad_in, grad_out):
@@ -400,8 +400,8 @@ class Watcher:
         ||d loss / d input|| / ||d loss / d output||."""
         if not self._armed:
             return None
-        si = sum(S.sumsq(g.data) for g in grad_in if g is not None)
-        so = sum(S.sumsq(g.data) for g in grad_out if g is not None)
+        si = sum(S.sumsq(g._data) for g in grad_in if g is not None)
+        so = sum(S.sumsq(g._data) for g in grad_out if g is not None)
         if si > 0 and so > 0 and math.isfinite(si) and math.isfinite(so):
             gain = math.sqrt(si / so)
             acc = self._gains.setdefault(path, [0, 0.0, 0.0])
@@ -457,7 +457,7 @@ class Watcher:
                 if at_step and p.requires_grad:
                     norms[n] = None
                 continue
-            arr = g.data
+            arr = g._data
             if k == 1:
                 grads[n] = self._hook_grads[n]
                 if at_step:
@@ -481,9 +481,9 @@ class Watcher:
         upd = {}
         for n, p in self._params.items():
             before = self._before.get(n)
-            if before is None or before.shape != p.data.shape:
+            if before is None or before.shape != p._data.shape:
                 continue
-            after = p.data
+            after = p._data
             d = after - before
             g = grads.get(n)
             upd[n] = {"dd": S.sumsq(d), "dp": S.dot(d, before), "bb": S.sumsq(before),
@@ -512,7 +512,7 @@ class Watcher:
         if self._grads is None:
             self._read_grads()  # the loop stepped the optimizer some other way
         if self._update is None:  # no optimizer step seen: the loop updated the weights itself
-            self._measure_update({n: p.grad.data for n, p in self._params.items()
+            self._measure_update({n: p.grad._data for n, p in self._params.items()
                                   if p.grad is not None})
         grads = self._grads
         for n, st in self._hook_grads.items():
@@ -533,7 +533,7 @@ class Watcher:
                 rec["prior_norm"] = self._prior[n]
             if info is not None and n in info["norms"]:
                 rec["step_norm"] = info["norms"][n]
-            after = p.data
+            after = p._data
             u = self._update.get(n)
             aa = S.sumsq(after)
             rec["param_norm"] = math.sqrt(aa)
@@ -563,7 +563,7 @@ class Watcher:
             with_grad = [n for n in names if params[n]["has_grad"]]
             if with_grad:
                 m["grad"] = S.merge_grad_stats([grads[n] for n in with_grad],
-                                               [self._params[n].data.size for n in with_grad])
+                                               [self._params[n]._data.size for n in with_grad])
             upd = [n for n in names if "update_norm" in params[n]]
             if upd:
                 before = math.sqrt(sum((params[n]["param_norm"] ** 2) for n in upd))
