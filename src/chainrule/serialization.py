@@ -189,6 +189,16 @@ def remove_temporaries(folder) -> list[str]:
     return removed
 
 
+def _as_os_error(e: Exception, path: str) -> Exception:
+    import re
+
+    m = re.search(r"os error (\d+)", str(e))
+    if m is None:
+        return e
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code), path)
+
+
 def _unlink_quietly(p: str) -> None:
     try:
         os.unlink(p)
@@ -215,7 +225,12 @@ def save(obj, path) -> None:
         mode = os.fstat(fd).st_mode & 0o777
         os.close(fd)
         fd = -1
-        st.save_file(arrays, tmp, metadata=metadata)  # the fresh, unguessable name just made
+        try:
+            st.save_file(arrays, tmp, metadata=metadata)  # the fresh, unguessable name just made
+        except (OSError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # safetensors reports a failed write (a full disk) as its own
+            raise _as_os_error(e, path) from None
         fd = os.open(tmp, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{tmp}: the temporary file was replaced while it was written")
