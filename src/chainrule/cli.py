@@ -245,12 +245,33 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"chainrule {args.command}: error: a missing optional dependency: {e}",
               file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"chainrule {args.command}: error: out of memory (a smaller model, batch_size or "
+              "block_size needs less)", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk, a folder that cannot be written, a file that vanished
+        print(f"chainrule {args.command}: error: {_os_error_line(e)}", file=sys.stderr)
+        return 1
     except Exception as e:
-        sample_input = args.command == "sample" and isinstance(e, ValueError)
-        if isinstance(e, _user_errors()) or sample_input:
-            print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
+        if isinstance(e, (*_user_errors(), ValueError)):
+            print(f"chainrule {args.command}: error: {_one_line(e)}", file=sys.stderr)
             return 1
         raise
+
+
+def _one_line(e: Exception) -> str:
+    return str(e) if str(e) else type(e).__name__
+
+
+def _os_error_line(e: OSError) -> str:
+    import errno
+
+    where = f"{e.filename}: " if e.filename and str(e.filename) not in str(e.strerror) else ""
+    text = f"{where}{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += ("; the last checkpoint is intact: free some space and continue with "
+                 "--resume")
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 from dataclasses import dataclass, fields
 
 
@@ -87,6 +88,13 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check value ranges and combinations; returns self."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "float" and not math.isfinite(v):
+                raise ConfigError(f"config: {f.name} must be a finite number, got {v}")
+        for k, hi in _UPPER.items():
+            if getattr(self, k) > hi:
+                raise ConfigError(f"config: {k} must be at most {hi:,}, got {getattr(self, k):,}")
         positive = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
                     "eval_iters", "eval_interval", "log_interval"]
         for k in positive:
@@ -115,7 +123,39 @@ class TrainConfig:
         if self.tokenizer == "bpe" and self.bpe_vocab_size < 257:
             raise ConfigError(f"config: bpe_vocab_size must be at least 257, got "
                               f"{self.bpe_vocab_size}")
+        if self.temperature > 1e6:
+            raise ConfigError(f"config: temperature must be at most 1e6, got {self.temperature}")
+        need, have = self.training_bytes(), _physical_memory()
+        if have and need > have:
+            raise ConfigError(
+                f"config: a model of n_layer={self.n_layer}, n_embd={self.n_embd}, "
+                f"block_size={self.block_size} needs about {need / 2**30:,.1f} GiB for its "
+                f"weights, gradients and optimizer state, more than this machine's "
+                f"{have / 2**30:,.1f} GiB; choose a smaller n_embd / n_layer")
         return self
+
+    def training_bytes(self) -> int:
+        """A lower bound on the memory training this model takes: float32 weights, gradients
+        and AdamW's two moments (16 bytes a parameter; the vocabulary counted as 65536)."""
+        e = self.n_embd
+        params = self.n_layer * 12 * e * e + (65536 + self.block_size) * e
+        return 16 * params
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+# no run can use more (and larger values overflow what the engine and NumPy can index)
+_UPPER = {"n_layer": 4096, "n_head": 65536, "n_embd": 1 << 20, "block_size": 1 << 24,
+          "batch_size": 1 << 24, "grad_accum": 1 << 20, "max_iters": 1 << 40,
+          "warmup_iters": 1 << 40, "lr_decay_iters": 1 << 40, "eval_iters": 1 << 30,
+          "eval_interval": 1 << 40, "log_interval": 1 << 40, "checkpoint_interval": 1 << 40,
+          "sample_tokens": 1 << 24, "top_k": 1 << 30, "diagnose_interval": 1 << 40,
+          "bpe_vocab_size": 1 << 24, "seed": 2**63 - 1}
 
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
@@ -207,11 +247,23 @@ def load_toml(path: str) -> dict:
 
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > _MAX_TOML:
+                raise ConfigError(f"--config: {path!r} is larger than {_MAX_TOML:,} bytes; "
+                                  "a config file is a few lines of TOML")
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"--config: file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config: {path!r} is a folder, not a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"--config: {path!r} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {path!r} is not UTF-8 text (byte {e.start}); TOML files "
+                          "are UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"--config: {path!r} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"--config: {path!r} nests too deeply to be a config") from None
     flat = {}
     for k, v in raw.items():
         # sections ([model], [optim], ...) are only for grouping: their keys are the same keys
@@ -220,6 +272,9 @@ def load_toml(path: str) -> dict:
                 raise _unknown(kk, path)
             flat[kk] = _check_type(kk, vv, path)
     return flat
+
+
+_MAX_TOML = 1 << 20
 
 
 def make_config(config_file: str | None = None, overrides: dict | None = None) -> TrainConfig:

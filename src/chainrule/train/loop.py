@@ -50,8 +50,10 @@ from .run import (
     RunDir,
     RunError,
     append_text,
+    check_model_state,
     open_run_folder,
     read_metrics,
+    require_entries,
     truncate_metrics,
     write_text,
 )
@@ -132,7 +134,7 @@ def resume_config(run_path: str, explicit: dict) -> TrainConfig:
     try:
         with open(run.config, "rb") as f:
             saved = config_from_dict(tomllib.load(f), run.config)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"--resume: {run.config!r} is not valid TOML: {e}") from None
     if explicit.get("data"):
         explicit = dict(explicit, data=resolve_source(explicit["data"]).name)
@@ -661,6 +663,7 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
     cfg = resume_config(path, explicit)
     ckpt = _load_checkpoint(run)
     check_format(ckpt, CHECKPOINT_FORMAT, f"--resume {path}")
+    require_entries(ckpt, ("model", "optimizer", "step", "tokenizer"), f"--resume {path}")
     saved_cfg = {**TrainConfig().to_dict(), **ckpt.get("config", {})}  # keys added since: defaults
     file_cfg = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_KEYS}
     diffs = [k for k, v in file_cfg.items() if saved_cfg.get(k) != v]
@@ -688,6 +691,7 @@ def _resume_trainer(path: str, explicit: dict) -> Trainer:
                        "run started, so the run cannot continue exactly; start a new run")
     data.check_block_size(cfg.block_size)
     generators = streams_from_checkpoint(ckpt.get("rng"), cfg.seed, f"--resume {path}")
+    check_model_state(ckpt["model"], cfg, tokenizer.vocab_size, f"--resume {path}")
     with use_generator(Generator().manual_seed(cfg.seed)):  # the weights come from the file
         model, opt = _model_and_optimizer(cfg, tokenizer.vocab_size)
     model.load_state_dict(ckpt["model"])
@@ -716,8 +720,10 @@ def load_run(run_path: str):
         ckpt = cr.load(run.checkpoint)
     except (OSError, ValueError) as e:
         raise RunError(f"cannot read the checkpoint in {run_path!r}: {e}") from None
-    cfg = config_from_dict(dict(ckpt["config"]), f"{run_path} checkpoint")
+    require_entries(ckpt, ("config", "tokenizer", "model"), f"{run_path}")
+    cfg = config_from_dict(dict(ckpt["config"]), f"{run_path} checkpoint").validate()
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+    check_model_state(ckpt["model"], cfg, tokenizer.vocab_size, f"{run_path}")
     model, _ = _model_and_optimizer(cfg, tokenizer.vocab_size)
     model.load_state_dict(ckpt["model"])
     model.eval()

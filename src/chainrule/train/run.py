@@ -216,3 +216,55 @@ def open_run_folder(path: str) -> RunDir:
     except OSError as e:
         raise RunError(f"cannot create run folder {path!r}: {e.strerror}") from None
     return run.lock()
+
+
+def require_entries(ckpt, keys, where: str) -> None:
+    """RunError unless the checkpoint is a dict holding each of ``keys``."""
+    if not isinstance(ckpt, dict):
+        raise RunError(f"{where}: the checkpoint holds a {type(ckpt).__name__}, not a training "
+                       "checkpoint")
+    missing = [k for k in keys if k not in ckpt]
+    if missing:
+        raise RunError(f"{where}: the checkpoint lacks {', '.join(map(repr, missing))}: it was "
+                       "not written by chainrule train, or is damaged")
+
+
+def gpt_shapes(cfg, vocab_size: int) -> dict:
+    """The parameter shapes of the GPT ``cfg`` describes, by state-dict key (no allocation)."""
+    e, out = cfg.n_embd, {"wte.weight": (vocab_size, cfg.n_embd),
+                          "wpe.weight": (cfg.block_size, cfg.n_embd)}
+    layers = {"ln_1.weight": (e,), "attn.c_attn.weight": (3 * e, e),
+              "attn.c_proj.weight": (e, e), "ln_2.weight": (e,), "mlp.c_fc.weight": (4 * e, e),
+              "mlp.c_proj.weight": (e, 4 * e)}
+    biases = {"ln_1.bias": (e,), "attn.c_attn.bias": (3 * e,), "attn.c_proj.bias": (e,),
+              "ln_2.bias": (e,), "mlp.c_fc.bias": (4 * e,), "mlp.c_proj.bias": (e,)}
+    for i in range(cfg.n_layer):
+        for k, v in {**layers, **(biases if cfg.bias else {})}.items():
+            out[f"h.{i}.{k}"] = v
+    out["ln_f.weight"] = (e,)
+    if cfg.bias:
+        out["ln_f.bias"] = (e,)
+    return out
+
+
+def check_model_state(state, cfg, vocab_size: int, where: str) -> None:
+    """RunError unless the checkpoint's model entry holds exactly the tensors of the GPT the
+    config describes, each of its shape: checked before the model is built, so a small file
+    cannot make the loader allocate a large model."""
+    if not isinstance(state, dict):
+        raise RunError(f"{where}: the checkpoint's model entry is not a state dict")
+    want = gpt_shapes(cfg, vocab_size)
+    extra = sorted(set(state) - set(want))
+    missing = sorted(set(want) - set(state))
+    if missing or extra:
+        what = (f"missing {', '.join(missing[:3])}" if missing else "") + (
+            ("; " if missing else "") + f"unexpected {', '.join(extra[:3])}" if extra else "")
+        raise RunError(f"{where}: the checkpoint's weights do not fit its configuration "
+                       f"(n_layer={cfg.n_layer}, n_embd={cfg.n_embd}, bias={cfg.bias}): {what}")
+    for k, shape in want.items():
+        got = tuple(getattr(state[k], "shape", ()))
+        if got != shape:
+            raise RunError(f"{where}: the checkpoint's {k} has shape {list(got)} but its "
+                           f"configuration needs {list(shape)} (n_embd={cfg.n_embd}, "
+                           f"block_size={cfg.block_size}, vocab_size={vocab_size})")
+
