@@ -80,8 +80,8 @@ class _Bucket:
         self.offsets, n = [], 0
         for p in params:
             self.offsets.append(n)
-            n += p.data.size
-        self.buf = np.empty(n, dtype=np.dtype(params[0].data.dtype.name))
+            n += p._data.size
+        self.buf = np.empty(n, dtype=np.dtype(params[0]._data.dtype.name))
         self.nbytes = self.buf.nbytes
         self.ready = 0
         self.work = None
@@ -141,20 +141,20 @@ class DistributedDataParallel(Module):
         self.world_size = comm.get_world_size()
         check_same_parameters(module)
         for p in module.parameters():
-            comm.broadcast(p.data, src=0)
+            comm.broadcast(p._data, src=0)
         self._buffers_list = [b for _, b in module.named_buffers() if b is not None]
         for b in self._buffers_list:
-            comm.broadcast(b.data, src=0)
+            comm.broadcast(b._data, src=0)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("DistributedDataParallel: the module has no parameter that "
                              "requires grad")
         self._names = {id(p): n for n, p in named}
         self._buckets = self._make_buckets([p for _, p in reversed(named)], cap * 2**20)
-        self._where = {}
+        self._slot_of = {}
         for b in self._buckets:
             for i, p in enumerate(b.params):
-                self._where[id(p)] = (b, i)
+                self._slot_of[id(p)] = (b, i)
         self._marked: set = set()
         self._sync_pass = False
         self._launched = 0
@@ -169,13 +169,13 @@ class DistributedDataParallel(Module):
     def _make_buckets(params, cap_bytes):
         buckets, current, size, dtype = [], [], 0, None
         for p in params:
-            nbytes = p.data.nbytes
-            if current and (p.data.dtype != dtype or size + nbytes > cap_bytes):
+            nbytes = p._data.nbytes
+            if current and (p._data.dtype != dtype or size + nbytes > cap_bytes):
                 buckets.append(_Bucket(current))
                 current, size = [], 0
             current.append(p)
             size += nbytes
-            dtype = p.data.dtype
+            dtype = p._data.dtype
         if current:
             buckets.append(_Bucket(current))
         return buckets
@@ -187,7 +187,7 @@ class DistributedDataParallel(Module):
         sync = self.require_backward_grad_sync and is_grad_enabled()
         if sync and self.broadcast_buffers and self.world_size > 1:
             for b in self._buffers_list:
-                comm.broadcast(b.data, src=0)
+                comm.broadcast(b._data, src=0)
         out = self.module(*args, **kwargs)
         if sync:
             self._start_pass(out)
@@ -230,7 +230,7 @@ class DistributedDataParallel(Module):
                 "in one synchronized iteration (two backward passes after one forward?); call "
                 "backward once per forward, or run the earlier ones under no_sync()")
         self._marked.add(key)
-        bucket, _ = self._where[key]
+        bucket, _ = self._slot_of[key]
         bucket.ready += 1
         for b in self._buckets:  # give MPI a chance to progress the ones in flight
             if b.work is not None:
@@ -244,11 +244,11 @@ class DistributedDataParallel(Module):
     def _launch(self, bucket):
         buf = bucket.buf
         for p, off in zip(bucket.params, bucket.offsets):
-            n = p.data.size
+            n = p._data.size
             if p.grad is None:
                 buf[off:off + n] = 0
             else:
-                buf[off:off + n] = _host(p.grad.data).reshape(-1)
+                buf[off:off + n] = _host(p.grad._data).reshape(-1)
         bucket.work = comm.all_reduce(buf, comm.ReduceOp.SUM, async_op=True)
 
     def _finish(self):
@@ -268,15 +268,15 @@ class DistributedDataParallel(Module):
             for p, off in zip(b.params, b.offsets):
                 if used is not None and not used[self._index[id(p)]]:
                     continue  # no rank used it: grad stays as it is (None)
-                g = buf[off:off + p.data.size].reshape(p.data.shape)
+                g = buf[off:off + p._data.size].reshape(p._data.shape)
                 if p.grad is None or p.grad.requires_grad:
                     arr = g.copy()
-                    if not isinstance(p.data, np.ndarray):
-                        arr = comm._from_host(arr, p.data)
+                    if not isinstance(p._data, np.ndarray):
+                        arr = comm._from_host(arr, p._data)
                     p.grad = Tensor._wrap(arr)
                 else:
-                    p.grad.data[...] = g if isinstance(p.grad.data, np.ndarray) else \
-                        comm._from_host(g, p.grad.data)
+                    p.grad._data[...] = g if isinstance(p.grad._data, np.ndarray) else \
+                        comm._from_host(g, p.grad._data)
             self.stats["bytes"] += b.nbytes
         self.stats["steps"] += 1
         self._sync_pass = False
