@@ -70,8 +70,10 @@ def is_available() -> bool:
 
 
 def init(backend: str = "mpi", abort_on_error: bool = True) -> None:
-    """Join the process group: rank and world size from MPI. Without mpi4py (or outside
-    ``mpiexec``) a single process of rank 0 in a world of 1. Idempotent.
+    """Join the process group: rank and world size from MPI. Outside ``mpiexec`` (no launcher
+    in the environment: ``PMI_SIZE``, ``OMPI_COMM_WORLD_SIZE``, ...; ``CHAINRULE_MPI=1``
+    forces MPI for other launchers) a single process of rank 0 in a world of 1, which does not
+    load MPI at all. Idempotent.
 
     ``abort_on_error``: an uncaught exception on any rank prints it once, with the rank, and
     aborts every rank (``MPI_Abort``) instead of leaving the others waiting."""
@@ -80,14 +82,15 @@ def init(backend: str = "mpi", abort_on_error: bool = True) -> None:
     if _state.initialized:
         return
     n = launched_size()
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        if n > 1:
-            raise RuntimeError(
-                f"distributed.init: the launcher started {n} processes, but mpi4py is not "
-                "installed; install it with pip install 'chainrule[mpi]'") from None
-        MPI = None
+    MPI = None
+    if n > 1 or os.environ.get("CHAINRULE_MPI") == "1":
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            if n > 1:
+                raise RuntimeError(
+                    f"distributed.init: the launcher started {n} processes, but mpi4py is not "
+                    "installed; install it with pip install 'chainrule[mpi]'") from None
     if MPI is not None:
         comm = MPI.COMM_WORLD
         _state.comm = comm if comm.Get_size() > 1 else None
@@ -187,7 +190,7 @@ def _mpi_op(op: ReduceOp):
 
 def _array(t, where: str):
     if isinstance(t, Tensor):
-        return t.data
+        return t._data
     if isinstance(t, np.ndarray):
         return t
     raise TypeError(f"distributed.{where}: expected a Tensor (or a NumPy array), got "
