@@ -43,6 +43,10 @@ class RunError(ValueError):
     """A run folder that cannot be created or resumed as asked."""
 
 
+RUN_FILES = ("config.toml", "tokenizer.json", "metrics.jsonl", "checkpoint.safetensors",
+             "samples.txt", "report.png", "report.html", "data/tokens.bin", "data/tokens.json")
+
+
 class RunDir:
     def __init__(self, path: str):
         self.path = path
@@ -99,6 +103,10 @@ class RunDir:
                                "folder: remove the link")
         for folder in (self.path, self.data_dir):
             remove_temporaries(folder)
+        for name in RUN_FILES:  # a link where a file of the run belongs was not made by a run
+            p = self.file(name)
+            if os.path.islink(p):
+                os.unlink(p)
         return self
 
     def unlock(self) -> None:
