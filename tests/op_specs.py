@@ -849,3 +849,46 @@ spec("BatchNormOp", _batch_norm,
      case((3, 2, 5), id="no-affine"),
      case(arg((5, 3), transposed=True), (3,), (3,), id="noncontiguous"),
      ref=_batch_norm_ref)
+
+
+def _sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _lstm_cell(F, gates, c):
+    if F is cr:
+        return cr.nn.fused.LSTMCellOp.apply(gates, c)
+    i, f, g, o = gates.chunk(4, 1)  # torch: the same step from its ops
+    c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return F.cat([o.sigmoid() * c2.tanh(), c2], 1)
+
+
+def _lstm_cell_ref(gates, c):
+    i, f, g, o = np.split(gates, 4, 1)
+    c2 = _sig(f) * c + _sig(i) * np.tanh(g)
+    return np.concatenate([_sig(o) * np.tanh(c2), c2], 1)
+
+
+def _gru_cell(F, gi, gh, h):
+    if F is cr:
+        return cr.nn.fused.GRUCellOp.apply(gi, gh, h)
+    ir, iz, inn = gi.chunk(3, 1)
+    hr, hz, hn = gh.chunk(3, 1)
+    r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
+    n = (inn + r * hn).tanh()
+    return (1 - z) * n + z * h
+
+
+def _gru_cell_ref(gi, gh, h):
+    ir, iz, inn = np.split(gi, 3, 1)
+    hr, hz, hn = np.split(gh, 3, 1)
+    r, z = _sig(ir + hr), _sig(iz + hz)
+    n = np.tanh(inn + r * hn)
+    return (1 - z) * n + z * h
+
+
+spec("LSTMCellOp", _lstm_cell, case((3, 8), (3, 2)), case((1, 4), (1, 1), id="size-1"),
+     ref=_lstm_cell_ref)
+spec("GRUCellOp", _gru_cell, case((3, 6), (3, 6), (3, 2)), case((1, 3), (1, 3), (1, 1),
+                                                                id="size-1"),
+     ref=_gru_cell_ref)

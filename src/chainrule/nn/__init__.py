@@ -69,6 +69,14 @@ from .norm import InstanceNorm2d as InstanceNorm2d
 from .norm import InstanceNorm3d as InstanceNorm3d
 from .parallel import DataParallel as DataParallel
 from .parameter import Parameter as Parameter
+from .rnn import GRU as GRU
+from .rnn import LSTM as LSTM
+from .rnn import RNN as RNN
+from .rnn import GRUCell as GRUCell
+from .rnn import LSTMCell as LSTMCell
+from .rnn import RNNBase as RNNBase
+from .rnn import RNNCell as RNNCell
+from .rnn import RNNCellBase as RNNCellBase
 
 _PYTORCH_INSTEAD = {
     "LSTM": "write the cell with nn.Linear and tensor ops over the time steps",

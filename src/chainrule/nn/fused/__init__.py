@@ -22,6 +22,8 @@ from .loss import CrossEntropyOp as CrossEntropyOp
 from .loss import SoftCrossEntropyOp as SoftCrossEntropyOp
 from .norm import LayerNormOp as LayerNormOp
 from .norm import RMSNormOp as RMSNormOp
+from .rnn import GRUCellOp as GRUCellOp
+from .rnn import LSTMCellOp as LSTMCellOp
 
 
 def apply_present(op, *inputs, **params):
