@@ -37,6 +37,8 @@ import numpy as np
 
 VANISH_FACTOR = 1e-3  # a layer whose gradient RMS is 1000x below the output side's: vanishing
 TINY_UPDATE = 1e-6  # lr |g| below this share of |w|: an update float32 rounds away
+AMPLIFY_TOTAL = 3.0  # a layer that multiplies the gradient by 10^3 over its calls ...
+AMPLIFY_PER_CALL = 1.2  # ... by 1.2 or more at each: a recurrence that amplifies
 EXPLODE_GROWTH = 1e3  # total gradient norm 1000x its first value: exploding
 SPIKE_FACTOR = 3.0  # loss 3x the median of the recent ones: a spike ...
 SPIKE_OF_RANGE = 0.25  # ... by more than a quarter of the way back to where the loss started
@@ -873,7 +875,8 @@ def _chance(run, found):
     recs = _ce_records(run)
     if not recs or len(run.finite) < STALL_MIN_STEPS:
         return []
-    if found and _kinds(found) & (CAUSES - {"loss_at_chance", "unshuffled_data"}):
+    if found and (_kinds(found) & (CAUSES - {"loss_at_chance", "unshuffled_data"})
+                  or any(f.severity == "error" for f in found)):
         return []  # a cause found already explains a loss that does not fall
     C = recs[0]["cross_entropy"]["classes"]
     ents = [r["cross_entropy"]["target_entropy"] for r in recs
@@ -885,8 +888,8 @@ def _chance(run, found):
         return []
     # it starts there and stays there (or never gets far below it)
     lowest = min(v for _, v in run.finite[k:]) if len(run.finite) > k else end
-    if end < CHANCE_SHARE * level or start < CHANCE_SHARE * level or \
-            lowest < 0.7 * level:
+    if not (CHANCE_SHARE * level <= end <= (2 - CHANCE_SHARE) * level) or \
+            start < CHANCE_SHARE * level or lowest < 0.7 * level:
         return []
     acc = [r["cross_entropy"]["accuracy"] for r in recs if "accuracy" in r["cross_entropy"]]
     maj = [r["cross_entropy"]["majority"] for r in recs if "majority" in r["cross_entropy"]]
@@ -1171,6 +1174,28 @@ def _exploding(run, found):
                     "recurrence: an orthogonal recurrent weight with gain <= 1)",
                     "error", rel))
                 return out
+    # gradients huge from the first check: a recurrence that amplifies them at every pass,
+    # and a loss that shows it (a spike, a rise, a non-finite value)
+    amp = _amplifier(run, seen)
+    if amp is not None and amp[3] >= AMPLIFY_TOTAL and amp[2] >= AMPLIFY_PER_CALL:
+        spike, imp = _spike(run), run.improved()
+        bad = run.nonfinite_loss()
+        if spike is not None or bad is not None or (imp is not None and imp > 1.0):
+            p, calls, per, total, r = amp
+            shown = (f"the loss became {run.values[run.steps.index(bad)]} at step {bad}"
+                     if bad is not None else
+                     f"the loss jumped to {_fmt(spike[1])} at step {spike[0]}" if spike
+                     else f"the loss rose {imp:.2g}x")
+            out.append(Finding(
+                "exploding", p, r["step"],
+                f"backward multiplies the gradient by {per:.2g} on average each of the {calls} "
+                f"times it passes back through '{p}' (x{10 ** total:.2g} in all at step "
+                f"{r['step']}), and {shown}: gradients explode through this recurrence",
+                "clip gradients (clip_grad_norm_(params, 1.0)), initialise the recurrent "
+                "weight orthogonal with gain <= 1 (or smaller), use a gated cell (LSTM/GRU) "
+                "or normalisation, and lower the learning rate",
+                "error", []))
+            return out
     s = run.nonfinite_loss()
     if s is not None:
         upto = [r for r in seen if r["step"] <= s] or seen[:1]
@@ -1264,7 +1289,9 @@ def _learning_rate(run, found):
     high = [(r, m, ratios) for r, m, ratios in med if m > RATIO_HIGH and not _warming_up(run, r)]
     if (high and poor and (len(high) >= 2 or diverged)
             and not _kinds(found) & {"uphill_update", "weight_decay_dominates",
-                                     "grad_accumulates"}):
+                                     "grad_accumulates"}
+            and not any(f.kind == "exploding" and "passes back through" in f.message
+                        for f in found)):  # a recurrence that amplifies: named already
         r, m, ratios = high[0]
         name, worst = max(ratios, key=lambda x: x[1] if math.isfinite(x[1]) else math.inf)
         out.append(Finding(
@@ -1447,7 +1474,7 @@ def _loss_rules(run, found):
     out = []
     finite = run.finite
     causes = _kinds(found) & CAUSES
-    spike = _spike(run) if not causes else None
+    spike = _spike(run) if not causes and "exploding" not in _kinds(found) else None
     if spike is not None:
         s, v, med, n, start = spike
         out.append(Finding(

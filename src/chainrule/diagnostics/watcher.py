@@ -71,11 +71,11 @@ def _derived(a, out) -> bool:
 
 
 def _first_tensor(x):
-    if hasattr(x, "grad_fn") and hasattr(x, "data"):
+    if hasattr(x, "grad_fn") and hasattr(x, "_data"):
         return x
     if isinstance(x, (tuple, list)):
         for v in x:
-            if hasattr(v, "grad_fn") and hasattr(v, "data"):
+            if hasattr(v, "grad_fn") and hasattr(v, "_data"):
                 return v
     return None
 
@@ -262,7 +262,7 @@ class Watcher:
     def _on_root_input(self, module, args):
         if self._input is None and args and autograd.is_grad_enabled():
             x = args[0]
-            data = getattr(x, "data", None)
+            data = getattr(x, "_data", None)
             if data is not None and hasattr(data, "dtype"):
                 self._input = S.input_stats(data)
         return None
@@ -339,7 +339,7 @@ class Watcher:
     def _on_ce_grad(self, stats, idx, pred, grad_inputs, grad_outputs):
         g = grad_inputs[0] if grad_inputs else None
         if self._armed and g is not None and "target_rows" not in stats:
-            stats.update(S.targets_from_grad(getattr(g, "data", g), idx, pred))
+            stats.update(S.targets_from_grad(getattr(g, "_data", g), idx, pred))
         return None
 
     def _on_sub(self, op, out, arrays):
@@ -368,7 +368,7 @@ class Watcher:
             self._last_param_module = path
         if info["leaf"]:
             self._last_leaf = path
-        data = getattr(output, "data", None)
+        data = getattr(output, "_data", None)
         if data is None or not hasattr(data, "dtype"):
             return None
         acc = self._acts.get(path)
