@@ -77,16 +77,13 @@ from .rnn import LSTMCell as LSTMCell
 from .rnn import RNNBase as RNNBase
 from .rnn import RNNCell as RNNCell
 from .rnn import RNNCellBase as RNNCellBase
+from .transformer import Transformer as Transformer
+from .transformer import TransformerDecoder as TransformerDecoder
+from .transformer import TransformerDecoderLayer as TransformerDecoderLayer
+from .transformer import TransformerEncoder as TransformerEncoder
+from .transformer import TransformerEncoderLayer as TransformerEncoderLayer
 
 _PYTORCH_INSTEAD = {
-    "LSTM": "write the cell with nn.Linear and tensor ops over the time steps",
-    "GRU": "write the cell with nn.Linear and tensor ops over the time steps",
-    "RNN": "write the cell with nn.Linear and tensor ops over the time steps",
-    "Transformer": "chainrule.models has GPT and Llama; nn.MultiheadAttention is here",
-    "TransformerEncoderLayer": "build it from nn.MultiheadAttention, nn.LayerNorm and "
-                               "nn.Linear",
-    "TransformerDecoderLayer": "build it from nn.MultiheadAttention, nn.LayerNorm and "
-                               "nn.Linear",
     "DistributedDataParallel": "use chainrule.distributed.DistributedDataParallel",
     "SyncBatchNorm": "use nn.BatchNorm2d on one process",
 }
