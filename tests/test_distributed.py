@@ -205,6 +205,29 @@ def test_different_models_are_refused_once():
     assert out.count(msg) == 1, out
 
 
+@needs_mpi
+def test_ranks_with_different_configs_are_refused_before_any_file(tmp_path, text_file):
+    """``mpiexec -n 1 chainrule train A : -n 1 chainrule train B``: one message, from rank 0,
+    and no run folder; a batch that does not split over the ranks likewise."""
+    chainrule = os.path.join(os.path.dirname(sys.executable), "chainrule")
+    args = ["train", "--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16",
+            "--max_iters=2", "--progress=false", f"--data={text_file}",
+            f"--out_dir={tmp_path}", "--name=r"]
+    cmd = [_mpiexec(), "-n", "1", chainrule, *args, ":", "-n", "1", chainrule, *args,
+           "--learning_rate=0.1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env())
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    msg = "learning_rate: rank 0 has 0.001, rank 1 has 0.1"
+    assert out.count(msg) == 1 and "[rank 0 of 2]" in out, out
+    p = subprocess.run([_mpiexec(), "-n", "2", chainrule, *args, "--batch_size=3"],
+                       capture_output=True, text=True, timeout=60, env=_env())
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and out.count("batch_size 3 (the global batch) cannot be split "
+                                           "over 2 ranks") == 1, out
+    assert not os.path.exists(os.path.join(tmp_path, "r"))
+
+
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, grad_accum=2,
             max_iters=10, eval_interval=5, eval_iters=2, log_interval=1, sample_tokens=8,
             warmup_iters=2, dropout=0.0, diagnose_interval=0, progress=False,

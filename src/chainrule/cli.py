@@ -203,11 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException as e:  # noqa: BLE001 - any failure must end every rank
-        import traceback
-
-        msg = "".join(traceback.format_exception(e)).rstrip()
         dist.init()
-        dist.abort(f"chainrule: {msg}\nstopping every rank", 1)
+        command = next((a for a in (argv or sys.argv[1:]) if not a.startswith("-")), "")
+        dist.abort_on(e, f"chainrule {command}: ", traceback=not getattr(
+            e, "every_rank", False))
     if code not in (0, None):
         dist.init()
         dist.abort(f"chainrule: exit status {code} (the error is above); stopping every rank",

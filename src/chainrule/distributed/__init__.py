@@ -5,6 +5,7 @@ launch, what is reduced when, and what communication costs."""
 from .comm import ReduceOp as ReduceOp
 from .comm import Work as Work
 from .comm import abort as abort
+from .comm import abort_on as abort_on
 from .comm import all_gather as all_gather
 from .comm import all_gather_object as all_gather_object
 from .comm import all_reduce as all_reduce

@@ -147,6 +147,22 @@ def abort(message: str, code: int = 1) -> None:
     raise SystemExit(code)
 
 
+def abort_on(exc: BaseException, prefix: str = "", traceback: bool = True) -> None:
+    """End every rank because of ``exc``: print it once (its traceback, or with
+    ``traceback=False`` one line ``prefix + message``) and call ``MPI_Abort``. An error that
+    every rank finds alike (``exc.every_rank``) is printed by rank 0 alone."""
+    if getattr(exc, "every_rank", False) and _state.rank != 0 and _state.comm is not None:
+        time.sleep(5.0)  # rank 0 found the same error and aborts for everyone; a fallback
+        sys.stderr.flush()
+        _state.comm.Abort(1)
+    if traceback:
+        import traceback as tb
+
+        text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+        abort(f"{prefix}error, stopping all {_state.size} ranks:\n{text}", 1)
+    abort(f"{prefix}error: {exc} (stopping all {_state.size} ranks)", 1)
+
+
 def _install_abort_hook() -> None:
     if _state.abort_installed:
         return
@@ -156,14 +172,7 @@ def _install_abort_hook() -> None:
     def on_error(kind, value, tb):
         if _state.comm is None or issubclass(kind, SystemExit):
             return previous(kind, value, tb)
-        import traceback
-
-        if getattr(value, "every_rank", False) and _state.rank != 0:
-            time.sleep(5.0)  # rank 0 found the same error and reports it; this is a fallback
-            sys.stderr.flush()
-            _state.comm.Abort(1)
-        text = "".join(traceback.format_exception(kind, value, tb))
-        abort(f"error, stopping all {_state.size} ranks:\n{text}".rstrip(), 1)
+        abort_on(value)
 
     sys.excepthook = on_error
 
@@ -359,4 +368,4 @@ def broadcast_object_list(object_list: list, src: int = 0, group=None) -> None:
 __all__ = ["ReduceOp", "Work", "init", "init_process_group", "is_available", "is_initialized",
            "get_rank", "get_world_size", "is_main_process", "destroy_process_group",
            "launched_size", "barrier", "all_reduce", "broadcast", "all_gather",
-           "all_gather_object", "broadcast_object_list", "abort"]
+           "all_gather_object", "broadcast_object_list", "abort", "abort_on"]

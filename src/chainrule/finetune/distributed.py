@@ -13,7 +13,7 @@ from dataclasses import asdict
 from .. import distributed as dist
 from ..data import TokenData, resolve_source
 from ..random import use_generator
-from ..train.distributed import DataParallel, check_same_config, name_run
+from ..train.distributed import DataParallel, check_batch, check_same_config, name_run
 from ..train.loop import make_streams, streams_from_checkpoint
 from ..train.run import RunDir
 from . import trainer as ft
@@ -31,6 +31,7 @@ def finetune(spec, cfg, on_step=None):
     spec.validate()
     cfg.validate()
     check_same_config({"finetune": asdict(spec), **cfg.to_dict()}, "finetune")
+    check_batch(cfg)
     name_run(cfg)
     if dist.get_rank() == 0:
         return ft.finetune(spec, cfg, on_step, trainer_class=DistributedFinetuneTrainer)

@@ -53,6 +53,15 @@ def check_same_config(values: dict, where: str) -> None:
                                   "command")
 
 
+def check_batch(cfg) -> None:
+    """CollectiveError unless ``batch_size`` splits evenly over the ranks."""
+    world = dist.get_world_size()
+    if cfg.batch_size % world:
+        raise CollectiveError(
+            f"distributed training: batch_size {cfg.batch_size} (the global batch) cannot be "
+            f"split over {world} ranks; choose a batch_size divisible by {world}")
+
+
 class DataParallel:
     """The data-parallel seams of a :class:`~chainrule.train.loop.Trainer`, mixed in before
     it (``class T(DataParallel, Trainer)``): the batch slice of this rank, the reduction of
@@ -71,10 +80,7 @@ class DataParallel:
             self._files_ready = True
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         cfg = self.cfg
-        if cfg.batch_size % self.world:
-            raise CollectiveError(
-                f"distributed training: batch_size {cfg.batch_size} cannot be split over "
-                f"{self.world} ranks; choose a batch_size divisible by {self.world}")
+        check_batch(cfg)
         self.ddp = dist.DistributedDataParallel(self.model)
         self.local_batch = cfg.batch_size // self.world
         self._dropout_seed = loop.stream_seeds(cfg.seed)["dropout"]
@@ -178,6 +184,7 @@ def train(cfg=None, resume: str | None = None, explicit: dict | None = None, on_
         return t.fit(on_step)
     cfg = (cfg or loop.TrainConfig()).validate()
     check_same_config(cfg.to_dict(), "train")
+    check_batch(cfg)
     name_run(cfg)
     if main:
         t = _as(DistributedTrainer, loop._new_trainer(cfg))
@@ -238,4 +245,5 @@ def _follower_resume(path: str, explicit: dict) -> DistributedTrainer:
     return t
 
 
-__all__ = ["DataParallel", "DistributedTrainer", "train", "check_same_config", "name_run"]
+__all__ = ["DataParallel", "DistributedTrainer", "train", "check_same_config", "name_run",
+           "check_batch"]
