@@ -1,12 +1,18 @@
 """The training doctor stays silent on healthy runs of many kinds, and the harness the other
 doctor tests train their broken runs and fixed twins with.
 
-Healthy set: MLPs, a CNN, a small causal transformer (its attention masked with
-``masked_fill(-inf)`` then softmax), an RNN-like loop written with Linear + tanh; SGD (plain,
-momentum, Nesterov), Adam, AdamW, RMSprop, Adagrad; step, cosine, warmup and one-cycle
-schedules, gradient clipping, dropout with evaluation passes in between, gradient
-accumulation, a frozen body under a trained head, label smoothing, zero_grad before or after
-the step, batches in a fixed order. Each over three seeds: each run must learn (checked from
+Healthy set (31 runs, each over three seeds): MLPs for classification (4 and 10 classes,
+binary with nine in ten examples of one class) and regression (MSE, Huber on integer counts,
+a sigmoid output for targets in (0, 1)), two CNNs (standardised and [0, 1] pixels), two small
+causal transformers (attention written out with ``masked_fill(-inf)`` then softmax, and
+nn.MultiheadAttention with a boolean mask), an RNN-like loop written with Linear + tanh, a
+bag-of-tokens classifier on integer inputs; SGD (plain, momentum, Nesterov, a hand-written
+update without an optimizer), Adam, AdamW, RMSprop (plain, centred with momentum), Adagrad;
+step (per epoch), cosine (to zero), warmup, lambda and one-cycle schedules, gradient
+clipping, dropout with evaluation passes in between, gradient accumulation (SGD and Adam),
+a frozen body under a trained head (inside and outside the optimizer), a zero-initialised
+output layer, label smoothing, zero_grad before, after or with set_to_none=False, batches in
+a fixed order, the default interval of 50 over 400 steps. Each run must learn (checked from
 its losses) and the doctor must give no warning and no error.
 """
 
@@ -496,7 +502,174 @@ def _rnn_loop_rmsprop(seed):
     return fit(m, RMSprop(m.parameters(), lr=3e-3), sequences(seed), seed=seed, steps=100)
 
 
+def _mlp_keep_grads_momentum(seed):
+    # zero_grad(set_to_none=False): .grad is zeros before each backward, not stale
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+    opt = SGD(m.parameters(), lr=0.05, momentum=0.9)
+    return fit(m, opt, blobs(seed), seed=seed, zero="keep")
+
+
+def _mlp_adam_accumulation(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 32, 4)
+    return fit(m, Adam(m.parameters(), lr=3e-3), blobs(seed), seed=seed, accum=4, batch=8,
+               steps=60)
+
+
+def _mlp_default_interval_long(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+    return fit(m, SGD(m.parameters(), lr=0.05, momentum=0.9), blobs(seed), seed=seed,
+               steps=400, interval=50)
+
+
+def _mlp_cosine_to_zero(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+    opt = SGD(m.parameters(), lr=0.1, momentum=0.9)
+    return fit(m, opt, blobs(seed), seed=seed, sched=lr_scheduler.CosineAnnealingLR(opt, 120),
+               interval=5)
+
+
+def _mlp_steplr_per_epoch(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+    opt = SGD(m.parameters(), lr=0.1, momentum=0.9)
+    return fit(m, opt, blobs(seed), seed=seed, steps=160, sched_every=12,
+               sched=lr_scheduler.StepLR(opt, step_size=4, gamma=0.3))
+
+
+def _mlp_imbalanced_binary(seed):
+    # nine in ten examples of one class, batches shuffled: batches are not 'sorted'
+    rng = np.random.default_rng(seed)
+    y = (rng.random(512) < 0.1).astype(np.int64)
+    x = (rng.standard_normal((512, 8)) + 1.5 * y[:, None]).astype(np.float32)
+    cr.manual_seed(seed)
+    m = mlp(8, 16, 2)
+    return fit(m, Adam(m.parameters(), lr=1e-2), (x, y), seed=seed)
+
+
+def _mlp_ten_classes_smoothing(seed):
+    cr.manual_seed(seed)
+    m = mlp(16, 64, 10)
+    return fit(m, AdamW(m.parameters(), lr=3e-3), blobs(seed, d=16, k=10, spread=0.7),
+               seed=seed, label_smoothing=0.1, batch=64)
+
+
+def _regression_sigmoid_unit_targets(seed):
+    # a sigmoid output for targets inside (0, 1): it can reach them
+    cr.manual_seed(seed)
+    x, y = regression(seed)
+    m = nn.Sequential(mlp(8, 32, 1), nn.Sigmoid())
+    return fit(m, Adam(m.parameters(), lr=1e-2), (x, (y + 1.2) / 2.4), loss="mse", seed=seed)
+
+
+def _regression_counts_huber(seed):
+    cr.manual_seed(seed)
+    x, y = regression(seed)
+    m = mlp(8, 32, 1)
+    return fit(m, Adam(m.parameters(), lr=1e-2), (x, np.round(3 * y + 3)), seed=seed,
+               loss_fn=F.huber_loss, steps=150)
+
+
+def _mlp_hand_written_sgd(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+
+    class Plain:
+        param_groups = [{"params": list(m.parameters())}]
+
+        def zero_grad(self):
+            for p in m.parameters():
+                p.grad = None
+
+    def step(opt):
+        with cr.no_grad():
+            for p in m.parameters():
+                p.data[...] -= 0.05 * p.grad.data
+
+    return fit(m, Plain(), blobs(seed), seed=seed, step_fn=step, watch_optimizer=False)
+
+
+def _zero_init_head(seed):
+    cr.manual_seed(seed)
+    m = mlp(8, 32, 4)
+    with cr.no_grad():
+        m[2].weight.data[...] = 0.0
+        m[2].bias.data[...] = 0.0
+    return fit(m, Adam(m.parameters(), lr=1e-2), blobs(seed), seed=seed)
+
+
+def _cnn_unit_pixels_rmsprop(seed):
+    cr.manual_seed(seed)
+    x, y = bars(seed)
+    x = (x - x.min()) / (x.max() - x.min())  # pixels in [0, 1]
+    m = cnn()
+    opt = RMSprop(m.parameters(), lr=3e-3, momentum=0.5, centered=True)
+    return fit(m, opt, (x, y), seed=seed, steps=60, interval=6)
+
+
+class _BagOfTokens(nn.Module):
+    def __init__(self, V=16, d=16, k=3):
+        super().__init__()
+        self.emb = nn.Embedding(V, d)
+        self.head = nn.Linear(d, k)
+
+    def forward(self, idx):
+        return self.head(self.emb(idx).mean(dim=1))
+
+
+def _bag_of_tokens(seed):
+    # integer inputs: the class is which third of the vocabulary most tokens come from
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 384)
+    x = np.where(rng.random((384, 10)) < 0.7, 5 * y[:, None] + rng.integers(0, 5, (384, 10)),
+                 rng.integers(0, 16, (384, 10))).clip(0, 15)
+    cr.manual_seed(seed)
+    m = _BagOfTokens()
+    return fit(m, Adam(m.parameters(), lr=1e-2), (x.astype(np.int64), y), seed=seed)
+
+
+class _MHAModel(nn.Module):
+    def __init__(self, V=16, T=12, d=32):
+        super().__init__()
+        self.tok = nn.Embedding(V, d)
+        self.pos = nn.Embedding(T, d)
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, V)
+        self.mask = cr.tensor(np.triu(np.ones((T, T), bool), k=1))
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.tok(idx) + self.pos(cr.arange(T))
+        a, _ = self.attn(x, x, x, attn_mask=self.mask[:T, :T], need_weights=False)
+        return self.head(self.ln(x + a))
+
+
+def _transformer_mha_adam(seed):
+    cr.manual_seed(seed)
+    m = _MHAModel()
+    return fit(m, Adam(m.parameters(), lr=3e-3), counting(seed), seed=seed, steps=80,
+               interval=8, batch=16)
+
+
 HEALTHY = {
+    "mlp_keep_grads_momentum": _mlp_keep_grads_momentum,
+    "mlp_adam_accumulation": _mlp_adam_accumulation,
+    "mlp_default_interval_long": _mlp_default_interval_long,
+    "mlp_cosine_to_zero": _mlp_cosine_to_zero,
+    "mlp_steplr_per_epoch": _mlp_steplr_per_epoch,
+    "mlp_imbalanced_binary": _mlp_imbalanced_binary,
+    "mlp_ten_classes_smoothing": _mlp_ten_classes_smoothing,
+    "regression_sigmoid_unit_targets": _regression_sigmoid_unit_targets,
+    "regression_counts_huber": _regression_counts_huber,
+    "mlp_hand_written_sgd": _mlp_hand_written_sgd,
+    "zero_init_head": _zero_init_head,
+    "cnn_unit_pixels_rmsprop": _cnn_unit_pixels_rmsprop,
+    "bag_of_tokens": _bag_of_tokens,
+    "transformer_mha_adam": _transformer_mha_adam,
     "mlp_sgd": _mlp_sgd,
     "mlp_momentum_wd_steplr": _mlp_momentum_wd_steplr,
     "mlp_adam_dropout_eval": _mlp_adam_dropout_eval,
@@ -524,3 +697,19 @@ def test_healthy_run_learns_and_the_doctor_is_silent(name):
         assert learned(w), f"{name} seed {seed}: the healthy run did not learn"
         bad = loud(w.findings())
         assert not bad, f"{name} seed {seed}: " + "; ".join(str(f) for f in bad)
+
+
+def test_the_healthy_runs_gather_what_the_rules_read():
+    # silence must come from healthy statistics, not from statistics never gathered
+    w = _mlp_sgd(0)
+    r = w.records[1]
+    assert r["optimizer"]["groups"][0]["lr"] == 0.1 and r["optimizer"]["stepped_before"]
+    assert r["optimizer"]["backward_before_step"] == r["optimizer"]["backward_passes"] == 6
+    s = r["params"]["0.weight"]
+    assert s["step_norm"] == pytest.approx(s["norm"]) and s["update_dot_grad"] < 0
+    assert r["cross_entropy"]["classes"] == 4 and r["cross_entropy"]["target_rows"] == 32
+    assert r["input"]["rms"] == pytest.approx(1.0, rel=0.3)
+    rnn = _rnn_loop_adam_clip(0).records[0]["modules"]
+    assert rnn["wh"]["gain"]["calls"] == 7 and rnn["head"]["gain"]["calls"] == 1
+    modes = _mlp_adam_dropout_eval(0).records[-1]["modes"]
+    assert all(c["train"] >= 1 and c["eval"] == 0 for c in modes.values())
