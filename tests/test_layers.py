@@ -31,7 +31,7 @@ LAYERS = {
     "ops": 0, "creation": 0, "backends": 0,
     "nn": 1, "optim": 1, "serialization": 1, "utils": 1, "__init__": 1, "cuda": 1, "amp": 1,
     "accelerator": 1, "onnx": 1,
-    "diagnostics": 2, "models": 2, "data": 2, "distributed": 2,
+    "diagnostics": 2, "models": 2, "data": 2, "distributed": 2, "distributions": 2,
     "pretrained": 3, "train": 3,
     "finetune": 4,
     "cli": 5,
