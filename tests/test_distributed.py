@@ -283,3 +283,29 @@ def test_data_parallel_trainer_equals_one_process_and_resumes_after_sigkill(tmp_
     whole = _losses(os.path.join(tmp_path, "whole"))
     assert whole != two
     np.testing.assert_allclose(_losses(killed), whole, rtol=0, atol=0)
+
+
+@needs_mpi
+def test_data_parallel_finetune_equals_one_process(tmp_path):
+    """``mpiexec -n 2 chainrule finetune`` (LoRA) gives one process's losses; rank 0 alone
+    reports."""
+    from chainrule.cli import main
+    from test_finetune import write_tiny_hf
+
+    write_tiny_hf(tmp_path / "base")
+    data = tmp_path / "domain.txt"
+    data.write_text("abcabcabd " * 300, encoding="utf-8")
+    argv = ["finetune", "--model", str(tmp_path / "base"), "--data", str(data),
+            "--lora-rank", "4", "--max-iters", "4", "--warmup-iters", "1", "--block-size", "16",
+            "--batch-size", "4", "--eval-interval", "4", "--eval-iters", "1", "--lr", "5e-2",
+            "--sample-tokens", "0", "--out-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main(argv + ["--name", "one"]) == 0
+    chainrule = os.path.join(os.path.dirname(sys.executable), "chainrule")
+    p = subprocess.run([_mpiexec(), "-n", "2", chainrule, *argv, "--name", "two"],
+                       capture_output=True, text=True, timeout=120, env=_env())
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "data parallel: 2 ranks" in out and out.count("done: 4 steps") == 1, out
+    one, two = (_losses(os.path.join(tmp_path, "runs", n)) for n in ("one", "two"))
+    assert len(one) == len(two) == 4
+    np.testing.assert_allclose(two, one, rtol=2e-6)
