@@ -14,7 +14,9 @@ from ..ops.gelu import gelu as _gelu
 from ..tensor import Tensor
 from . import conv, fused
 from . import functional_extra as _extra
+from . import functional_resample as _resample
 from .functional_extra import *  # noqa: F403  (batch/instance/group norm, more activations)
+from .functional_resample import *  # noqa: F403  (transposed conv, resampling, unfold/fold)
 
 # activations and softmax: the op library's fused ops, re-exported under F
 relu = P.relu
@@ -655,4 +657,4 @@ __all__ = [
     "avg_pool2d", "adaptive_avg_pool2d", "one_hot", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
     "kl_div",
-] + _extra.__all__
+] + _extra.__all__ + _resample.__all__

@@ -1,0 +1,361 @@
+"""More of chainrule.nn.functional: transposed convolutions, 1-d pooling, adaptive max
+pooling, channel dropout, interpolation (nearest, linear, bilinear), pixel (un)shuffle and
+unfold/fold. Re-exported by :mod:`chainrule.nn.functional`; all are compositions of
+differentiable ops, so their gradients (and second derivatives) come from those ops."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from .. import ops as P
+from ..autograd import enable_grad
+from ..autograd import grad as _grad
+from ..tensor import Tensor
+from .conv.geometry import out_size
+from .conv.transpose import conv_transpose2d_nchw
+
+
+def _F():
+    from . import functional
+
+    return functional
+
+
+def _float(x, op, name="input"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    if x._data.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a floating tensor, got dtype {x.dtype}")
+    return x
+
+
+def _tuple(v, n, name, op):
+    if isinstance(v, numbers.Integral):
+        return (int(v),) * n
+    v = tuple(int(i) for i in v)
+    if len(v) != n:
+        raise ValueError(f"{op}: {name} must be an int or {n} ints, got {v}")
+    return v
+
+
+# ----------------------------------------------------------------------------- transposed
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """2-d transposed convolution: input (N, C_in, H, W), weight (C_in, C_out / groups, kh,
+    kw); output size (H - 1) stride - 2 padding + dilation (kh - 1) + output_padding + 1."""
+    op = "conv_transpose2d"
+    _float(input, op)
+    _float(weight, op, "weight")
+    if input.ndim not in (3, 4) or weight.ndim != 4:
+        raise ValueError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
+                         "received, expected (N, C_in, H, W) and (C_in, C_out/groups, kh, kw)")
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if x.shape[1] != weight.shape[0] or weight.shape[0] % groups:
+        raise ValueError(f"{op}: input of {x.shape[1]} channels received, expected "
+                         f"{weight.shape[0]} (weight's dim 0, divisible by groups={groups})")
+    s, p = _tuple(stride, 2, "stride", op), _tuple(padding, 2, "padding", op)
+    o, d = _tuple(output_padding, 2, "output_padding", op), _tuple(dilation, 2, "dilation", op)
+    for oi, si, di in zip(o, s, d):
+        if oi >= max(si, di):
+            raise ValueError(f"{op}: output_padding {o} must be smaller than stride {s} or "
+                             f"dilation {d}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[1] * groups,):
+        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected "
+                         f"({weight.shape[1] * groups},)")
+    y = conv_transpose2d_nchw(x, weight, bias, s, p, o, groups, d, _F().conv2d)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """1-d transposed convolution: input (N, C_in, L), weight (C_in, C_out / groups, k)."""
+    op = "conv_transpose1d"
+    _float(input, op)
+    if input.ndim not in (2, 3) or weight.ndim != 3:
+        raise ValueError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
+                         "received, expected (N, C_in, L) and (C_in, C_out/groups, k)")
+
+    def pair(v, h):
+        return (h, _tuple(v, 1, "argument", op)[0])
+
+    y = conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, pair(stride, 1),
+                         pair(padding, 0), pair(output_padding, 0), groups, pair(dilation, 1))
+    return y.squeeze(-2)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over windows of (N, C, L)."""
+    _float(input, "max_pool1d")
+    k = _tuple(kernel_size, 1, "kernel_size", "max_pool1d")[0]
+    s = k if stride is None else _tuple(stride, 1, "stride", "max_pool1d")[0]
+    p = _tuple(padding, 1, "padding", "max_pool1d")[0]
+    d = _tuple(dilation, 1, "dilation", "max_pool1d")[0]
+    y = _F().max_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), ceil_mode,
+                        return_indices)
+    if return_indices:
+        return y[0].squeeze(-2), y[1].squeeze(-2)
+    return y.squeeze(-2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over windows of (N, C, L)."""
+    _float(input, "avg_pool1d")
+    k = _tuple(kernel_size, 1, "kernel_size", "avg_pool1d")[0]
+    s = k if stride is None else _tuple(stride, 1, "stride", "avg_pool1d")[0]
+    p = _tuple(padding, 1, "padding", "avg_pool1d")[0]
+    y = _F().avg_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), ceil_mode,
+                        count_include_pad)
+    return y.squeeze(-2)
+
+
+def _windows(n, o):
+    return [((i * n) // o, -((-(i + 1) * n) // o)) for i in range(o)]
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Maximum over PyTorch's adaptive windows, so the output is ``output_size``."""
+    op = "adaptive_max_pool2d"
+    _float(input, op)
+    if return_indices:
+        raise NotImplementedError(f"{op}: return_indices=True is not supported")
+    H, W = input.shape[-2], input.shape[-1]
+    oh, ow = (output_size, output_size) if isinstance(output_size, numbers.Integral) or \
+        output_size is None else tuple(output_size)
+    oh, ow = H if oh is None else int(oh), W if ow is None else int(ow)
+    if H % oh == 0 and W % ow == 0:
+        x, unb = (input.unsqueeze(0), True) if input.ndim == 3 else (input, False)
+        y = _F().max_pool2d(x, (H // oh, W // ow))
+        return y.squeeze(0) if unb else y
+    rows = []
+    for a, b in _windows(H, oh):
+        band = P.narrow(input, -2, a, b - a)
+        cols = [P.amax(P.narrow(band, -1, c, e - c), (-2, -1)) for c, e in _windows(W, ow)]
+        rows.append(P.stack(cols, -1))
+    return P.stack(rows, -2)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """Maximum over adaptive windows of (N, C, L)."""
+    return adaptive_max_pool2d(input.unsqueeze(-2), (1, output_size),
+                               return_indices).squeeze(-2)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average over adaptive windows of (N, C, L)."""
+    x = input.unsqueeze(-2)
+    return _F().adaptive_avg_pool2d(x, (1, output_size)).squeeze(-2)
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def _channel_dropout(input, p, training, spatial, op):
+    _float(input, op)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    batched = input.ndim == spatial + 2
+    if input.ndim not in (spatial + 1, spatial + 2):
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         f"{spatial + 2} dims (N, C, ...) or {spatial + 1} (C, ...)")
+    if p == 1.0:
+        return input * 0.0
+    from .. import creation
+
+    lead = tuple(input.shape[:2] if batched else input.shape[:1])
+    u = creation.rand(*lead, dtype=input.dtype)
+    keep = (u._data >= p).astype(input._data.dtype) / (1.0 - p)
+    mask = Tensor._wrap(keep.reshape(lead + (1,) * spatial))
+    return input * mask
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, L) with probability p (scaling the rest by 1/(1-p))."""
+    return _channel_dropout(input, p, training, 1, "dropout1d")
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, H, W) with probability p."""
+    return _channel_dropout(input, p, training, 2, "dropout2d")
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, D, H, W) with probability p."""
+    return _channel_dropout(input, p, training, 3, "dropout3d")
+
+
+# ----------------------------------------------------------------------------- interpolate
+
+
+def _index(xp, idx):
+    return Tensor._wrap(xp.asarray(idx, dtype=xp.int64))
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resample the spatial dims of (N, C, *): 'nearest', 'linear' (3-d), 'bilinear' (4-d),
+    'trilinear' (5-d), with PyTorch's source coordinates (``align_corners``)."""
+    op = "interpolate"
+    _float(input, op)
+    modes = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear")
+    if mode not in modes:
+        raise NotImplementedError(f"{op}: mode {mode!r}; supported: {', '.join(modes)}")
+    nd = input.ndim - 2
+    if nd < 1:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         "(N, C, *spatial)")
+    linear = mode in ("linear", "bilinear", "trilinear")
+    if linear and mode != ("linear", "bilinear", "trilinear")[min(nd, 3) - 1]:
+        raise ValueError(f"{op}: mode {mode!r} needs a {modes.index(mode) - 0}-d input of "
+                         f"the matching rank, got shape {tuple(input.shape)}")
+    if not linear and align_corners is not None:
+        raise ValueError(f"{op}: align_corners applies to the linear modes only")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{op}: pass exactly one of size and scale_factor")
+    ins = tuple(input.shape[2:])
+    if size is not None:
+        outs = _tuple(size, nd, "size", op)
+        scales = [None] * nd
+    else:
+        sf = (float(scale_factor),) * nd if isinstance(scale_factor, numbers.Real) else \
+            tuple(float(v) for v in scale_factor)
+        outs = tuple(int(math.floor(n * f)) for n, f in zip(ins, sf))
+        scales = [None] * nd if recompute_scale_factor else list(sf)
+    xp = input.xp
+    y = input
+    for k in range(nd):
+        dim, n, o, sc = 2 + k, ins[k], outs[k], scales[k]
+        if o == n and sc in (None, 1.0):
+            continue
+        ratio = (1.0 / sc) if sc is not None else n / o
+        if not linear:
+            i = xp.arange(o, dtype=xp.float64)
+            src = (i + 0.5) * ratio if mode == "nearest-exact" else i * ratio
+            idx = xp.minimum(xp.floor(src).astype(xp.int64), n - 1)
+            y = P.index_select(y, dim, _index(xp, idx))
+            continue
+        i = xp.arange(o, dtype=xp.float64)
+        if align_corners:
+            src = i * ((n - 1) / (o - 1)) if o > 1 else xp.zeros(o)
+        else:
+            src = xp.maximum((i + 0.5) * ratio - 0.5, 0.0)
+        i0 = xp.minimum(xp.floor(src).astype(xp.int64), n - 1)
+        i1 = xp.minimum(i0 + 1, n - 1)
+        lam = (src - i0).astype(input._data.dtype)
+        shape = [1] * y.ndim
+        shape[dim] = o
+        lam = Tensor._wrap(lam.reshape(shape))
+        a = P.index_select(y, dim, _index(xp, i0))
+        b = P.index_select(y, dim, _index(xp, i1))
+        y = a + (b - a) * lam
+    return y
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """interpolate under its older name."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+# ----------------------------------------------------------------------------- rearranging
+
+
+def pixel_shuffle(input, upscale_factor):
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    r = int(upscale_factor)
+    _float(input, "pixel_shuffle")
+    if input.ndim < 3 or input.shape[-3] % (r * r):
+        raise ValueError(f"pixel_shuffle: input of shape {tuple(input.shape)} received, "
+                         f"expected (*, C * {r * r}, H, W)")
+    *lead, C, H, W = input.shape
+    c = C // (r * r)
+    x = input.reshape(tuple(lead) + (c, r, r, H, W))
+    n = len(lead)
+    x = P.permute(x, tuple(range(n)) + (n, n + 3, n + 1, n + 4, n + 2))
+    return x.reshape(tuple(lead) + (c, H * r, W * r))
+
+
+def pixel_unshuffle(input, downscale_factor):
+    """(*, C, H r, W r) -> (*, C r^2, H, W)."""
+    r = int(downscale_factor)
+    _float(input, "pixel_unshuffle")
+    if input.ndim < 3 or input.shape[-1] % r or input.shape[-2] % r:
+        raise ValueError(f"pixel_unshuffle: input of shape {tuple(input.shape)} received, "
+                         f"expected (*, C, H, W) with H and W divisible by {r}")
+    *lead, C, H, W = input.shape
+    x = input.reshape(tuple(lead) + (C, H // r, r, W // r, r))
+    n = len(lead)
+    x = P.permute(x, tuple(range(n)) + (n, n + 2, n + 4, n + 1, n + 3))
+    return x.reshape(tuple(lead) + (C * r * r, H // r, W // r))
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """im2col: (N, C, H, W) -> (N, C kh kw, L), each column one sliding window (C-major, then
+    kernel rows, then kernel columns, as PyTorch)."""
+    op = "unfold"
+    _float(input, op)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         "(N, C, H, W) or (C, H, W)")
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    k, d = _tuple(kernel_size, 2, "kernel_size", op), _tuple(dilation, 2, "dilation", op)
+    p, s = _tuple(padding, 2, "padding", op), _tuple(stride, 2, "stride", op)
+    N, C, H, W = x.shape
+    ho, wo = out_size(H, k[0], s[0], p[0], d[0]), out_size(W, k[1], s[1], p[1], d[1])
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} is too small for kernel "
+                         f"{k} (dilation {d}, padding {p})")
+    if p != (0, 0):
+        x = P.pad(x, (p[1], p[1], p[0], p[0]))
+    pieces = []
+    for i in range(k[0]):
+        for j in range(k[1]):
+            a, b = i * d[0], j * d[1]
+            pieces.append(x[:, :, a:a + s[0] * (ho - 1) + 1:s[0], b:b + s[1] * (wo - 1) + 1:s[1]])
+    y = P.stack(pieces, 2).reshape(N, C * k[0] * k[1], ho * wo)
+    return y.squeeze(0) if unbatched else y
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """col2im, the adjoint of :func:`unfold`: (N, C kh kw, L) -> (N, C, H, W), the columns'
+    values summed where windows overlap."""
+    op = "fold"
+    _float(input, op)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         "(N, C * kh * kw, L) or (C * kh * kw, L)")
+    unbatched = input.ndim == 2
+    x = input.unsqueeze(0) if unbatched else input
+    k = _tuple(kernel_size, 2, "kernel_size", op)
+    H, W = _tuple(output_size, 2, "output_size", op)
+    if x.shape[1] % (k[0] * k[1]):
+        raise ValueError(f"{op}: input of {x.shape[1]} rows received, expected a multiple of "
+                         f"kh * kw = {k[0] * k[1]}")
+    C = x.shape[1] // (k[0] * k[1])
+    z = Tensor._wrap(x.xp.zeros((x.shape[0], C, H, W), dtype=x._data.dtype),
+                     requires_grad=True)
+    with enable_grad():
+        cols = unfold(z, k, dilation, padding, stride)
+        if tuple(cols.shape) != tuple(x.shape):
+            raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                             f"{tuple(cols.shape)} for output_size {(H, W)} and kernel {k}")
+        (y,) = _grad(cols, [z], x, create_graph=True)
+    return y.squeeze(0) if unbatched else y
+
+
+__all__ = [
+    "conv_transpose1d", "conv_transpose2d", "max_pool1d", "avg_pool1d",
+    "adaptive_max_pool2d", "adaptive_max_pool1d", "adaptive_avg_pool1d", "dropout1d",
+    "dropout2d", "dropout3d", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle",
+    "unfold", "fold",
+]
