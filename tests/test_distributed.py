@@ -124,9 +124,27 @@ def test_ddp_one_process_equals_the_model_and_no_sync_accumulates():
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=0, atol=1e-13)
     with cr.no_grad():  # a forward without grad does not wait for a backward
         ddp(x)
-    ddp(x).sum()  # forward without backward, then another forward: an error naming the cause
-    with pytest.raises(RuntimeError, match="were not reduced.*find_unused_parameters"):
-        ddp(x)
+    ddp(x).sum()  # a forward that no backward follows leaves nothing pending
+    ddp(x).sum().backward()
+    assert ddp.stats["steps"] == 2
+
+    class Half(nn.Module):  # uses one of its two layers
+        def __init__(self):
+            super().__init__()
+            self.used, self.idle = nn.Linear(4, 1), nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.used(x)
+
+    h = dist.DistributedDataParallel(Half().double())
+    h(x).sum().backward()
+    with pytest.raises(RuntimeError, match=r"were not reduced: 2 parameter\(s\) got no "
+                       r"gradient in backward \(idle.weight, idle.bias\).*find_unused"):
+        h.wait_for_gradients()
+    h = dist.DistributedDataParallel(Half().double(), find_unused_parameters=True)
+    h(x).sum().backward()
+    h.wait_for_gradients()
+    assert h.module.idle.weight.grad is None and h.module.used.weight.grad is not None
 
 
 # ----------------------------------------------------------------------------- the hook

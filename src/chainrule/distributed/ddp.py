@@ -18,7 +18,8 @@ As in PyTorch:
 - a parameter the forward did not use: with ``find_unused_parameters=True`` the forward walks
   the graph from its outputs and marks the parameters it cannot reach as ready at once (they
   contribute zeros, and a parameter no rank used keeps ``grad`` None); without it, the next
-  forward (or :meth:`wait_for_gradients`) raises an error that names them.
+  forward after a backward (or :meth:`wait_for_gradients`) raises an error that names them.
+  A forward that no backward follows leaves nothing pending.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class DistributedDataParallel(Module):
             for i, p in enumerate(b.params):
                 self._slot_of[id(p)] = (b, i)
         self._marked: set = set()
-        self._sync_pass = False
+        self._sync_pass = False  # a synchronizing forward ran; its reduction is not done
+        self._backward_seen = False  # ... and a backward pass has reached its parameters
         self._launched = 0
         self._used_map = None
         self._used_work = None
@@ -182,7 +184,7 @@ class DistributedDataParallel(Module):
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
-        if self._sync_pass:
+        if self._sync_pass and self._backward_seen:
             self._raise_unfinished("forward")
         sync = self.require_backward_grad_sync and is_grad_enabled()
         if sync and self.broadcast_buffers and self.world_size > 1:
@@ -194,7 +196,7 @@ class DistributedDataParallel(Module):
         return out
 
     def _start_pass(self, out):
-        self._sync_pass, self._launched = True, 0
+        self._sync_pass, self._launched, self._backward_seen = True, 0, False
         self._marked.clear()
         for b in self._buckets:
             b.ready, b.work = 0, None
@@ -220,6 +222,7 @@ class DistributedDataParallel(Module):
     # -- backward: the hooks ---------------------------------------------------------------
     def _on_grad_ready(self, p):
         if self._sync_pass:
+            self._backward_seen = True
             self._mark_ready(p)
 
     def _mark_ready(self, p):
@@ -285,6 +288,7 @@ class DistributedDataParallel(Module):
     def _raise_unfinished(self, where):
         missing = [self._names[id(p)] for b in self._buckets for p in b.params
                    if id(p) not in self._marked]
+        missing.reverse()  # in the order of parameters()
         self._sync_pass = False
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
                                           else "")
@@ -298,7 +302,7 @@ class DistributedDataParallel(Module):
     def wait_for_gradients(self) -> None:
         """Make sure the last synchronized backward pass has reduced every gradient (before
         clipping and the optimizer step); an error names the parameters that got none."""
-        if self._sync_pass:
+        if self._sync_pass and self._backward_seen:
             self._raise_unfinished("wait_for_gradients")
 
     @contextlib.contextmanager
