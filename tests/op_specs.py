@@ -892,3 +892,9 @@ spec("LSTMCellOp", _lstm_cell, case((3, 8), (3, 2)), case((1, 4), (1, 1), id="si
 spec("GRUCellOp", _gru_cell, case((3, 6), (3, 6), (3, 2)), case((1, 3), (1, 3), (1, 1),
                                                                 id="size-1"),
      ref=_gru_cell_ref)
+
+
+spec("Atan2", lambda F, y, x: F.atan2(y, x),
+     case((3, 4), (3, 4)), case((2, 1), (1, 3), id="broadcast"), case((), (), id="scalar"),
+     case(arg((3, 2), transposed=True), (3, 2), id="noncontiguous"),
+     domain=(0.3, 2.0), ref=np.arctan2)

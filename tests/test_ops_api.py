@@ -23,6 +23,8 @@ OPS_NAMES = set("""
     sqrt square squeeze stack std sub subtract sum swapaxes swapdims t take_along_dim tanh
     tile to_device topk transpose tril triu true_divide trunc unbind unflatten unsqueeze var
     view where
+    atan2 arctan2 hypot nonzero argwhere count_nonzero meshgrid unique searchsorted bucketize
+    nan_to_num masked_select var_mean std_mean median scatter cdist diff ravel isclose
 """.split())
 
 PACKAGE_EXTRA = set("""
@@ -40,7 +42,8 @@ matmul mm bmm dot reshape view flatten unflatten permute transpose swapaxes swap
 expand expand_as broadcast_to squeeze unsqueeze split chunk unbind gather scatter_add index_select
 masked_fill tril triu flip roll repeat outer leaky_relu floor_divide remainder
 take_along_dim clamp_min clamp_max tile narrow select lerp sort topk repeat_interleave
-multiply subtract divide""".split()
+multiply subtract divide atan2 arctan2 hypot nonzero argwhere count_nonzero unique
+nan_to_num masked_select median scatter diff ravel isclose""".split()
 
 # Methods without a free function of their own name.
 OTHER_METHODS = ["view_as", "reshape_as", "where", "type_as", "exp_"]

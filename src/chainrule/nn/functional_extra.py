@@ -291,3 +291,124 @@ __all__ = [
     "hardtanh", "relu6", "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign",
     "tanhshrink", "hardshrink", "softshrink", "threshold", "prelu", "rrelu",
 ]
+
+
+# ----------------------------------------------------------------------------- distances, losses
+
+
+def _red(loss, reduction, op):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """x1 . x2 / max(||x1|| ||x2||, eps) along ``dim`` (PyTorch's clamp of the product)."""
+    _float(x1, "cosine_similarity", "x1")
+    _float(x2, "cosine_similarity", "x2")
+    w12 = (x1 * x2).sum(dim)
+    n = P.sqrt(P.clamp_min((x1 * x1).sum(dim) * (x2 * x2).sum(dim), eps * eps))
+    return w12 / n
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    """||x1 - x2 + eps||_p over the last dim."""
+    _float(x1, "pairwise_distance", "x1")
+    return P.norm(x1 - x2 + eps, p, -1, keepdim=keepdim)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                        size_average=None, reduce=None, reduction="mean"):
+    """max(d(a, p) - d(a, n) + margin, 0) with d the pairwise p-distance."""
+    dp = pairwise_distance(anchor, positive, p, eps)
+    dn = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        dn = P.minimum(dn, pairwise_distance(positive, negative, p, eps))
+    return _red(P.clamp_min(dp - dn + margin, 0.0), reduction, "triplet_margin_loss")
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
+                        reduction="mean"):
+    """max(0, -y (x1 - x2) + margin)."""
+    return _red(P.clamp_min(-target * (input1 - input2) + margin, 0.0), reduction,
+                "margin_ranking_loss")
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
+                          reduction="mean"):
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1."""
+    eps = 1e-12
+    prod = (input1 * input2).sum(-1)
+    m = P.sqrt(((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps))
+    cos = prod / m
+    t = target._data if isinstance(target, Tensor) else input1.xp.asarray(target)
+    pos = Tensor._wrap(t == 1)
+    loss = P.where(pos, 1 - cos, P.clamp_min(cos - margin, 0.0))
+    loss = P.where(Tensor._wrap((t == 1) | (t == -1)), loss, 0.0)
+    return _red(loss, reduction, "cosine_embedding_loss")
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
+                         reduction="mean"):
+    """x where y = 1, max(0, margin - x) where y = -1."""
+    t = target._data if isinstance(target, Tensor) else input.xp.asarray(target)
+    loss = P.where(Tensor._wrap(t == 1), input, 0.0) + P.where(
+        Tensor._wrap(t == -1), P.clamp_min(margin - input, 0.0), 0.0)
+    return _red(loss, reduction, "hinge_embedding_loss")
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """log(1 + exp(-y x))."""
+    return _red(P.softplus(-target * input), reduction, "soft_margin_loss")
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
+                     reduce=None, reduction="mean"):
+    """exp(x) - y x (log_input), or x - y log(x + eps); with ``full`` Stirling's term
+    y log y - y + log(2 pi y) / 2 where y > 1."""
+    _float(input, "poisson_nll_loss")
+    if log_input:
+        loss = P.exp(input) - target * input
+    else:
+        loss = input - target * P.log(input + eps)
+    if full:
+        import math as _m
+
+        y = target if isinstance(target, Tensor) else Tensor._wrap(input.xp.asarray(target))
+        safe = P.where(y > 1, y, 1.0)
+        st = safe * P.log(safe) - safe + 0.5 * P.log(safe * (2 * _m.pi))
+        loss = loss + P.where(y > 1, st, 0.0)
+    return _red(loss, reduction, "poisson_nll_loss")
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """(log max(var, eps) + (input - target)^2 / max(var, eps)) / 2 (+ log(2 pi) / 2 with
+    ``full``); ``var`` shaped like the input or with one dim fewer / of size 1."""
+    _float(input, "gaussian_nll_loss")
+    if not isinstance(var, Tensor):
+        var = Tensor._wrap(input.xp.asarray(var, dtype=input._data.dtype))
+    if var.ndim == input.ndim - 1 and tuple(var.shape) == tuple(input.shape[:-1]):
+        var = var.unsqueeze(-1)
+    if (var._data < 0).any():
+        raise ValueError("gaussian_nll_loss: var has negative entries")
+    with no_grad():
+        clamped = P.clamp_min(var, eps)
+    v = var + Tensor._wrap((clamped - var)._data)  # clamp, with the gradient of var (torch)
+    d = input - target
+    loss = 0.5 * (P.log(v) + d * d / v)
+    if full:
+        import math as _m
+
+        loss = loss + 0.5 * _m.log(2 * _m.pi)
+    return _red(loss, reduction, "gaussian_nll_loss")
+
+
+__all__ += [
+    "cosine_similarity", "pairwise_distance", "triplet_margin_loss", "margin_ranking_loss",
+    "cosine_embedding_loss", "hinge_embedding_loss", "soft_margin_loss", "poisson_nll_loss",
+    "gaussian_nll_loss",
+]

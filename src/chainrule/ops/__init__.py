@@ -22,6 +22,8 @@ index           getitem gather take_along_dim scatter_add index_select masked_fi
 join            cat stack split chunk unbind
 compose         tile narrow select lerp sort topk repeat_interleave (written with the others)
 device          to_device cast clone clone_detach
+misc            atan2 hypot nonzero meshgrid unique searchsorted bucketize nan_to_num
+                masked_select var_mean std_mean median scatter cdist diff ravel isclose
 ==============  ===========================================================================
 
 This module only re-exports them; ``__all__`` is the families' ``__all__`` together.
@@ -38,6 +40,7 @@ from . import (
     join,
     layout,
     linalg,
+    misc,
     nograd,
     reduce,
     selection,
@@ -55,13 +58,14 @@ from .join import *  # noqa: F403
 from .layout import *  # noqa: F403
 from .linalg import *  # noqa: F403
 from .math import *  # noqa: F403
+from .misc import *  # noqa: F403
 from .nograd import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .selection import *  # noqa: F403
 from .shape import *  # noqa: F403
 
 FAMILIES = (arithmetic, _math, activation, selection, nograd, reduce, linalg, shape, layout,
-            index, join, compose, device)
+            index, join, compose, device, misc)
 """The op modules, in the order of the table above."""
 
 __all__ = [name for family in FAMILIES for name in family.__all__]

@@ -1,0 +1,318 @@
+"""More of the op library, with PyTorch's names: atan2 (its own op), and compositions and
+index-valued functions: hypot, nonzero, argwhere, count_nonzero, meshgrid, unique,
+searchsorted, bucketize, nan_to_num, masked_select, var_mean, std_mean, median, scatter,
+cdist, diff, ravel, isclose."""
+
+from __future__ import annotations
+
+from ..autograd import Op
+from ..tensor import Tensor
+from ._args import _dim1, _t, _ValuesIndices
+from ._methods import tensor_method
+from .compose import narrow, select, sort
+from .index import getitem, scatter_add
+from .math import sqrt
+from .nograd import isinf, isnan
+from .reduce import mean, norm, std, var
+from .selection import where
+from .shape import expand, reshape, unsqueeze
+
+__all__ = [
+    "atan2", "arctan2", "hypot", "nonzero", "argwhere", "count_nonzero", "meshgrid", "unique",
+    "searchsorted", "bucketize", "nan_to_num", "masked_select", "var_mean", "std_mean",
+    "median", "scatter", "cdist", "diff", "ravel", "isclose",
+]
+
+
+def _wrap_like(x, a):
+    return Tensor._wrap(x.xp.asarray(a, dtype=x._data.dtype))
+
+
+def _tensor2(a, b, op):
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected a Tensor argument")
+    if not isinstance(a, Tensor):
+        a = _wrap_like(b, a)
+    if not isinstance(b, Tensor):
+        b = _wrap_like(a, b)
+    for t in (a, b):
+        if t._data.dtype.kind != "f":
+            raise TypeError(f"{op}: expected floating tensors, got dtype {t.dtype}")
+    return a, b
+
+
+class Atan2(Op):
+    """z = atan2(y, x);  dy = g x / (x^2 + y^2),  dx = -g y / (x^2 + y^2)."""
+
+    def forward(self, y, x):
+        self.save(y, x)
+        return self.xp.arctan2(y, x)
+
+    def backward(self, g):
+        y, x = self.saved
+        r = x * x + y * y
+        gy = g * x / r if self.needs[0] else None
+        gx = -g * y / r if self.needs[1] else None
+        return gy, gx
+
+
+@tensor_method("atan2", "arctan2")
+def atan2(input, other):
+    """The angle of (other, input) in (-pi, pi]: atan2(y=input, x=other)."""
+    y, x = _tensor2(input, other, "atan2")
+    return Atan2.apply(y, x)
+
+
+arctan2 = atan2
+
+
+@tensor_method()
+def hypot(input, other):
+    """sqrt(input^2 + other^2)."""
+    a, b = _tensor2(input, other, "hypot")
+    return sqrt(a * a + b * b)
+
+
+@tensor_method()
+def nonzero(input, *, as_tuple=False):
+    """The indices of the non-zero elements: int64 (n, ndim), or one index tensor per dim."""
+    x = _t(input, "nonzero")
+    idx = x.xp.nonzero(x._data) if x.ndim else x.xp.nonzero(x._data.reshape(1))
+    if as_tuple:
+        return tuple(Tensor._wrap(i.astype(x.xp.int64)) for i in idx)
+    return Tensor._wrap(x.xp.stack(idx, axis=1).astype(x.xp.int64) if x.ndim
+                        else x.xp.zeros((len(idx[0]), 0), dtype=x.xp.int64))
+
+
+@tensor_method()
+def argwhere(input):
+    """nonzero(input) as an (n, ndim) tensor."""
+    return nonzero(input)
+
+
+@tensor_method()
+def count_nonzero(input, dim=None):
+    """How many elements are not zero (over ``dim``)."""
+    x = _t(input, "count_nonzero")
+    axis = dim if dim is None or isinstance(dim, int) else tuple(dim)
+    return Tensor._wrap(x.xp.asarray(x.xp.count_nonzero(x._data, axis=axis),
+                                     dtype=x.xp.int64))
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids from 1-d tensors (views, differentiable): 'ij' (matrix) or 'xy'
+    (Cartesian, the first two dims swapped)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    ts = [_t(t, "meshgrid") for t in tensors]
+    for t in ts:
+        if t.ndim > 1:
+            raise ValueError(f"meshgrid: expected 0-d or 1-d tensors, got shape "
+                             f"{tuple(t.shape)}")
+    ts = [reshape(t, (-1,)) for t in ts]
+    shape = tuple(t.shape[0] for t in ts)
+    out = []
+    for i, t in enumerate(ts):
+        view = [1] * len(ts)
+        view[i] = shape[i]
+        out.append(expand(reshape(t, tuple(view)), shape))
+    if indexing == "xy" and len(ts) >= 2:
+        out = [o.transpose(0, 1) for o in out]
+    return tuple(out)
+
+
+@tensor_method()
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct values (sorted), with the inverse indices and counts if asked."""
+    x = _t(input, "unique")
+    if dim is not None:
+        raise NotImplementedError("unique: dim= is not supported; unique over all elements")
+    xp = x.xp
+    vals, inv, counts = xp.unique(x._data, return_inverse=True, return_counts=True)
+    out = [Tensor._wrap(vals)]
+    if return_inverse:
+        out.append(Tensor._wrap(inv.reshape(x._data.shape).astype(xp.int64)))
+    if return_counts:
+        out.append(Tensor._wrap(counts.astype(xp.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None,
+                 sorter=None):
+    """Where ``input``'s values would go in the innermost dim of ``sorted_sequence`` to keep
+    it sorted (the first such place, or the last with ``right`` / side='right')."""
+    seq = _t(sorted_sequence, "searchsorted")
+    xp = seq.xp
+    vals = input._data if isinstance(input, Tensor) else xp.asarray(input)
+    if side is not None:
+        if side not in ("left", "right"):
+            raise ValueError(f"searchsorted: side must be 'left' or 'right', got {side!r}")
+        right = side == "right"
+    s = seq._data
+    if sorter is not None:
+        order = sorter._data if isinstance(sorter, Tensor) else xp.asarray(sorter)
+        s = xp.take_along_axis(s, order, axis=-1)
+    how = "right" if right else "left"
+    if s.ndim == 1:
+        res = xp.searchsorted(s, vals, side=how)
+    else:
+        if s.shape[:-1] != vals.shape[:-1]:
+            raise ValueError(f"searchsorted: sorted_sequence {tuple(s.shape)} and input "
+                             f"{tuple(vals.shape)} must agree in all but the last dim")
+        s2, v2 = s.reshape(-1, s.shape[-1]), vals.reshape(-1, vals.shape[-1])
+        res = xp.stack([xp.searchsorted(a, b, side=how) for a, b in zip(s2, v2)]
+                       ).reshape(vals.shape)
+    return Tensor._wrap(xp.asarray(res, dtype=xp.int32 if out_int32 else xp.int64))
+
+
+def bucketize(input, boundaries, *, out_int32=False, right=False):
+    """The bucket of each value among the sorted 1-d ``boundaries`` (torch.bucketize's
+    ``right`` convention: right=False gives boundaries[i-1] < x <= boundaries[i])."""
+    b = _t(boundaries, "bucketize")
+    if b.ndim != 1:
+        raise ValueError(f"bucketize: boundaries must be 1-d, got shape {tuple(b.shape)}")
+    return searchsorted(b, input, out_int32=out_int32, right=right)
+
+
+@tensor_method()
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    """NaN, +inf and -inf replaced (by 0 and the dtype's largest and lowest finite values by
+    default); the gradient passes through the other elements."""
+    x = _t(input, "nan_to_num")
+    if x._data.dtype.kind != "f":
+        return x
+    fi = x.xp.finfo(x._data.dtype)
+    pos = float(fi.max) if posinf is None else float(posinf)
+    neg = float(fi.min) if neginf is None else float(neginf)
+    xp = x.xp
+    y = where(isnan(x), float(nan), x)
+    big = Tensor._wrap(xp.where(x._data > 0, pos, neg).astype(x._data.dtype))
+    return where(isinf(x), big, y)
+
+
+@tensor_method()
+def masked_select(input, mask):
+    """The 1-d tensor of ``input``'s elements where ``mask`` (broadcast) is True."""
+    x = _t(input, "masked_select")
+    m = mask._data if isinstance(mask, Tensor) else x.xp.asarray(mask)
+    if m.dtype != x.xp.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got dtype {m.dtype}")
+    shape = x.xp.broadcast_shapes(x._data.shape, m.shape)
+    if tuple(shape) != tuple(x._data.shape):
+        x = expand(x, tuple(shape))
+    return getitem(x, x.xp.broadcast_to(m, shape))
+
+
+def var_mean(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(var, mean) over ``dim``."""
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    return (var(input, dim, correction=correction, keepdim=keepdim),
+            mean(input, dim, keepdim=keepdim))
+
+
+def std_mean(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(std, mean) over ``dim``."""
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    return (std(input, dim, correction=correction, keepdim=keepdim),
+            mean(input, dim, keepdim=keepdim))
+
+
+@tensor_method()
+def median(input, dim=None, keepdim=False):
+    """The lower median: of all elements (dim None), or (values, indices) along ``dim``; the
+    gradient goes to the chosen element."""
+    x = _t(input, "median")
+    if dim is None:
+        flat = reshape(x, (-1,))
+        n = flat.shape[0]
+        if n == 0:
+            raise ValueError("median: empty input")
+        v, _ = sort(flat)
+        return select(v, 0, (n - 1) // 2)
+    d = _dim1(x, dim, "median")
+    v, i = sort(x, d)
+    k = (x.shape[d] - 1) // 2
+    vals, idx = select(v, d, k), select(i, d, k)
+    if keepdim:
+        vals, idx = unsqueeze(vals, d), unsqueeze(idx, d)
+    return _ValuesIndices((vals, idx))
+
+
+@tensor_method()
+def scatter(input, dim, index, src=None, value=None, *, reduce=None):
+    """A copy of ``input`` with ``src`` (or the scalar ``value``) written at ``index`` along
+    ``dim``; reduce='add' adds instead (as scatter_add). Differentiable in input and src."""
+    x = _t(input, "scatter")
+    if (src is None) == (value is None):
+        if isinstance(src, (int, float)) and value is None:
+            src, value = None, src
+        else:
+            raise ValueError("scatter: pass exactly one of src and value")
+    idx = index._data if isinstance(index, Tensor) else x.xp.asarray(index)
+    if src is None:
+        src = Tensor._wrap(x.xp.full(idx.shape, value, dtype=x._data.dtype))
+    if reduce not in (None, "add"):
+        raise NotImplementedError(f"scatter: reduce={reduce!r}; supported: None and 'add'")
+    if reduce == "add":
+        return scatter_add(x, dim, idx, src)
+    xp = x.xp
+    hit = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), dim, idx,
+                      Tensor._wrap(xp.ones(idx.shape, dtype=x._data.dtype)))._data > 0
+    d = _dim1(x, dim, "scatter")
+    # where an index repeats, the mean of its values (PyTorch leaves the choice unspecified)
+    if src.ndim:
+        src_part = getitem(src, tuple(slice(0, n) for n in idx.shape))
+    else:
+        src_part = expand(src, idx.shape)
+    placed = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), d, idx,
+                         src_part)
+    counts = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), d, idx,
+                         Tensor._wrap(xp.ones(idx.shape, dtype=x._data.dtype)))._data
+    placed = placed / Tensor._wrap(xp.maximum(counts, 1))
+    return where(Tensor._wrap(hit), placed, x)
+
+
+def cdist(x1, x2, p=2.0, compute_mode=None):
+    """The p-norm distances between the rows of x1 (*, P, M) and x2 (*, R, M): (*, P, R)."""
+    a, b = _t(x1, "cdist"), _t(x2, "cdist")
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"cdist: x1 {tuple(a.shape)} and x2 {tuple(b.shape)} received, "
+                         "expected (*, P, M) and (*, R, M)")
+    d = unsqueeze(a, -2) - unsqueeze(b, -3)
+    return norm(d, p, -1)
+
+
+@tensor_method()
+def diff(input, n=1, dim=-1, prepend=None, append=None):
+    """The n-th forward difference along ``dim``."""
+    from .join import cat
+
+    x = _t(input, "diff")
+    d = _dim1(x, dim, "diff")
+    if prepend is not None or append is not None:
+        parts = [t for t in (prepend, x, append) if t is not None]
+        x = cat(parts, d)
+    for _ in range(n):
+        m = x.shape[d]
+        if m == 0:
+            break
+        x = narrow(x, d, 1, m - 1) - narrow(x, d, 0, m - 1)
+    return x
+
+
+@tensor_method()
+def ravel(input):
+    """The elements as a 1-d tensor."""
+    return reshape(_t(input, "ravel"), (-1,))
+
+
+@tensor_method()
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|input - other| <= atol + rtol |other|, elementwise (bool)."""
+    x = _t(input, "isclose")
+    o = other._data if isinstance(other, Tensor) else other
+    return Tensor._wrap(x.xp.isclose(x._data, o, rtol=rtol, atol=atol, equal_nan=equal_nan))
