@@ -898,3 +898,8 @@ spec("Atan2", lambda F, y, x: F.atan2(y, x),
      case((3, 4), (3, 4)), case((2, 1), (1, 3), id="broadcast"), case((), (), id="scalar"),
      case(arg((3, 2), transposed=True), (3, 2), id="noncontiguous"),
      domain=(0.3, 2.0), ref=np.arctan2)
+spec("Cumprod", lambda F, x, dim: F.cumprod(x, dim),
+     case((3, 4), 1), case((4, 2), -2, id="neg-dim"), case((5,), 0, id="1d"),
+     case(arg(values=[[1.5, 0.0, 2.0, -1.0], [0.0, 0.5, 0.0, 3.0]]), 1, id="zeros"),
+     case(arg((3, 2), transposed=True), 0, id="noncontiguous"),
+     ref=lambda x, dim: np.cumprod(x, axis=dim))

@@ -133,3 +133,21 @@ def test_losses_and_distances_against_torch(name, args):
     for p, q in zip(ours, theirs):
         if q.requires_grad:
             np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6, atol=1e-8)
+
+
+def test_cumprod_bernoulli_and_tensor_unfold():
+    a = np.array([[2.0, 0.0, 3.0], [1.0, -1.0, 0.5]])
+    xc, xt = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    (cr.cumprod(xc, 1) * cr.tensor(a)).sum().backward()
+    (torch.cumprod(xt, 1) * torch.tensor(a)).sum().backward()
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy())
+    cr.manual_seed(0)
+    b = cr.bernoulli(cr.full((20000,), 0.3)).numpy()
+    assert set(np.unique(b)) <= {0.0, 1.0} and abs(b.mean() - 0.3) < 0.015
+    x = rng.standard_normal((3, 7))
+    xc, xt = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yc, yt = xc.unfold(1, 3, 2), xt.unfold(1, 3, 2)
+    np.testing.assert_array_equal(yc.detach().numpy(), yt.detach().numpy())
+    yc.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_array_equal(xc.grad.numpy(), xt.grad.numpy())

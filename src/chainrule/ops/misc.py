@@ -1,7 +1,7 @@
 """More of the op library, with PyTorch's names: atan2 (its own op), and compositions and
 index-valued functions: hypot, nonzero, argwhere, count_nonzero, meshgrid, unique,
 searchsorted, bucketize, nan_to_num, masked_select, var_mean, std_mean, median, scatter,
-cdist, diff, ravel, isclose."""
+cdist, diff, ravel, isclose, cumprod (its own op), bernoulli, and Tensor.unfold."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ._args import _dim1, _t, _ValuesIndices
 from ._methods import tensor_method
 from .compose import narrow, select, sort
 from .index import getitem, scatter_add
+from .join import stack
 from .math import sqrt
 from .nograd import isinf, isnan
 from .reduce import mean, norm, std, var
@@ -20,7 +21,7 @@ from .shape import expand, reshape, unsqueeze
 __all__ = [
     "atan2", "arctan2", "hypot", "nonzero", "argwhere", "count_nonzero", "meshgrid", "unique",
     "searchsorted", "bucketize", "nan_to_num", "masked_select", "var_mean", "std_mean",
-    "median", "scatter", "cdist", "diff", "ravel", "isclose",
+    "median", "scatter", "cdist", "diff", "ravel", "isclose", "cumprod", "bernoulli",
 ]
 
 
@@ -316,3 +317,88 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     x = _t(input, "isclose")
     o = other._data if isinstance(other, Tensor) else other
     return Tensor._wrap(x.xp.isclose(x._data, o, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+class Cumprod(Op):
+    """y_i = prod_{j<=i} x_j;  dx_i = sum_{j>=i} g_j y_j / x_i where no x is zero (a reversed
+    cumsum), else dx_i = y_{i-1} (g_i + sum_{j>i} g_j prod_{i<k<=j} x_k) term by term."""
+
+    def forward(self, x, dim=0):
+        self.dim = dim
+        self.save(x)
+        y = x.cumprod(axis=dim)
+        self.y = y
+        return y
+
+    def backward(self, g):
+        xp = self.xp
+        (x,), y, d = self.saved, self.y, self.dim
+        if not (x == 0).any():
+            t = xp.flip(xp.cumsum(xp.flip(g * y, axis=d), axis=d), axis=d)
+            return (t / x,)
+        x2, y2, g2 = (xp.moveaxis(a, d, -1) for a in (x, y, g))
+        n = x2.shape[-1]
+        out = xp.empty_like(x2)
+        for i in range(n):
+            pre = y2[..., i - 1] if i else xp.ones_like(x2[..., 0])
+            rest = (g2[..., i + 1:] * xp.cumprod(x2[..., i + 1:], axis=-1)).sum(axis=-1)
+            out[..., i] = pre * (g2[..., i] + rest)
+        return (xp.moveaxis(out, -1, d),)
+
+    def composite(self, x):
+        """The running product as n - 1 multiplies."""
+        d = self.dim
+        n = x.shape[d]
+        ys = [select(x, d, 0)]
+        for k in range(1, n):
+            ys.append(ys[-1] * select(x, d, k))
+        return stack(ys, d)
+
+
+@tensor_method()
+def cumprod(input, dim, *, dtype=None):
+    """The running product along ``dim``."""
+    x = _t(input, "cumprod")
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.ndim == 0:
+        return x * 1
+    return Cumprod.apply(x, dim=_dim1(x, dim, "cumprod"))
+
+
+@tensor_method()
+def bernoulli(input, p=None, *, generator=None):
+    """0/1 draws, 1 with probability ``input`` (or ``p``), in the input's dtype."""
+    from ..random import _rng
+
+    x = _t(input, "bernoulli")
+    rng = generator or _rng()
+    probs = x._data if p is None else p
+    xp = x.xp
+    if ((xp.asarray(probs) < 0) | (xp.asarray(probs) > 1)).any():
+        raise ValueError("bernoulli: probabilities must be in [0, 1]")
+    u = xp.asarray(rng.random(x._data.shape))
+    return Tensor._wrap((u < probs).astype(x._data.dtype))
+
+
+def _tensor_unfold(input, dimension, size, step):
+    """Tensor.unfold: the windows of ``size`` elements every ``step`` along ``dimension``, as
+    a new last dim (the dim itself becomes the window count)."""
+    from .index import index_select
+
+    x = _t(input, "unfold")
+    d = _dim1(x, dimension, "unfold") if x.ndim else 0
+    n = x.shape[d] if x.ndim else 1
+    if size < 0 or size > n or step <= 0:
+        raise ValueError(f"unfold: size {size} and step {step} do not fit dim {d} of size {n} "
+                         "(expected 0 <= size <= the dim's size and step > 0)")
+    xp = x.xp
+    count = (n - size) // step + 1
+    idx = (xp.arange(count)[:, None] * step + xp.arange(size)[None, :]).reshape(-1)
+    y = index_select(x, d, Tensor._wrap(idx.astype(xp.int64)))
+    shape = tuple(x.shape[:d]) + (count, size) + tuple(x.shape[d + 1:])
+    y = reshape(y, shape)
+    return y.movedim(d + 1, -1)
+
+
+tensor_method("unfold")(_tensor_unfold)
