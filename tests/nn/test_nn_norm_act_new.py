@@ -81,7 +81,8 @@ def test_norm_modules_name_bad_input():
     lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
     lambda x, w, b: F.normalize(x, dim=1) * w[:, None] + b[:, None],
     lambda x, w, b: F.normalize(x, p=1.5, dim=-1),
-], ids=["group", "instance", "batch", "normalize", "normalize-p"])
+    lambda x, w, b: F.local_response_norm(x, 3, 0.5, 0.7, 1.5) * w[:, None],
+], ids=["group", "instance", "batch", "normalize", "normalize-p", "local-response"])
 def test_channel_norms_gradcheck_and_gradgradcheck(fn):
     xs = [t64(2, 4, 3), t64(4, lo=0.5), t64(4)]
     assert gradcheck(fn, xs)
@@ -236,3 +237,10 @@ def test_normalize_against_torch():
     x = rng.standard_normal((3, 5)).astype(np.float32)
     _pair(lambda t: F.normalize(t, dim=0), lambda t: torch.nn.functional.normalize(t, dim=0), x)
     _pair(lambda t: F.normalize(t, p=1), lambda t: torch.nn.functional.normalize(t, p=1), x)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_local_response_norm_against_torch(size):
+    x = rng.standard_normal((2, 5, 3, 2)).astype(np.float32)
+    _pair(nn.LocalResponseNorm(size, 0.3, 0.6, 2.0),
+          torch.nn.LocalResponseNorm(size, 0.3, 0.6, 2.0), x)

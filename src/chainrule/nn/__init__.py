@@ -67,6 +67,7 @@ from .norm import GroupNorm as GroupNorm
 from .norm import InstanceNorm1d as InstanceNorm1d
 from .norm import InstanceNorm2d as InstanceNorm2d
 from .norm import InstanceNorm3d as InstanceNorm3d
+from .norm import LocalResponseNorm as LocalResponseNorm
 from .parallel import DataParallel as DataParallel
 from .parameter import Parameter as Parameter
 from .resample import AdaptiveAvgPool1d as AdaptiveAvgPool1d

@@ -412,3 +412,24 @@ __all__ += [
     "cosine_embedding_loss", "hinge_embedding_loss", "soft_margin_loss", "poisson_nll_loss",
     "gaussian_nll_loss",
 ]
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x / (k + alpha mean of x^2 over ``size`` neighbouring channels)^beta (PyTorch's
+    window: size // 2 channels before, (size - 1) // 2 after, zero-padded)."""
+    _float(input, "local_response_norm")
+    if input.ndim < 3:
+        raise ValueError(f"local_response_norm: input of shape {tuple(input.shape)} received, "
+                         "expected (N, C, *) with at least one spatial dim")
+    N, C = input.shape[0], input.shape[1]
+    sq = (input * input).reshape(N, C, -1)
+    widths = (0, 0, size // 2, (size - 1) // 2)
+    padded = P.pad(sq, widths)
+    acc = padded[:, 0:C]
+    for j in range(1, size):
+        acc = acc + padded[:, j:j + C]
+    div = P.pow(acc * (alpha / size) + k, beta).reshape(input.shape)
+    return input / div
+
+
+__all__ += ["local_response_norm"]
