@@ -51,12 +51,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum", type=int, default=1, metavar="N",
                    help="micro-batches per step, their gradients averaged (gradient "
                         "accumulation; tokens per step: N x B x T; default 1)")
-    p.add_argument("--max-iters", type=int, default=100, metavar="N")
+    p.add_argument("--max-iters", type=int, default=None, metavar="N",
+                   help="training steps (default 100; with --resume: the run's own)")
     p.add_argument("--lr", type=float, default=None,
                    help="peak learning rate (default 1e-3 for LoRA, 5e-5 otherwise)")
     p.add_argument("--warmup-iters", type=int, default=10, metavar="N")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--eval-interval", type=int, default=25, metavar="N")
+    p.add_argument("--checkpoint-interval", type=int, default=0, metavar="N",
+                   help="checkpoint every N steps (default 0: at every evaluation)")
     p.add_argument("--eval-iters", type=int, default=8, metavar="N",
                    help="batches per evaluation (the same ones every time)")
     p.add_argument("--val-fraction", type=float, default=0.1)
@@ -86,12 +89,14 @@ def _spec_and_config(args):
                         lora_alpha=args.lora_alpha, lora_targets=targets,
                         train_last=args.train_last or 1, chat=args.chat)
     lr = args.lr if args.lr is not None else (1e-3 if method == "lora" else 5e-5)
+    max_iters = 100 if args.max_iters is None else args.max_iters
     cfg = TrainConfig(
         data=args.data, val_fraction=args.val_fraction, block_size=args.block_size,
-        batch_size=args.batch_size, grad_accum=args.grad_accum, max_iters=args.max_iters,
-        learning_rate=lr, min_lr=lr / 10, warmup_iters=min(args.warmup_iters, args.max_iters),
+        batch_size=args.batch_size, grad_accum=args.grad_accum, max_iters=max_iters,
+        learning_rate=lr, min_lr=lr / 10, warmup_iters=min(args.warmup_iters, max_iters),
         weight_decay=args.weight_decay, eval_interval=args.eval_interval,
-        eval_iters=args.eval_iters, log_interval=1, checkpoint_interval=args.max_iters,
+        eval_iters=args.eval_iters, log_interval=1,
+        checkpoint_interval=args.checkpoint_interval,
         sample_tokens=args.sample_tokens, sample_prompt=args.prompt,
         temperature=args.temperature, top_k=args.top_k, diagnose_interval=0, seed=args.seed,
         out_dir=args.out_dir, name=args.name, progress=not args.no_progress)
@@ -117,7 +122,7 @@ def run(args) -> int:
     except _Usage as e:
         print(f"chainrule finetune: error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, ImportError) as e:
+    except (OSError, ValueError, ImportError) as e:
         print(f"chainrule finetune: error: {e}", file=sys.stderr)
         return 1
     if result.interrupted:

@@ -8,11 +8,15 @@ The loop, progress bar, evaluation, samples, metrics and report are the GPT trai
   N blocks (``last``), or every weight (``full``);
 - the optimizer sees only trainable parameters, so AdamW holds state for those alone;
 - a checkpoint stores only the trainable tensors (and the optimizer state) beside
-  ``finetune.json``, which names the base model: a LoRA run's checkpoint is a few MB.
+  ``finetune.json``, which names the base model: a LoRA run's checkpoint is a few MB;
+- checkpoints are written at every evaluation (or every ``checkpoint_interval`` steps) and
+  hold the fingerprints of the training text and of the base model, so ``--resume``
+  continues to the run's own ``max_iters`` and refuses when either changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -33,7 +37,7 @@ from ..train.loop import (
     new_run,
     streams_from_checkpoint,
 )
-from ..train.run import RunDir, RunError, truncate_metrics
+from ..train.run import RunDir, RunError, require_entries, truncate_metrics, write_text
 from .freeze import parameter_counts, train_last, trainable_parameters
 from .lora import DEFAULT_TARGETS, apply_lora
 
@@ -123,6 +127,7 @@ class FinetuneTrainer(Trainer):
         self.spec = spec
         self.counts = parameter_counts(self.model)
         self.eos_id = self.tokenizer.eos_id if spec.chat else None
+        self.base_fingerprint = ""  # of the base model's files (see model_fingerprint)
 
     def checkpoint(self) -> None:
         cr.save({
@@ -135,6 +140,8 @@ class FinetuneTrainer(Trainer):
             "config": self.cfg.to_dict(),
             "elapsed": self.elapsed,
             "val_loss": self.last_val,
+            "data_fingerprint": self.fingerprint,
+            "base_fingerprint": self.base_fingerprint,
         }, self.run.checkpoint)
 
     def prompt_ids(self) -> list[int]:
@@ -205,16 +212,17 @@ def finetune(spec: FinetuneSpec, cfg: TrainConfig, on_step=None,
     except Exception:
         import shutil
 
+        run.unlock()
         shutil.rmtree(run.path, ignore_errors=True)
         raise
-    with open(run.config, "w", encoding="utf-8") as f:
-        f.write(to_toml(cfg))
-    with open(os.path.join(run.path, SPEC_FILE), "w", encoding="utf-8") as f:
-        json.dump(asdict(spec), f, indent=1)
+    write_text(run.config, to_toml(cfg))
+    write_text(os.path.join(run.path, SPEC_FILE), json.dumps(asdict(spec), indent=1))
     tok.save(run.path)
     opt = make_optimizer(model, cfg)
     trainer = (trainer_class or FinetuneTrainer)(spec, cfg, run, tok, data, model, opt,
-                                                 generators=generators)
+                                                 generators=generators,
+                                                 fingerprint=data_fingerprint(run))
+    trainer.base_fingerprint = model_fingerprint(spec.model)
     c = trainer.counts
     _say(f"run folder: {run.path}\n{spec.model}: {c['total']:,} parameters, "
          f"{c['trainable']:,} trainable ({spec.describe()}); {len(data.splits['train']):,} "
@@ -230,6 +238,41 @@ def _fit(trainer: FinetuneTrainer, on_step) -> TrainResult:
     return result
 
 
+def data_fingerprint(run: RunDir) -> str:
+    """The fingerprint of the run's training text (as its token cache records it)."""
+    try:
+        with open(os.path.join(run.data_dir, "tokens.json"), encoding="utf-8") as f:
+            return str(json.load(f).get("fingerprint", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def model_fingerprint(model) -> str:
+    """A fingerprint of a base model's files (a GGUF file, or a Hugging Face folder's
+    config, tokenizer and weight files): their names and sizes and a SHA-256 of the first and
+    last MiB of each; cheap on multi-GB files, and changed by any re-download or edit that
+    changes a file's size, header or tail."""
+    from ..pretrained import resolve
+
+    path = resolve(model)
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path)
+                       if n.endswith((".json", ".safetensors", ".gguf")))
+        files = [(n, os.path.join(path, n)) for n in names]
+    else:
+        files = [(os.path.basename(path), path)]
+    h = hashlib.sha256()
+    for name, p in files:
+        size = os.path.getsize(p)
+        h.update(f"{name}\0{size}\0".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(size - (1 << 20))
+                h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
 def is_finetune_run(run_dir) -> bool:
     return os.path.isfile(os.path.join(run_dir, SPEC_FILE))
 
@@ -240,16 +283,24 @@ def _read_run(run_dir):
         raise RunError(f"{run.path!r} is not a fine-tuning run folder (no {SPEC_FILE})")
     if not run.has_checkpoint():
         raise RunError(f"{run.path!r} holds no checkpoint")
-    with open(os.path.join(run.path, SPEC_FILE), encoding="utf-8") as f:
-        spec = FinetuneSpec(**json.load(f))
+    try:
+        with open(os.path.join(run.path, SPEC_FILE), encoding="utf-8") as f:
+            spec = FinetuneSpec(**json.load(f)).validate()
+    except (ValueError, TypeError) as e:
+        raise RunError(f"{run.path!r}: {SPEC_FILE} cannot be read ({e})") from None
     try:
         ckpt = cr.load(run.checkpoint)
     except (OSError, ValueError) as e:
         raise RunError(f"cannot read the checkpoint in {run.path!r}: {e}") from None
+    require_entries(ckpt, ("trainable", "optimizer", "step", "config"), run.path)
+    if not isinstance(ckpt["trainable"], dict):
+        raise RunError(f"{run.path!r}: the checkpoint's trainable tensors are malformed")
     model, tok = prepare_model(spec)
     params = dict(model.named_parameters())
     saved = ckpt["trainable"]
     wrong = sorted(set(saved) ^ {n for n, p in params.items() if p.requires_grad})
+    wrong += sorted(n for n, a in saved.items() if n in params
+                    and tuple(getattr(a, "shape", ())) != tuple(params[n].shape))
     if wrong:
         raise RunError(f"{run.path!r}: the checkpoint's tensors do not fit {spec.model} prepared "
                        f"as {spec.describe()} ({', '.join(wrong[:4])})")
@@ -286,15 +337,29 @@ def load_finetuned(run_dir):
 
 def resume(run_dir, max_iters: int | None = None, on_step=None,
            trainer_class=None) -> TrainResult:
-    """Continue a fine-tuning run from its checkpoint (optionally to a new ``max_iters``);
-    ``trainer_class`` as in :func:`finetune`."""
+    """Continue a fine-tuning run from its checkpoint to the run's own ``max_iters`` (or to a
+    new one); ``trainer_class`` as in :func:`finetune`. Refused when the training text or the
+    base model changed since the run started, or when another process holds the run."""
+    if os.path.isdir(run_dir):
+        RunDir(os.fspath(run_dir)).lock()
     run, spec, ckpt, model, tok, cfg = _read_run(run_dir)
     where = f"--resume {run.path}"
     check_format(ckpt, FORMAT, where)
     generators = streams_from_checkpoint(ckpt.get("rng"), cfg.seed, where)
     if max_iters is not None:
         cfg.max_iters = max_iters
-    data = TokenData.build(resolve_source(cfg.data), tok, run.data_dir, cfg.val_fraction)
+    cfg.validate()
+    base = model_fingerprint(spec.model)
+    if ckpt.get("base_fingerprint") and ckpt["base_fingerprint"] != base:
+        raise RunError(f"{where}: the base model {spec.model!r} changed since the run started "
+                       "(its files differ), so the run cannot continue exactly; start a new run")
+    source = resolve_source(cfg.data)
+    data = TokenData.build(source, tok, run.data_dir, cfg.val_fraction)
+    fingerprint = data_fingerprint(run)
+    if ckpt.get("data_fingerprint") and ckpt["data_fingerprint"] != fingerprint:
+        raise RunError(f"{where}: the training text {source.name!r} changed since the run "
+                       "started, so the run cannot continue exactly; start a new run")
+    data.check_block_size(cfg.block_size)
     opt = make_optimizer(model, cfg)
     opt.load_state_dict(ckpt["optimizer"])
     step = int(ckpt["step"])
@@ -302,6 +367,8 @@ def resume(run_dir, max_iters: int | None = None, on_step=None,
     _say(f"resuming {run.path} at step {step}; {cfg.describe_step()}")
     trainer = (trainer_class or FinetuneTrainer)(spec, cfg, run, tok, data, model, opt,
                                                  step=step, elapsed=float(ckpt.get("elapsed", 0.0)),
-                                                 generators=generators)
+                                                 generators=generators,
+                                                 fingerprint=fingerprint)
+    trainer.base_fingerprint = base
     trainer.last_val = ckpt.get("val_loss")
     return _fit(trainer, on_step)

@@ -14,13 +14,15 @@ weights are exactly the Hugging Face ones and the half-split rotary applies unch
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..models.llama import Llama, LlamaConfig
-from .weights import load_weights
+from .weights import check_fits, load_weights
 
 _EXTRA = "GGUF files need the 'gguf' package: pip install 'chainrule[gguf]'"
 
@@ -51,6 +53,117 @@ def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """The inverse of :func:`unpermute_qk` (Hugging Face order to GGUF order)."""
     rows = w.shape[0]
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+# -- a bounded walk of the file's layout, before any reader allocates ------------------------
+_SCALAR = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+_MAX_STRING = 1 << 26  # no key, token or template is near 64 MiB
+
+
+def check_layout(path, buf, size: int) -> None:
+    """Walk a GGUF file's header (key/value pairs and tensor descriptions) within its length:
+    every count, string length, array length, dimension, tensor type and data range is checked
+    against the bytes that are really there, so a few hostile bytes cannot make a reader
+    allocate more than the file holds. ``buf``: the file's bytes (a memory map)."""
+    def fail(why):
+        return ValueError(f"load_gguf({path}): not a readable GGUF file ({why}: truncated or "
+                          "corrupted)")
+
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        if n < 0 or pos + n > size:
+            raise fail(f"{n} bytes needed at offset {pos}, past the end of the file ({size} bytes)")
+        out = buf[pos:pos + n]
+        pos += n
+        return out
+
+    def u32():
+        return struct.unpack("<I", take(4))[0]
+
+    def u64():
+        return struct.unpack("<Q", take(8))[0]
+
+    def string():
+        n = u64()
+        if n > min(_MAX_STRING, size - pos):
+            raise fail(f"a string of {n} bytes at offset {pos - 8}")
+        return bytes(take(n))
+
+    def value(vtype, depth=0):
+        if vtype in _SCALAR:
+            return take(_SCALAR[vtype])
+        if vtype == _STRING:
+            return string()
+        if vtype == _ARRAY and depth == 0:
+            etype, count = u32(), u64()
+            least = _SCALAR.get(etype, 8) if etype != _ARRAY else 12
+            if etype not in _SCALAR and etype not in (_STRING, _ARRAY):
+                raise fail(f"an array of unknown type {etype}")
+            if count * least > size - pos:
+                raise fail(f"an array of {count} elements at offset {pos - 12}")
+            if etype in _SCALAR:
+                return take(count * _SCALAR[etype])
+            for _ in range(count):
+                value(etype, depth + 1)
+            return None
+        raise fail(f"unknown value type {vtype} at offset {pos - 4}")
+
+    if size < 24 or bytes(take(4)) != b"GGUF":
+        raise fail("no GGUF magic")
+    version = u32()
+    if version not in (2, 3):
+        raise fail(f"GGUF version {version} (chainrule reads versions 2 and 3, little-endian)")
+    n_tensors, n_kv = u64(), u64()
+    if n_kv * 13 > size - pos or n_tensors * 25 > size - pos:  # the smallest entry of each
+        raise fail(f"{n_kv} key/value pairs and {n_tensors} tensors claimed in {size} bytes")
+    alignment = 32
+    for _ in range(n_kv):
+        key = string()
+        vtype = u32()
+        v = value(vtype)
+        if key == b"general.alignment" and vtype == 4:
+            alignment = struct.unpack("<I", v)[0]
+            if alignment == 0 or alignment & (alignment - 1):
+                raise fail(f"general.alignment {alignment} is not a power of two")
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    spans = []
+    for _ in range(n_tensors):
+        name = string()
+        n_dims = u32()
+        if not 1 <= n_dims <= _MAX_DIMS:
+            raise fail(f"tensor {name!r} has {n_dims} dimensions (1 to {_MAX_DIMS})")
+        dims = [u64() for _ in range(n_dims)]
+        ttype, offset = u32(), u64()
+        try:
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise fail(f"tensor {name!r} has unknown type {ttype}") from None
+        count = math.prod(dims)
+        if dims[0] % block or count > size * max(block, 1):
+            raise fail(f"tensor {name!r} has impossible dimensions {dims}")
+        spans.append((name, offset, count // block * type_size))
+    start = pos + (-pos) % alignment
+    for name, offset, nbytes in spans:
+        if offset % alignment or start + offset + nbytes > size:
+            raise fail(f"tensor {name!r}: {nbytes} bytes at data offset {offset} lie outside "
+                       f"the file ({size} bytes, data from {start})")
+
+
+def _read_checked(gguf, path):
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError(f"load_gguf({path}): the file is empty")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            check_layout(path, buf, size)
+    return gguf.GGUFReader(path)
 
 
 @dataclass
@@ -108,27 +221,41 @@ def _chainrule_name(name: str) -> str | None:
 def _llama_config(meta: dict, path) -> dict:
     arch = meta.get("general.architecture")
 
-    def get(key, default=None):
+    def get(key, default=None, kind=int):
         v = meta.get(f"{arch}.{key}", default)
         if v is None:
             raise ValueError(f"load_gguf({path}): metadata field '{arch}.{key}' is missing")
+        try:
+            v = kind(v)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"load_gguf({path}): metadata field '{arch}.{key}' is {v!r}, not "
+                             f"a {kind.__name__}") from None
+        if kind is int and not 0 < v < 2**40:
+            raise ValueError(f"load_gguf({path}): metadata field '{arch}.{key}' is {v}; "
+                             "expected a positive integer")
+        if kind is float and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"load_gguf({path}): metadata field '{arch}.{key}' is {v}; "
+                             "expected a positive number")
         return v
 
-    n_embd = int(get("embedding_length"))
-    n_head = int(get("attention.head_count"))
+    n_embd = get("embedding_length")
+    n_head = get("attention.head_count")
     vocab = meta.get(f"{arch}.vocab_size")
     if vocab is None:
         vocab = len(meta.get("tokenizer.ggml.tokens", ()))
+    if not isinstance(vocab, int) or vocab <= 0:
+        raise ValueError(f"load_gguf({path}): the vocabulary size is {vocab!r}; expected a "
+                         "positive integer")
     return dict(
         vocab_size=int(vocab),
-        n_layer=int(get("block_count")),
+        n_layer=get("block_count"),
         n_embd=n_embd,
         n_head=n_head,
-        n_kv_head=int(get("attention.head_count_kv", n_head)),
-        n_hidden=int(get("feed_forward_length")),
-        rope_theta=float(get("rope.freq_base", 10000.0)),
-        norm_eps=float(get("attention.layer_norm_rms_epsilon", 1e-5)),
-        block_size=int(get("context_length", 2048)),
+        n_kv_head=get("attention.head_count_kv", n_head),
+        n_hidden=get("feed_forward_length"),
+        rope_theta=get("rope.freq_base", 10000.0, float),
+        norm_eps=get("attention.layer_norm_rms_epsilon", 1e-5, float),
+        block_size=get("context_length", 2048),
     )
 
 
@@ -147,9 +274,13 @@ def load_gguf(path) -> GGUFModel:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_gguf: no such file: {path}")
     try:
-        reader = gguf.GGUFReader(path)
+        reader = _read_checked(gguf, path)
+    except ValueError as e:
+        if str(e).startswith(f"load_gguf({path})"):
+            raise
+        raise ValueError(f"load_gguf({path}): not a readable GGUF file ({e})") from None
     except Exception as e:
-        raise ValueError(f"load_gguf({path}): not a readable GGUF file ({e})") from e
+        raise ValueError(f"load_gguf({path}): not a readable GGUF file ({e})") from None
     meta = read_metadata(reader)
     arch = meta.get("general.architecture")
     if arch not in SUPPORTED:
@@ -172,8 +303,12 @@ def load_gguf(path) -> GGUFModel:
                 f"load_gguf({path}): unexpected tensor '{t.name}' for architecture '{arch}'"
             )
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))
-        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
-        w = w.reshape(shape)
+        try:
+            w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+            w = w.reshape(shape)
+        except Exception as e:  # noqa: BLE001 - the reader's errors on a malformed tensor
+            raise ValueError(f"load_gguf({path}): tensor '{t.name}' cannot be read "
+                             f"({type(e).__name__}: {e})") from None
         if name.endswith("q_proj.weight"):
             w = unpermute_qk(w, config["n_head"])
         elif name.endswith("k_proj.weight"):
@@ -192,7 +327,9 @@ def load_llama_gguf(path, with_tokenizer: bool = False):
     arrays themselves, without a copy.
     """
     g = load_gguf(path)
-    model = Llama(LlamaConfig(**g.config), init_weights=False)  # every weight is replaced
+    config = LlamaConfig(**g.config)
+    check_fits(config, g.tensors, os.fspath(path))
+    model = Llama(config, init_weights=False)  # every weight is replaced
     load_weights(model, g.tensors, os.fspath(path))
     if with_tokenizer:
         return model, tokenizer_from_metadata(g.metadata, os.fspath(path))

@@ -24,7 +24,39 @@ import numpy as np
 
 from ..models.gpt import GPT, GPTConfig
 from ..models.llama import Llama, LlamaConfig
-from .weights import load_weights
+from .weights import check_fits, load_weights
+
+_MAX_JSON = 64 << 20  # a config or an index of a few KB; the cap keeps a hostile one bounded
+
+
+def _read_json(path: str, who: str):
+    """A JSON file of a checkpoint folder, bounded in size; ValueError naming it otherwise."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > _MAX_JSON:
+                raise ValueError(f"{who}: {path} is larger than {_MAX_JSON >> 20} MiB")
+            return json.loads(f.read())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{who}: {path} is not valid JSON ({type(e).__name__}: {e})") from None
+
+
+def _get(cfg: dict, key: str, kind, folder, default=None):
+    v = cfg.get(key, default)
+    if v is None:
+        raise ValueError(f"load_hf({folder}): config.json lacks '{key}'")
+    if kind is bool:
+        return bool(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"load_hf({folder}): config.json '{key}' is {v!r}, not a number")
+    if kind is int:
+        if v != int(v) or not 0 < v < 2**40:
+            raise ValueError(f"load_hf({folder}): config.json '{key}' is {v!r}; expected a "
+                             "positive integer")
+        return int(v)
+    if not (v == v and abs(v) != float("inf")) or v <= 0:
+        raise ValueError(f"load_hf({folder}): config.json '{key}' is {v!r}; expected a "
+                         "positive number")
+    return float(v)
 
 _EXTRA = "Hugging Face checkpoints need the 'safetensors' package: pip install 'chainrule[train]'"
 
@@ -40,8 +72,14 @@ def read_safetensors(folder) -> dict:
     if os.path.isfile(single):
         files = [single]
     elif os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
+        doc = _read_json(index, "load_hf")
+        wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
+            raise ValueError(f"load_hf: {index} has no valid 'weight_map'")
+        shards = sorted(set(wmap.values()))
+        for s in shards:  # shards are files of the folder itself
+            if s != os.path.basename(s) or s in ("", ".", ".."):
+                raise ValueError(f"load_hf: {index} names a shard outside the folder: {s!r}")
         files = [os.path.join(folder, s) for s in shards]
     else:
         raise FileNotFoundError(
@@ -61,8 +99,10 @@ def read_config(folder) -> dict:
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_hf({folder}): no config.json there")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    cfg = _read_json(path, f"load_hf({folder})")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"load_hf({folder}): config.json is not a JSON object")
+    return cfg
 
 
 # -- Llama ---------------------------------------------------------------------------------
@@ -84,18 +124,18 @@ def llama_config(cfg: dict, folder="") -> dict:
         raise ValueError(f"load_hf({folder}): rope_scaling {cfg['rope_scaling']} is not supported")
     if cfg.get("attention_bias") or cfg.get("mlp_bias"):
         raise ValueError(f"load_hf({folder}): Llama with biases is not supported")
-    n_head = int(cfg["num_attention_heads"])
+    n_head = _get(cfg, "num_attention_heads", int, folder)
     return dict(
-        vocab_size=int(cfg["vocab_size"]),
-        n_layer=int(cfg["num_hidden_layers"]),
-        n_embd=int(cfg["hidden_size"]),
+        vocab_size=_get(cfg, "vocab_size", int, folder),
+        n_layer=_get(cfg, "num_hidden_layers", int, folder),
+        n_embd=_get(cfg, "hidden_size", int, folder),
         n_head=n_head,
-        n_kv_head=int(cfg.get("num_key_value_heads") or n_head),
-        n_hidden=int(cfg["intermediate_size"]),
-        rope_theta=float(cfg.get("rope_theta", 10000.0)),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        block_size=int(cfg.get("max_position_embeddings", 2048)),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        n_kv_head=_get(cfg, "num_key_value_heads", int, folder, n_head),
+        n_hidden=_get(cfg, "intermediate_size", int, folder),
+        rope_theta=_get(cfg, "rope_theta", float, folder, 10000.0),
+        norm_eps=_get(cfg, "rms_norm_eps", float, folder, 1e-6),
+        block_size=_get(cfg, "max_position_embeddings", int, folder, 2048),
+        tie_embeddings=_get(cfg, "tie_word_embeddings", bool, folder, False),
     )
 
 
@@ -129,9 +169,10 @@ def gpt2_config(cfg: dict, folder="") -> dict:
     act = cfg.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu", "gelu_pytorch_tanh"):
         raise ValueError(f"load_hf({folder}): GPT-2 activation '{act}' is not supported")
-    return dict(vocab_size=int(cfg["vocab_size"]), block_size=int(cfg.get("n_positions", 1024)),
-                n_layer=int(cfg["n_layer"]), n_head=int(cfg["n_head"]), n_embd=int(cfg["n_embd"]),
-                dropout=0.0, bias=True)
+    return dict(vocab_size=_get(cfg, "vocab_size", int, folder),
+                block_size=_get(cfg, "n_positions", int, folder, 1024),
+                n_layer=_get(cfg, "n_layer", int, folder), n_head=_get(cfg, "n_head", int, folder),
+                n_embd=_get(cfg, "n_embd", int, folder), dropout=0.0, bias=True)
 
 
 def gpt2_tensors(raw: dict) -> dict:
@@ -167,10 +208,12 @@ def load_hf(folder):
 def load_hf_model(folder, with_tokenizer: bool = True):
     """The chainrule model of a Hugging Face folder, and its tokenizer (None if absent)."""
     arch, cfg, tensors = load_hf(folder)
+    config = LlamaConfig(**cfg) if arch == "llama" else GPTConfig(**cfg)
+    check_fits(config, tensors, str(folder))  # before the model is built
     if arch == "llama":
-        model = Llama(LlamaConfig(**cfg), init_weights=False)  # every weight is replaced
+        model = Llama(config, init_weights=False)  # every weight is replaced
     else:
-        model = GPT(GPTConfig(**cfg))
+        model = GPT(config)
     load_weights(model, tensors, str(folder))
     if not with_tokenizer:
         return model

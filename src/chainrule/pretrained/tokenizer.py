@@ -138,13 +138,14 @@ class PretrainedTokenizer:
 
     def save(self, folder) -> None:
         """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``folder``."""
+        from ..serialization import atomic_write  # each file replaced whole, never via a link
+
         os.makedirs(folder, exist_ok=True)
-        self.tokenizer.save(os.path.join(folder, "tokenizer.json"))
+        atomic_write(os.path.join(folder, "tokenizer.json"), self.tokenizer.to_str(pretty=True))
         cfg = {"bos_token": self._tok(self.bos_id) or None,
                "eos_token": self._tok(self.eos_id) or None,
                "chat_template": self.chat_template}
-        with open(os.path.join(folder, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=1)
+        atomic_write(os.path.join(folder, "tokenizer_config.json"), json.dumps(cfg, indent=1))
 
     @classmethod
     def from_folder(cls, folder) -> PretrainedTokenizer:
@@ -154,12 +155,13 @@ class PretrainedTokenizer:
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"PretrainedTokenizer.from_folder: no tokenizer.json in {folder}")
-        tok = tk.Tokenizer.from_file(path)
+        tok = _bounded(path, lambda text: tk.Tokenizer.from_str(text))
         cfg = {}
         cpath = os.path.join(folder, "tokenizer_config.json")
         if os.path.isfile(cpath):
-            with open(cpath, encoding="utf-8") as f:
-                cfg = json.load(f)
+            cfg = _bounded(cpath, json.loads)
+            if not isinstance(cfg, dict):
+                raise ValueError(f"{cpath}: not a JSON object")
 
         def tid(key):
             v = cfg.get(key)
@@ -168,3 +170,21 @@ class PretrainedTokenizer:
             return None if v is None else tok.token_to_id(v)
 
         return cls(tok, tid("bos_token"), tid("eos_token"), cfg.get("chat_template"))
+
+
+_MAX_TOKENIZER_FILE = 256 << 20  # the largest tokenizer.json files are tens of MB
+
+
+def _bounded(path: str, parse):
+    """``parse`` of a tokenizer file's text, its size capped; ValueError naming the file."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > _MAX_TOKENIZER_FILE:
+            raise ValueError(f"{path}: larger than {_MAX_TOKENIZER_FILE >> 20} MiB; not a "
+                             "tokenizer file")
+        raw = f.read()
+    try:
+        return parse(raw.decode("utf-8"))
+    except Exception as e:  # noqa: BLE001 - the tokenizers library's errors are its own types
+        raise ValueError(f"{path}: not a readable tokenizer file ({type(e).__name__}: "
+                         f"{str(e)[:200]})") from None
+
