@@ -247,9 +247,9 @@ def test_ranks_with_different_configs_are_refused_before_any_file(tmp_path, text
 
 
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, grad_accum=2,
-            max_iters=10, eval_interval=5, eval_iters=2, log_interval=1, sample_tokens=8,
+            max_iters=8, eval_interval=4, eval_iters=2, log_interval=1, sample_tokens=8,
             warmup_iters=2, dropout=0.0, diagnose_interval=0, progress=False,
-            checkpoint_interval=5)
+            checkpoint_interval=4)
 
 
 def _losses(run_dir):
@@ -281,18 +281,18 @@ def test_data_parallel_trainer_equals_one_process_and_resumes_after_sigkill(tmp_
     rc, out, _ = run_ranks(2, "train", json.dumps(dict(values, name="two")))
     assert rc == 0, out
     assert "data parallel: 2 ranks" in out and "2 x 4 x 16 tokens" in out, out
-    assert out.count("step 5: train loss") == 1, out  # rank 0 alone reports
+    assert out.count("step 4: train loss") == 1, out  # rank 0 alone reports
     ref = _losses(one.run_dir)
     two = _losses(os.path.join(tmp_path, "two"))
     assert len(ref) == len(two) == TINY["max_iters"]
     np.testing.assert_allclose(two, ref, rtol=2e-6)
-    # with dropout (each rank's masks its own): rank 1 is killed after step 7 (checkpoint
-    # at 5), every rank stops; resumed, the run has the uninterrupted losses exactly
+    # with dropout (each rank's masks its own): rank 1 is killed after step 6 (checkpoint
+    # at 4), every rank stops; resumed, the run has the uninterrupted losses exactly
     drop = dict(values, dropout=0.2)
     rc, out, _ = run_ranks(2, "train", json.dumps(dict(drop, name="whole")))
     assert rc == 0, out
     t0 = time.perf_counter()
-    rc, out, _ = run_ranks(2, "train", json.dumps(dict(drop, name="killed")), 7)
+    rc, out, _ = run_ranks(2, "train", json.dumps(dict(drop, name="killed")), 6)
     assert rc != 0 and time.perf_counter() - t0 < 20, out
     killed = os.path.join(tmp_path, "killed")
     assert len(_losses(killed)) < TINY["max_iters"]
