@@ -13,7 +13,6 @@ pytest.importorskip("tokenizers")
 from chainrule.train.config import TrainConfig  # noqa: E402
 from chainrule.train.loop import StopTraining  # noqa: E402
 from chainrule.train.run import RunError  # noqa: E402
-
 from test_finetune import CFG, CHATML, tiny  # noqa: E402
 
 
