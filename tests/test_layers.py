@@ -30,7 +30,7 @@ LAYERS = {
     "backend": 0, "_native": 0, "random": 0, "dtypes": 0, "tensor": 0, "autograd": 0,
     "ops": 0, "creation": 0, "backends": 0,
     "nn": 1, "optim": 1, "serialization": 1, "utils": 1, "__init__": 1, "cuda": 1, "amp": 1,
-    "accelerator": 1, "onnx": 1,
+    "accelerator": 1, "onnx": 1, "linalg": 1,
     "diagnostics": 2, "models": 2, "data": 2, "distributed": 2, "distributions": 2,
     "pretrained": 3, "train": 3,
     "finetune": 4,

@@ -151,3 +151,24 @@ def test_cumprod_bernoulli_and_tensor_unfold():
     yc.sum().backward()
     yt.sum().backward()
     np.testing.assert_array_equal(xc.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("call", [
+    lambda L, x: L.vector_norm(x), lambda L, x: L.vector_norm(x, 3, dim=1),
+    lambda L, x: L.vector_norm(x, float("inf"), dim=(0, 2), keepdim=True),
+    lambda L, x: L.vector_norm(x, 0.5, dim=-1), lambda L, x: L.vector_norm(x, 1),
+    lambda L, x: L.matrix_norm(x), lambda L, x: L.matrix_norm(x, 1),
+    lambda L, x: L.matrix_norm(x, float("-inf"), keepdim=True),
+    lambda L, x: L.norm(x), lambda L, x: L.norm(x, dim=(0, 1)),
+    lambda L, x: L.norm(x[0], 1), lambda L, x: L.norm(x[0, 0], 4),
+])
+def test_linalg_norms_against_torch(call):
+    import chainrule.linalg as L
+
+    a = rng.standard_normal((2, 3, 4))
+    xc, xt = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    yc, yt = call(L, xc), call(torch.linalg, xt)
+    np.testing.assert_allclose(yc.detach().numpy(), yt.detach().numpy(), rtol=1e-10)
+    yc.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), rtol=1e-8, atol=1e-12)

@@ -12,14 +12,36 @@ from .. import ops as P
 from ..autograd import enable_grad
 from ..autograd import grad as _grad
 from ..tensor import Tensor
+from . import conv, fused
 from .conv.geometry import out_size
 from .conv.transpose import conv_transpose2d_nchw
 
 
-def _F():
-    from . import functional
+def _conv2d(x, w, bias, stride, padding, dilation, groups):
+    """The convolution of an input already padded and checked (conv2d's op)."""
+    return fused.apply_present(conv.Conv2dOp, x, w, bias, stride=(1, 1), padding=(0, 0),
+                               dilation=tuple(dilation), groups=groups)
 
-    return functional
+
+def _pool_geometry(x, k, s, p, d, ceil_mode, op):
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    out = (out_size(x.shape[2], k[0], s[0], p[0], d[0], ceil_mode),
+           out_size(x.shape[3], k[1], s[1], p[1], d[1], ceil_mode))
+    if out[0] < 1 or out[1] < 1:
+        raise ValueError(f"{op}: input of shape {tuple(x.shape)} received, too small for "
+                         f"kernel {k} with padding {p} and dilation {d}")
+    return out
+
+
+def _batched3(input, op):
+    _float(input, op)
+    if input.ndim == 2:
+        return input.unsqueeze(0), True
+    if input.ndim != 3:
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+                         "(N, C, L) or (C, L)")
+    return input, False
 
 
 def _float(x, op, name="input"):
@@ -66,7 +88,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if bias is not None and tuple(bias.shape) != (weight.shape[1] * groups,):
         raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected "
                          f"({weight.shape[1] * groups},)")
-    y = conv_transpose2d_nchw(x, weight, bias, s, p, o, groups, d, _F().conv2d)
+    y = conv_transpose2d_nchw(x, weight, bias, s, p, o, groups, d, _conv2d)
     return y.squeeze(0) if unbatched else y
 
 
@@ -92,29 +114,46 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Maximum over windows of (N, C, L)."""
-    _float(input, "max_pool1d")
-    k = _tuple(kernel_size, 1, "kernel_size", "max_pool1d")[0]
-    s = k if stride is None else _tuple(stride, 1, "stride", "max_pool1d")[0]
-    p = _tuple(padding, 1, "padding", "max_pool1d")[0]
-    d = _tuple(dilation, 1, "dilation", "max_pool1d")[0]
-    y = _F().max_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), ceil_mode,
-                        return_indices)
+    """Maximum over windows of (N, C, L) (stride defaults to the kernel size)."""
+    op = "max_pool1d"
+    x, unbatched = _batched3(input, op)
+    k = _tuple(kernel_size, 1, "kernel_size", op)[0]
+    s = k if stride is None else _tuple(stride, 1, "stride", op)[0]
+    p = _tuple(padding, 1, "padding", op)[0]
+    d = _tuple(dilation, 1, "dilation", op)[0]
+    x4 = x.unsqueeze(-2)
+    geo = dict(kernel=(1, k), stride=(1, s), padding=(0, p), dilation=(1, d))
+    out = _pool_geometry(x4, (1, k), (1, s), (0, p), (1, d), ceil_mode, op)
+    y = conv.MaxPool2dOp.apply(x4, out_hw=out, **geo).squeeze(-2)
     if return_indices:
-        return y[0].squeeze(-2), y[1].squeeze(-2)
-    return y.squeeze(-2)
+        from ..autograd import no_grad
+
+        with no_grad():  # the indices, from the same windows (no gradient)
+            o = conv.MaxPool2dOp()
+            o.xp = x.xp
+            o.forward(x4._data, out_hw=out, **geo)
+            idx = Tensor._wrap(o.indices(x4.shape[3])).squeeze(-2)
+        return (y.squeeze(0), idx.squeeze(0)) if unbatched else (y, idx)
+    return y.squeeze(0) if unbatched else y
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
-    """Mean over windows of (N, C, L)."""
-    _float(input, "avg_pool1d")
-    k = _tuple(kernel_size, 1, "kernel_size", "avg_pool1d")[0]
-    s = k if stride is None else _tuple(stride, 1, "stride", "avg_pool1d")[0]
-    p = _tuple(padding, 1, "padding", "avg_pool1d")[0]
-    y = _F().avg_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), ceil_mode,
-                        count_include_pad)
-    return y.squeeze(-2)
+    """Mean over windows of (N, C, L) (zero padding counted when ``count_include_pad``)."""
+    op = "avg_pool1d"
+    x, unbatched = _batched3(input, op)
+    k = _tuple(kernel_size, 1, "kernel_size", op)[0]
+    s = k if stride is None else _tuple(stride, 1, "stride", op)[0]
+    p = _tuple(padding, 1, "padding", op)[0]
+    x4 = x.unsqueeze(-2)
+    out = _pool_geometry(x4, (1, k), (1, s), (0, p), (1, 1), ceil_mode, op)
+    divisor = conv.avg_divisor(x.xp, 1, x4.shape[3], (1, k), (1, s), (0, p), out,
+                               count_include_pad, x.dtype)
+    if (divisor == divisor.flat[0]).all():
+        divisor = float(divisor.flat[0])
+    y = conv.AvgPool2dOp.apply(x4, kernel=(1, k), stride=(1, s), padding=(0, p), out_hw=out,
+                               divisor=divisor).squeeze(-2)
+    return y.squeeze(0) if unbatched else y
 
 
 def _windows(n, o):
@@ -131,10 +170,6 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     oh, ow = (output_size, output_size) if isinstance(output_size, numbers.Integral) or \
         output_size is None else tuple(output_size)
     oh, ow = H if oh is None else int(oh), W if ow is None else int(ow)
-    if H % oh == 0 and W % ow == 0:
-        x, unb = (input.unsqueeze(0), True) if input.ndim == 3 else (input, False)
-        y = _F().max_pool2d(x, (H // oh, W // ow))
-        return y.squeeze(0) if unb else y
     rows = []
     for a, b in _windows(H, oh):
         band = P.narrow(input, -2, a, b - a)
@@ -150,9 +185,14 @@ def adaptive_max_pool1d(input, output_size, return_indices=False):
 
 
 def adaptive_avg_pool1d(input, output_size):
-    """Average over adaptive windows of (N, C, L)."""
-    x = input.unsqueeze(-2)
-    return _F().adaptive_avg_pool2d(x, (1, output_size)).squeeze(-2)
+    """Average over adaptive windows of (N, C, L): y = x A^T with an averaging matrix."""
+    _float(input, "adaptive_avg_pool1d")
+    n, o = input.shape[-1], int(output_size)
+    xp = input.xp
+    a = xp.zeros((n, o), dtype=input._data.dtype)
+    for i, (lo, hi) in enumerate(_windows(n, o)):
+        a[lo:hi, i] = 1.0 / (hi - lo)
+    return input @ Tensor._wrap(a)
 
 
 # ----------------------------------------------------------------------------- dropout
