@@ -10,6 +10,7 @@ from . import amp as amp
 from . import autograd as autograd
 from . import backends as backends
 from . import cuda as cuda
+from . import linalg as linalg
 from . import nn as nn
 from . import onnx as onnx
 from . import ops as ops
@@ -134,8 +135,8 @@ _PYTORCH_INSTEAD = {
     "quantization": "quantization is not supported",
     "ao": "quantization and pruning (torch.ao) are not supported",
     "hub": "torch.hub is not supported: chainrule.pretrained reads GGUF and Hugging Face files",
-    "distributions": "torch.distributions is not supported: draw with chainrule.randn/rand/"
-                     "multinomial and write the log-density with tensor ops",
+    "distributions": "import chainrule.distributions (a subpackage that import chainrule "
+                     "does not load)",
     "set_num_threads": "NumPy's thread count is set by the OMP_NUM_THREADS environment "
                        "variable before the process starts",
     "get_num_threads": "NumPy's thread count is set by the OMP_NUM_THREADS environment "
