@@ -295,3 +295,11 @@ def test_a_small_checkpoint_claiming_a_large_model_is_refused_before_building_it
         f.write(to_toml(config_from_dict(dict(ckpt["config"]), "test")))
     with pytest.raises(RunError, match="do not fit|shape"):
         train(resume=run, explicit={"max_iters": 5})
+
+
+@pytest.mark.parametrize("arg", ["--temperature=nan", "--temperature=inf", "--top-p=nan",
+                                 "--seed=-1", "--top-k=-2"])
+def test_sample_refuses_unusable_values_in_one_line(base_run, capsys, arg):
+    rc = cli.main(["sample", base_run, "--max-new-tokens=2", arg])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and arg.split("=")[0].lstrip("-") in err, err

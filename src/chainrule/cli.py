@@ -146,8 +146,12 @@ def _cmd_sample(args, overrides: list[str]) -> int:
         raise _UsageError(f"sample: unexpected arguments {' '.join(overrides)}")
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise _UsageError("sample: --max-new-tokens must be >= 0 and --num-samples >= 1")
-    if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1:
-        raise _UsageError("sample: need --temperature >= 0, --top-k >= 0 and 0 < --top-p <= 1")
+    if not 0 <= args.temperature < float("inf") or args.top_k < 0 or not 0 < args.top_p <= 1:
+        raise _UsageError(f"sample: need a finite --temperature >= 0, --top-k >= 0 and "
+                          f"0 < --top-p <= 1; got --temperature={args.temperature} "
+                          f"--top-k={args.top_k} --top-p={args.top_p}")
+    if not 0 <= args.seed < 2**63:
+        raise _UsageError(f"sample: --seed must be in [0, 2**63), got {args.seed}")
     from .finetune.trainer import is_finetune_run, load_finetuned
 
     loader = load_finetuned if is_finetune_run(args.run_dir) else load_run
