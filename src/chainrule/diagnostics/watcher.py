@@ -11,8 +11,9 @@ iterations is one list append (and one counter in the wrapped ``optimizer.step``
   ``.grad`` already held), forward hooks on the modules (activation statistics, the order in
   which layers run, train/eval flags, the model's input and output), backward hooks on the
   layers with parameters (how much each call scales the gradient passing back through it),
-  and a forward observer on the engine (activations applied as functions, the loss op: its
-  classes, targets and input, a regression loss's target);
+  and, from the model's forward to the backward after it, a forward observer on the engine
+  (activations applied as functions, the loss op: its classes, targets and input, a
+  regression loss's target);
 - ``optimizer.step`` is wrapped: on an armed iteration it reads ``.grad`` as the optimizer is
   about to use it (after clipping and whatever else the loop did), the learning rate and
   weight decay of each parameter group, then, after the update, the update's size and its
@@ -48,6 +49,7 @@ _MODE_SENSITIVE = ("Dropout", "BatchNorm", "InstanceNorm")
 _ADAPTIVE = frozenset({"Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "NAdam", "RAdam",
                        "Adadelta", "SparseAdam", "Adafactor", "Lion"})
 PICTURES = ("gradient_flow.png", "update_ratio.png", "activations.png")
+_OPS_AFTER_FORWARD = 1000  # ops between the model's forward and backward that are still the loss
 
 
 def watch(model, optimizer=None, interval: int = 50, activations: bool = True) -> Watcher:
@@ -130,7 +132,8 @@ class Watcher:
             optimizer.step = self._optimizer_step  # instance attribute shadows the method
             self._wrapped = True
         self._armed = False
-        self._observer = None  # the forward observer while armed
+        self._observer = None  # the op observer, from the model's forward to the backward
+        self._in_forward = self._ops_after = 0
         self._arm()
 
     # -- the model's shape ------------------------------------------------------------------
@@ -223,10 +226,10 @@ class Watcher:
         self._input = self._output = self._root_out = None
         self._ce = self._regression = None
         self._softmax_at = self._last_leaf = None
+        self._in_forward = self._ops_after = 0
         for n, p in self._params.items():
             if p.requires_grad:
                 self._hooks.append(p.register_hook(functools.partial(self._on_grad, n)))
-        self._observer = autograd.register_forward_observer(self._on_op)
         root = self.model
         self._hooks.append(root.register_forward_pre_hook(self._on_root_input))
         self._hooks.append(root.register_forward_hook(self._on_root_output))
@@ -249,9 +252,7 @@ class Watcher:
         for h in self._hooks:
             h.remove()
         self._hooks = []
-        if self._observer is not None:
-            self._observer.remove()
-            self._observer = None
+        self._drop_observer()
         self._armed = False
         self._before = {}
         self._acts = {}
@@ -260,7 +261,15 @@ class Watcher:
 
     # -- forward ------------------------------------------------------------------------------
     def _on_root_input(self, module, args):
-        if self._input is None and args and autograd.is_grad_enabled():
+        if not autograd.is_grad_enabled():
+            return None
+        if self._observer is None:
+            # the op observer lives from the model's forward to the backward that follows it
+            # (the loss is computed in between): no cost anywhere else
+            self._observer = autograd.register_forward_observer(self._on_op)
+        self._in_forward += 1
+        self._ops_after = 0
+        if self._input is None and args:
             x = args[0]
             data = getattr(x, "_data", None)
             if data is not None and hasattr(data, "dtype"):
@@ -269,6 +278,10 @@ class Watcher:
 
     def _on_root_output(self, module, args, output):
         if not autograd.is_grad_enabled():
+            return None
+        self._in_forward = max(self._in_forward - 1, 0)
+        if not getattr(module, "training", True):
+            self._drop_observer()  # an evaluation pass: no training loss follows
             return None
         t = _first_tensor(output)
         if t is not None:
@@ -290,8 +303,20 @@ class Watcher:
         self._stack.append(path)
         return None
 
+    def _drop_observer(self):
+        if self._observer is not None:
+            self._observer.remove()
+            self._observer = None
+
     def _on_op(self, op, out, arrays):
-        """Every op while armed: the few that tell something are looked up by name."""
+        """Every op from the model's forward to the backward: the few that tell something are
+        looked up by name. After the forward, the loss takes a handful of ops; a long run of
+        ops with no backward is something else (evaluation with grad on), not watched."""
+        if not self._in_forward:
+            self._ops_after += 1
+            if self._ops_after > _OPS_AFTER_FORWARD:
+                self._drop_observer()
+                return
         handler = _OP_HANDLERS.get(type(op).__name__)
         if handler is not None and autograd.is_grad_enabled():
             handler(self, op, out, arrays)
@@ -381,6 +406,8 @@ class Watcher:
     def _on_grad(self, name, g):
         # The gradient as backward made it, before any clipping. A second backward in the
         # same step (gradient accumulation) makes the sum the one to read, at the optimizer.
+        if self._observer is not None:  # backward has started: the forward is over
+            self._drop_observer()
         n = self._hook_n.get(name, 0)
         self._hook_n[name] = n + 1
         self._n_hooks += 1
