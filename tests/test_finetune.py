@@ -58,20 +58,20 @@ def test_frozen_linear_weight_gets_no_gradient_computed():
     g = np.ones((4, 3), dtype=np.float32)
     gx, gw, gb = op.backward(g)
     assert gw is None and gb is None  # the dW GEMM and the bias sum are skipped, not dropped
-    np.testing.assert_allclose(gx, g @ lin.weight.data, rtol=1e-6)
+    np.testing.assert_allclose(gx, g @ lin.weight._data, rtol=1e-6)
     y.sum().backward()
     assert lin.weight.grad is None and lin.bias.grad is None
-    np.testing.assert_allclose(x.grad.data, g @ lin.weight.data, rtol=1e-6)
+    np.testing.assert_allclose(x.grad._data, g @ lin.weight._data, rtol=1e-6)
 
 
 def test_lora_layer_is_base_plus_scaled_low_rank_product():
     base = nn.Linear(6, 4)
     lora = LoRALinear(base, rank=2, alpha=3.0)
-    lora.lora_B.data[...] = np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32)
+    lora.lora_B._data[...] = np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32)
     x = np.random.default_rng(2).standard_normal((3, 6)).astype(np.float32)
-    W, b, A, B = base.weight.data, base.bias.data, lora.lora_A.data, lora.lora_B.data
+    W, b, A, B = base.weight._data, base.bias._data, lora.lora_A._data, lora.lora_B._data
     ref = x @ W.T + b + 1.5 * (x @ A.T) @ B.T
-    np.testing.assert_allclose(lora(cr.tensor(x)).data, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lora(cr.tensor(x))._data, ref, rtol=1e-5, atol=1e-6)
     assert not base.weight.requires_grad and lora.lora_A.requires_grad
     with pytest.raises(ValueError, match="rank must be a positive int"):
         LoRALinear(nn.Linear(6, 4), rank=0)
@@ -86,28 +86,28 @@ def test_lora_starts_equal_to_base_then_merges_into_the_same_function():
     assert len(paths) == 3 * CFG["n_layer"] and "blocks.0.attn.q_proj" in paths
     with cr.no_grad():
         start, _ = model(cr.tensor(ids))
-    np.testing.assert_array_equal(start.data, before.data)  # B = 0: exactly the base model
+    np.testing.assert_array_equal(start._data, before._data)  # B = 0: exactly the base model
     fit(model, ids)
     with cr.no_grad():
         adapted, _ = model(cr.tensor(ids))
-    assert np.abs(adapted.data - before.data).max() > 1e-2
+    assert np.abs(adapted._data - before._data).max() > 1e-2
     assert merge_lora(model) == 3 * CFG["n_layer"]
     assert not any(isinstance(m, LoRALinear) for m in model.modules())
     assert set(dict(model.named_parameters())) == set(dict(tiny().named_parameters()))
     with cr.no_grad():
         merged, _ = model(cr.tensor(ids))
-    np.testing.assert_allclose(merged.data, adapted.data, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(merged._data, adapted._data, rtol=1e-4, atol=1e-4)
 
 
 def test_lora_training_leaves_frozen_weights_bit_identical_and_without_grad():
     model = tiny()
     apply_lora(model, rank=2, targets=("q_proj", "k_proj", "o_proj"))
-    frozen = {n: p.data.copy() for n, p in model.named_parameters() if not p.requires_grad}
+    frozen = {n: p._data.copy() for n, p in model.named_parameters() if not p.requires_grad}
     fit(model, np.random.default_rng(1).integers(0, 256, (2, 9)), steps=3)
     for n, p in model.named_parameters():
         if n in frozen:
             assert p.grad is None, n
-            np.testing.assert_array_equal(p.data, frozen[n], err_msg=n)
+            np.testing.assert_array_equal(p._data, frozen[n], err_msg=n)
         else:
             assert ".lora_" in n
 
@@ -177,15 +177,15 @@ def write_tiny_hf(folder):
     from chainrule.pretrained.tokenizer import PretrainedTokenizer, byte_level_bpe
 
     model = tiny(seed=3)
-    hf = {"model.embed_tokens.weight": model.embed.weight.data, "model.norm.weight":
-          model.norm.weight.data}
+    hf = {"model.embed_tokens.weight": model.embed.weight._data, "model.norm.weight":
+          model.norm.weight._data}
     names = {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"}
     for n, p in model.named_parameters():
         if n.startswith("blocks."):
             _, i, rest = n.split(".", 2)
             part = rest.rsplit(".", 1)[0]
             part = names.get(part, part.replace("attn.", "self_attn."))
-            hf[f"model.layers.{i}.{part}.weight"] = p.data
+            hf[f"model.layers.{i}.{part}.weight"] = p._data
     folder.mkdir()
     save_file(hf, str(folder / "model.safetensors"))
     c = CFG
@@ -286,7 +286,7 @@ Ticket 5121: the valve on pump K-7 reads 2.6 bar; operator Lindqvist resets the 
 
 
 def _digest(p):
-    return hashlib.sha1(p.data.tobytes()).hexdigest()
+    return hashlib.sha1(p._data.tobytes()).hexdigest()
 
 
 @pytest.mark.skipif(SMOL is None,

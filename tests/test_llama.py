@@ -22,7 +22,7 @@ def test_rotary_rotates_each_half_split_pair_by_position_times_frequency():
     T, d, theta = 5, 8, 100.0
     x = np.random.default_rng(0).standard_normal((2, 3, T, d))
     cos, sin = rope_tables(T, d, theta, dtype=np.float64)
-    y = apply_rotary(cr.tensor(x), cos, sin).data
+    y = apply_rotary(cr.tensor(x), cos, sin)._data
     for t in range(T):
         for i in range(d // 2):
             a = t * theta ** (-2 * i / d)
@@ -46,7 +46,7 @@ def test_rotary_keeps_relative_position_dot_products():
 
     def rot(v, pos):
         c, s = rope_tables(1, d, 10000.0, start=pos, dtype=np.float64)
-        return apply_rotary(cr.tensor(v[None]), c, s).data[0]
+        return apply_rotary(cr.tensor(v[None]), c, s)._data[0]
 
     assert np.isclose(rot(q, 7) @ rot(k, 3), rot(q, 14) @ rot(k, 10))
 
@@ -54,7 +54,7 @@ def test_rotary_keeps_relative_position_dot_products():
 def numpy_llama(model, ids):
     """Forward of ``model``'s weights in float64 NumPy: half-split rotary, repeated KV heads."""
     c = model.config
-    P = {n: p.data.astype(np.float64) for n, p in model.named_parameters()}
+    P = {n: p._data.astype(np.float64) for n, p in model.named_parameters()}
     T, H, KV, hd = len(ids), c.n_head, c.n_kv_head, c.head_dim
 
     def rms(x, w):
@@ -92,11 +92,11 @@ def test_llama_logits_equal_numpy_reference(tied):
     model = small(tied)
     with cr.no_grad():
         for p in model.parameters():  # norms away from one so their weights matter
-            p.data[...] += np.float32(0.1) * np.float32(p.ndim == 1)
+            p._data[...] += np.float32(0.1) * np.float32(p.ndim == 1)
     ids = np.array([4, 9, 49, 0, 17, 17, 3])
     logits, _ = model(cr.tensor(ids[None]))
-    np.testing.assert_allclose(logits.data[0], numpy_llama(model, ids), rtol=1e-4, atol=1e-5)
-    n_params = sum(p.data.size for p in model.parameters())
+    np.testing.assert_allclose(logits._data[0], numpy_llama(model, ids), rtol=1e-4, atol=1e-5)
+    n_params = sum(p._data.size for p in model.parameters())
     assert model.num_params() == n_params
     assert ("lm_head.weight" in dict(model.named_parameters())) is not tied
 
@@ -108,7 +108,7 @@ def test_llama_loss_and_parameter_gradients_equal_pytorch():
     _, loss = model(cr.tensor(ids[:, :-1]), cr.tensor(ids[:, 1:]))
     loss.backward()
 
-    P = {n: torch.tensor(p.data, dtype=torch.float64, requires_grad=True)
+    P = {n: torch.tensor(p._data, dtype=torch.float64, requires_grad=True)
          for n, p in model.named_parameters()}
     c = model.config
     B, T = 2, 8
@@ -144,7 +144,7 @@ def test_llama_loss_and_parameter_gradients_equal_pytorch():
     ref.backward()
     assert abs(float(loss) - ref.item()) < 1e-5
     for n, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad.data, P[n].grad.numpy(), rtol=1e-3, atol=2e-6,
+        np.testing.assert_allclose(p.grad._data, P[n].grad.numpy(), rtol=1e-3, atol=2e-6,
                                    err_msg=n)
 
 
@@ -152,12 +152,12 @@ def test_kv_cache_generation_gives_the_tokens_of_uncached_greedy_decoding():
     model = small()
     model.eval()
     prompt = [[5, 11, 2], [7, 7, 30]]
-    out = model.generate(prompt, 8, temperature=0).data
+    out = model.generate(prompt, 8, temperature=0)._data
     seq = np.array(prompt)
     for _ in range(8):
         with cr.no_grad():
             logits, _ = model(cr.tensor(seq))
-        seq = np.concatenate([seq, logits.data[:, -1].argmax(-1)[:, None]], 1)
+        seq = np.concatenate([seq, logits._data[:, -1].argmax(-1)[:, None]], 1)
     np.testing.assert_array_equal(out, seq)
 
 
@@ -169,19 +169,19 @@ def test_kv_cache_chunked_prefill_matches_full_forward():
         cache = KVCache(model.config, 1, 7)
         a, _ = model(cr.tensor(ids[:, :4]), cache=cache)
         b, _ = model(cr.tensor(ids[:, 4:]), cache=cache)
-    np.testing.assert_allclose(np.concatenate([a.data, b.data], 1), full.data, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([a._data, b._data], 1), full._data, atol=1e-5)
 
 
 def test_generate_stops_at_eos_and_samples_only_top_k_tokens():
     model = small()
-    first = int(model.generate([[3]], 1, temperature=0).data[0, -1])
-    out = model.generate([[3]], 10, temperature=0, eos_id=first).data
+    first = int(model.generate([[3]], 1, temperature=0)._data[0, -1])
+    out = model.generate([[3]], 10, temperature=0, eos_id=first)._data
     assert out.shape == (1, 2)
     gen = np.random.default_rng(0)
     with cr.no_grad():
         logits, _ = model(cr.tensor([[3]]))
-    top2 = set(np.argsort(logits.data[0, -1])[-2:].tolist())
-    seen = {int(model.generate([[3]], 1, temperature=5.0, top_k=2, generator=gen).data[0, -1])
+    top2 = set(np.argsort(logits._data[0, -1])[-2:].tolist())
+    seen = {int(model.generate([[3]], 1, temperature=5.0, top_k=2, generator=gen)._data[0, -1])
             for _ in range(30)}
     assert seen <= top2 and len(seen) == 2
 

@@ -31,7 +31,7 @@ def _mlp_problem(seed=0):
     """A 2-layer MLP (8-32-1, tanh) written with raw tensors, and a regression target."""
     rng = np.random.default_rng(seed)
     x = cr.tensor(rng.standard_normal((64, 8)), dtype=cr.float32)
-    y = cr.tensor(np.sin(x.data.sum(1, keepdims=True)), dtype=cr.float32)
+    y = cr.tensor(np.sin(x._data.sum(1, keepdims=True)), dtype=cr.float32)
     w1 = cr.tensor(rng.standard_normal((8, 32)) / np.sqrt(8), dtype=cr.float32, requires_grad=True)
     b1 = cr.zeros(32, requires_grad=True)
     w2 = cr.tensor(rng.standard_normal((32, 1)) / np.sqrt(32), dtype=cr.float32,
@@ -91,8 +91,8 @@ def test_thousand_training_steps_run_in_flat_memory_without_cyclic_gc(no_cyclic_
 def test_plain_sgd_matches_numpy_reference_for_one_step():
     # the same step written with NumPy by hand: the engine computes exactly this gradient
     x, y, params = _mlp_problem(seed=1)
-    w1, b1, w2, b2 = (p.data.astype(np.float64) for p in params)
-    X, Y = x.data.astype(np.float64), y.data.astype(np.float64)
+    w1, b1, w2, b2 = (p._data.astype(np.float64) for p in params)
+    X, Y = x._data.astype(np.float64), y._data.astype(np.float64)
     h = np.tanh(X @ w1 + b1)
     r = h @ w2 + b2 - Y
     d_pred = 2 * r / r.size
@@ -102,7 +102,7 @@ def test_plain_sgd_matches_numpy_reference_for_one_step():
     loss = _step(x, y, params, lr=0.1)
     np.testing.assert_allclose(loss, (r**2).mean(), rtol=1e-5)
     for p, p0, g in zip(params, (w1, b1, w2, b2), (d_w1, d_b1, d_w2, d_b2)):
-        np.testing.assert_allclose(p.data, p0 - 0.1 * g, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(p._data, p0 - 0.1 * g, rtol=1e-4, atol=1e-6)
 
 
 def test_op_is_freed_by_refcount_after_backward_and_del(no_cyclic_gc):

@@ -162,15 +162,15 @@ def test_fused_op_equals_its_composite(s, c):
     assert type(op).__name__ == s.op, f"{s.op}'s spec fn should end in the op itself"
     leaves = [t.detach().requires_grad_() for t in op._saved_tensors()]
     z = op.composite(*leaves)
-    np.testing.assert_allclose(z.data, y.data, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(z._data, y._data, rtol=1e-10, atol=1e-12)
     u = cr.tensor(np.random.default_rng(0).standard_normal(tuple(y.shape)), dtype=cr.float64)
     inputs = [x for x in xs if isinstance(x, cr.Tensor) and x.requires_grad]
     fused = cr.grad(y, inputs, u, retain_graph=True)
     ref = cr.grad(z, leaves, u, allow_unused=True)
-    by_data = {id(t.data): g for t, g in zip(op._saved_tensors(), ref)}
+    by_data = {id(t._data): g for t, g in zip(op._saved_tensors(), ref)}
     for x, g in zip(inputs, fused):
-        if id(x.data) in by_data and by_data[id(x.data)] is not None:
-            np.testing.assert_allclose(g.data, by_data[id(x.data)].data, rtol=1e-8, atol=1e-10)
+        if id(x._data) in by_data and by_data[id(x._data)] is not None:
+            np.testing.assert_allclose(g._data, by_data[id(x._data)]._data, rtol=1e-8, atol=1e-10)
 
 
 def _graph_op_names(y):

@@ -121,7 +121,7 @@ def run_chainrule(name, hp, steps=STEPS, dtype=cr.float64):
         opt.zero_grad()
         loss_fn(W, b).backward()
         opt.step()
-        out.append([W.data.copy(), b.data.copy()])
+        out.append([W._data.copy(), b._data.copy()])
     return out
 
 
@@ -175,12 +175,12 @@ def test_float32_trajectory_tracks_float64_reference(name, hp):
 def test_step_updates_parameter_array_in_place():
     W = cr.tensor(W0, requires_grad=True)
     b = cr.tensor(B0, requires_grad=True)
-    arrays = [W.data, b.data]
+    arrays = [W._data, b._data]
     opt = optim.AdamW([W, b], lr=0.1)
     loss_fn(W, b).backward()
     opt.step()
-    assert W.data is arrays[0] and b.data is arrays[1]
-    assert not np.allclose(W.data, W0.astype(np.float32))
+    assert W._data is arrays[0] and b._data is arrays[1]
+    assert not np.allclose(W._data, W0.astype(np.float32))
 
 
 def test_parameter_groups_use_their_own_options():
@@ -196,8 +196,8 @@ def test_parameter_groups_use_their_own_options():
         g = closed_form_grads(*p)
         p = [ref_sgd(p[0], g[0], s[0], t, lr=0.1),
              ref_sgd(p[1], g[1], s[1], t, lr=0.01, momentum=0.9)]
-    np.testing.assert_allclose(W.data, p[0], rtol=1e-12)
-    np.testing.assert_allclose(b.data, p[1], rtol=1e-12)
+    np.testing.assert_allclose(W._data, p[0], rtol=1e-12)
+    np.testing.assert_allclose(b._data, p[1], rtol=1e-12)
 
 
 def test_add_param_group_fills_defaults_and_rejects_overlap():
@@ -219,7 +219,7 @@ def test_parameters_without_gradient_are_skipped_and_hold_no_state():
     (cr.tensor(X) @ W).sum().backward()
     opt.step()
     assert list(opt.state) == [W]
-    np.testing.assert_array_equal(unused.data, np.ones(4, np.float32))
+    np.testing.assert_array_equal(unused._data, np.ones(4, np.float32))
     assert set(opt.state_dict()["state"]) == {0}
 
 
@@ -228,7 +228,7 @@ def test_zero_grad_sets_none_or_zeros():
     opt = optim.SGD([W], lr=0.1)
     (cr.tensor(X) @ W).sum().backward()
     opt.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(W.grad.data, np.zeros_like(W0))
+    np.testing.assert_array_equal(W.grad._data, np.zeros_like(W0))
     opt.zero_grad()
     assert W.grad is None
 
@@ -248,7 +248,7 @@ def test_closure_is_evaluated_with_grad_and_its_loss_returned():
         loss = opt.step(closure)
     R = X @ W0 + B0 - Y
     assert loss.item() == pytest.approx(np.mean(R**2), rel=1e-12)
-    np.testing.assert_allclose(W.data, W0 - 0.1 * closed_form_grads(W0, B0)[0], rtol=1e-12)
+    np.testing.assert_allclose(W._data, W0 - 0.1 * closed_form_grads(W0, B0)[0], rtol=1e-12)
 
 
 def test_state_dict_has_pytorch_layout():
@@ -278,8 +278,8 @@ def test_load_state_dict_then_continue_equals_uninterrupted_run(name, hp):
         loss_fn(W, b).backward()
         opt.step()
     sd = opt.state_dict()
-    W2 = cr.tensor(W.data, dtype=cr.float64, requires_grad=True)
-    b2 = cr.tensor(b.data, dtype=cr.float64, requires_grad=True)
+    W2 = cr.tensor(W._data, dtype=cr.float64, requires_grad=True)
+    b2 = cr.tensor(b._data, dtype=cr.float64, requires_grad=True)
     opt2 = getattr(optim, name)([W2, b2], lr=123.0)  # options come from the state dict
     opt2.load_state_dict(sd)
     assert opt2.param_groups[0]["lr"] == hp["lr"]
@@ -291,8 +291,8 @@ def test_load_state_dict_then_continue_equals_uninterrupted_run(name, hp):
         opt2.zero_grad()
         loss_fn(W2, b2).backward()
         opt2.step()
-    np.testing.assert_array_equal(W2.data, full[-1][0])
-    np.testing.assert_array_equal(b2.data, full[-1][1])
+    np.testing.assert_array_equal(W2._data, full[-1][0])
+    np.testing.assert_array_equal(b2._data, full[-1][1])
 
 
 def test_load_state_dict_accepts_pytorch_state_dict():
@@ -318,7 +318,7 @@ def test_load_state_dict_accepts_pytorch_state_dict():
         opt.zero_grad()
         ((cr.tensor(X) @ W) ** 2).mean().backward()
         opt.step()
-    np.testing.assert_allclose(W.data, tW.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(W._data, tW.detach().numpy(), rtol=1e-10)
 
 
 def test_load_state_dict_rejects_mismatched_groups_and_shapes():
@@ -346,11 +346,11 @@ def test_gradient_accumulation_over_microbatches_equals_big_batch_gradient():
         loss = ((cr.tensor(Xi) @ W + b - cr.tensor(Yi)) ** 2).mean() / parts
         loss.backward()
     gW, gb = closed_form_grads(W0, B0)
-    np.testing.assert_allclose(W.grad.data, gW, rtol=1e-12)
-    np.testing.assert_allclose(b.grad.data, gb, rtol=1e-12)
+    np.testing.assert_allclose(W.grad._data, gW, rtol=1e-12)
+    np.testing.assert_allclose(b.grad._data, gb, rtol=1e-12)
     opt = optim.SGD([W, b], lr=0.1)
     opt.step()
-    np.testing.assert_allclose(W.data, W0 - 0.1 * gW, rtol=1e-12)
+    np.testing.assert_allclose(W._data, W0 - 0.1 * gW, rtol=1e-12)
 
 
 @pytest.mark.parametrize("make,match", [

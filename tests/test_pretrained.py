@@ -125,7 +125,7 @@ def test_smollm2_logits_equal_independent_numpy_forward(smol, raw_gguf):
                       meta["llama.rope.freq_base"])
     with cr.no_grad():
         logits, _ = model(cr.tensor([ids]))
-    got = logits.data[0].astype(np.float64)
+    got = logits._data[0].astype(np.float64)
     assert got.shape == ref.shape == (len(ids), 49152)
     # float32 through 30 blocks against float64: logits of size ~30 agree to ~1e-4
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
@@ -135,7 +135,7 @@ def test_smollm2_logits_equal_independent_numpy_forward(smol, raw_gguf):
 def test_smollm2_greedy_decoding_names_paris(smol):
     model, tok = smol
     out = model.generate([tok.encode("The capital of France is")], 4, temperature=0)
-    assert "Paris" in tok.decode(out.data[0, -4:])
+    assert "Paris" in tok.decode(out._data[0, -4:])
 
 
 @needs_smol
@@ -236,7 +236,7 @@ def test_hf_llama_folder_logits_equal_reference_forward(tmp_path, tied):
     ref = ref_forward(gg, ids, TINY["n_head"], TINY["n_kv_head"], TINY["norm_eps"],
                       TINY["rope_theta"])
     logits, _ = model(cr.tensor(ids[None]))
-    np.testing.assert_allclose(logits.data[0], ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits._data[0], ref, rtol=1e-4, atol=1e-4)
 
 
 def test_hf_folder_errors_name_the_problem(tmp_path):
@@ -312,14 +312,14 @@ def test_hf_gpt2_folder_maps_onto_gpt_with_conv1d_weights_transposed(tmp_path):
             p + "mlp.c_proj.weight"] + D[p + "mlp.c_proj.bias"]
     ref = ln(x, D["ln_f.weight"], D["ln_f.bias"]) @ D["wte.weight"].T
     logits, _ = model(cr.tensor(ids[None]))
-    np.testing.assert_allclose(logits.data[0], ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits._data[0], ref, rtol=1e-4, atol=1e-4)
 
 
 @needs_smol
 def test_smollm2_answers_a_chat_template_question_and_stops_at_end_of_turn(smol):
     model, tok = smol
     ids = tok.encode(tok.chat_prompt("What is the capital of France? Answer in one word."))
-    out = model.generate([ids], 12, temperature=0, eos_id=tok.eos_id).data[0, len(ids):]
+    out = model.generate([ids], 12, temperature=0, eos_id=tok.eos_id)._data[0, len(ids):]
     answer = tok.decode(out)
     assert "Paris" in answer
     assert out[-1] == tok.eos_id and answer.endswith("<|im_end|>")
@@ -355,7 +355,7 @@ def test_gguf_file_written_in_llama_cpp_layout_loads_to_the_reference_logits(tmp
     ids = np.array([5, 1, 38, 22, 22, 9])
     ref = ref_forward(gg, ids, TINY["n_head"], TINY["n_kv_head"], TINY["norm_eps"],
                       TINY["rope_theta"])
-    np.testing.assert_allclose(model(cr.tensor(ids[None]))[0].data[0], ref, rtol=1e-4,
+    np.testing.assert_allclose(model(cr.tensor(ids[None]))[0]._data[0], ref, rtol=1e-4,
                                atol=1e-4)
     assert not model.config.tie_embeddings
 
@@ -388,11 +388,11 @@ def test_load_weights_uses_fit_arrays_themselves_and_makes_the_rest_float32_and_
     w_ro = w.copy()
     w_ro.flags.writeable = False  # as a memory-mapped file tensor
     assert load_weights(lin, {"weight": w, "bias": b}, "f") is lin
-    assert lin.weight.data is w and lin.bias.data.dtype == np.float32
-    np.testing.assert_array_equal(lin.bias.data, [1.0, 2.0])
+    assert lin.weight._data is w and lin.bias._data.dtype == np.float32
+    np.testing.assert_array_equal(lin.bias._data, [1.0, 2.0])
     load_weights(lin, {"weight": w_ro, "bias": b}, "f")
-    assert lin.weight.data.flags.writeable and not np.shares_memory(lin.weight.data, w_ro)
-    np.testing.assert_array_equal(lin.weight.data, w)
+    assert lin.weight._data.flags.writeable and not np.shares_memory(lin.weight._data, w_ro)
+    np.testing.assert_array_equal(lin.weight._data, w)
     with pytest.raises(ValueError, match=r"(?s)^loading /x/model\.bin: .*missing keys \(1\): "
                                          r"'bias'.*unexpected keys \(1\): 'b'"):
         load_weights(lin, {"weight": w, "b": b}, "/x/model.bin")

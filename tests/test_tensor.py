@@ -60,7 +60,7 @@ def test_tensor_copies_its_input_and_from_numpy_shares_it():
     t = cr.tensor(a)
     s = cr.from_numpy(a)
     a[0, 0] = 99.0
-    assert t.data[0, 0] == 1.5 and s.data[0, 0] == 99.0
+    assert t._data[0, 0] == 1.5 and s._data[0, 0] == 99.0
 
 
 def test_to_float_double_and_dtype_conversions():
@@ -174,8 +174,8 @@ def test_bool_of_multi_element_tensor_raises():
 def test_getitem_values_and_gradient_match_numpy(index):
     x = f64(A, requires_grad=True)
     out = x[index]
-    np.testing.assert_array_equal(out.data, A[index])
-    w = np.arange(1.0, 1.0 + out.data.size).reshape(out.data.shape)
+    np.testing.assert_array_equal(out._data, A[index])
+    w = np.arange(1.0, 1.0 + out._data.size).reshape(out._data.shape)
     (out * f64(w)).sum().backward()
     expected = np.zeros_like(A)
     np.add.at(expected, index, w)  # repeated indices accumulate
@@ -217,7 +217,7 @@ def test_like_functions_take_shape_and_dtype():
     assert cr.empty_like(x).shape == (2, 3)
     assert cr.zeros_like(x, dtype=cr.float32).dtype == cr.float32
     r = cr.rand_like(x)
-    assert r.shape == (2, 3) and r.dtype == cr.float64 and ((r.data >= 0) & (r.data < 1)).all()
+    assert r.shape == (2, 3) and r.dtype == cr.float64 and ((r._data >= 0) & (r._data < 1)).all()
     assert cr.randn_like(x).shape == (2, 3)
 
 
@@ -234,20 +234,20 @@ def test_ranges_and_identity():
 def test_random_creation_ranges_and_dtypes():
     cr.manual_seed(0)
     r = cr.rand(1000)
-    assert r.dtype == cr.float32 and 0 <= r.data.min() and r.data.max() < 1
+    assert r.dtype == cr.float32 and 0 <= r._data.min() and r._data.max() < 1
     n = cr.randn(20000, dtype=cr.float64)
     assert n.dtype == cr.float64
-    assert abs(n.data.mean()) < 0.05 and abs(n.data.std() - 1) < 0.05
+    assert abs(n._data.mean()) < 0.05 and abs(n._data.std() - 1) < 0.05
     i = cr.randint(3, 7, (1000,))
-    assert i.dtype == cr.int64 and set(np.unique(i.data)) == {3, 4, 5, 6}
+    assert i.dtype == cr.int64 and set(np.unique(i._data)) == {3, 4, 5, 6}
     j = cr.randint(4, (2, 500))  # randint(high, size), as torch.randint
-    assert j.shape == (2, 500) and set(np.unique(j.data)) == {0, 1, 2, 3}
+    assert j.shape == (2, 500) and set(np.unique(j._data)) == {0, 1, 2, 3}
 
 
 def test_manual_seed_reproduces_every_generator_call_bit_for_bit():
     def draw():
-        return np.concatenate([cr.randn(5).data.view(np.uint32), cr.rand(3).data.view(np.uint32),
-                               cr.randint(0, 1000, (4,)).data.astype(np.uint32)])
+        return np.concatenate([cr.randn(5)._data.view(np.uint32), cr.rand(3)._data.view(np.uint32),
+                               cr.randint(0, 1000, (4,))._data.astype(np.uint32)])
 
     cr.manual_seed(1234)
     first = draw()

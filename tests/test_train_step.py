@@ -86,7 +86,7 @@ def test_train_step_returns_the_loss_and_pre_clip_norm_and_updates_by_the_clippe
     assert isinstance(loss, float) and isinstance(grad_norm, float)
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     assert grad_norm == pytest.approx(norm, rel=1e-12)
-    np.testing.assert_allclose(t.model.weight.data, w - 0.1 * g * 0.5 / (norm + 1e-6),
+    np.testing.assert_allclose(t.model.weight._data, w - 0.1 * g * 0.5 / (norm + 1e-6),
                                rtol=1e-12)
     assert t.model.weight.grad is None and t.step == 1  # zero_grad(set_to_none=True)
 
@@ -100,7 +100,7 @@ def test_train_step_over_micro_batches_averages_their_losses_and_gradients():
     g = (g1 + g2) / 2
     assert loss == pytest.approx((l1 + l2) / 2, rel=1e-12)
     assert norm == pytest.approx(float(np.sqrt((g * g).sum())), rel=1e-12)
-    np.testing.assert_allclose(t.model.weight.data, w - 0.1 * g, rtol=1e-12)
+    np.testing.assert_allclose(t.model.weight._data, w - 0.1 * g, rtol=1e-12)
     with pytest.raises(ValueError, match="train_step: the batch holds no micro-batch"):
         t.train_step([])
 
@@ -113,9 +113,9 @@ class Recording(Trainer):
 
     def reduce_gradients(self):
         p = self.model.weight
-        self.seen = {"grad": p.grad.data.copy(), "weight": p.data.copy(),
+        self.seen = {"grad": p.grad._data.copy(), "weight": p._data.copy(),
                      "optimizer_state": len(self.optimizer.state)}
-        p.grad.data *= 0.5
+        p.grad._data *= 0.5
 
 
 def test_reduce_gradients_runs_after_backward_and_before_clipping_and_the_update():
@@ -129,7 +129,7 @@ def test_reduce_gradients_runs_after_backward_and_before_clipping_and_the_update
     np.testing.assert_array_equal(t.seen["weight"], w)  # before the step
     assert grad_norm == pytest.approx(norm / 2, rel=1e-12)  # clipping saw the reduced grads
     half = g / 2
-    np.testing.assert_allclose(t.model.weight.data, w - 0.1 * half * 0.2 / (norm / 2 + 1e-6),
+    np.testing.assert_allclose(t.model.weight._data, w - 0.1 * half * 0.2 / (norm / 2 + 1e-6),
                                rtol=1e-12)
 
 
@@ -137,7 +137,7 @@ class Capturing(Trainer):
     grads = None
 
     def reduce_gradients(self):
-        self.grads = {n: p.grad.data.copy() for n, p in self.model.named_parameters()}
+        self.grads = {n: p.grad._data.copy() for n, p in self.model.named_parameters()}
 
 
 def test_two_micro_batches_of_B_equal_one_batch_of_2B_for_a_float64_gpt():
@@ -154,7 +154,7 @@ def test_two_micro_batches_of_B_equal_one_batch_of_2B_for_a_float64_gpt():
         opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99))
         t = Capturing(TrainConfig(grad_clip=1.0), None, None, None, model, opt)
         loss, norm = t.train_step(batch)
-        results.append((loss, norm, t.grads, {n: p.data.copy()
+        results.append((loss, norm, t.grads, {n: p._data.copy()
                                                 for n, p in model.named_parameters()}))
     (l1, n1, g1, p1), (l2, n2, g2, p2) = results
     assert l1 == pytest.approx(l2, rel=1e-13) and n1 == pytest.approx(n2, rel=1e-12)
@@ -247,7 +247,7 @@ def test_a_trainer_that_is_not_main_writes_nothing_and_shows_no_progress_bar(tmp
     worker = NotMain(t.cfg, t.run, t.tokenizer, t.data, t.model, t.optimizer,
                      fingerprint=t.fingerprint, generators=t.generators)
     before = _files(t.run.path)
-    weights = {n: p.data.copy() for n, p in t.model.named_parameters()}
+    weights = {n: p._data.copy() for n, p in t.model.named_parameters()}
     capfd.readouterr()
     result = worker.fit()
     out, err = capfd.readouterr()
@@ -255,7 +255,7 @@ def test_a_trainer_that_is_not_main_writes_nothing_and_shows_no_progress_bar(tmp
     assert result.sample == "" and result.val_loss is None
     assert _files(t.run.path) == before  # no metrics, checkpoint, samples, report, doctor
     assert out == "" and err == ""  # no progress bar, no messages
-    assert any((p.data != weights[n]).any() for n, p in t.model.named_parameters())  # trained
+    assert any((p._data != weights[n]).any() for n, p in t.model.named_parameters())  # trained
 
 
 def test_the_main_trainer_shows_the_progress_bar(tmp_path, text_file, capfd):
@@ -282,7 +282,7 @@ TINY_SEED = TrainConfig().seed
 def _drawn_batches(tmp_path, text_file, name, **kw):
     t = loop._new_trainer(_cfg(tmp_path, text_file, name, max_iters=4, eval_interval=4,
                                sample_tokens=0, **kw))
-    init = {n: p.data.copy() for n, p in t.model.named_parameters()}
+    init = {n: p._data.copy() for n, p in t.model.named_parameters()}
     drawn, get_batch = [], t.get_batch
     t.get_batch = lambda: drawn.append(get_batch()) or drawn[-1]
     t.fit()
@@ -311,8 +311,8 @@ def test_dropout_does_not_change_the_batches_and_init_is_the_seeds_model(tmp_pat
     cr.manual_seed(TINY_SEED)  # the initial weights: the model the run's seed gives
     ref = GPT(GPTConfig(vocab_size=plain.tokenizer.vocab_size, **plain.cfg.model_kwargs()))
     for n, p in ref.named_parameters():
-        np.testing.assert_array_equal(init0[n], p.data, err_msg=n)
-        np.testing.assert_array_equal(init1[n], p.data, err_msg=n)
+        np.testing.assert_array_equal(init0[n], p._data, err_msg=n)
+        np.testing.assert_array_equal(init1[n], p._data, err_msg=n)
 
 
 def test_a_checkpoint_holds_the_three_streams_and_resume_restores_them(tmp_path, text_file):

@@ -80,5 +80,5 @@ def test_sgd_linear_model_converges_to_least_squares_solution():
         opt.zero_grad()
         nn.functional.mse_loss(model(Xt), yt).backward()
         opt.step()
-    got = np.concatenate([model.weight.data.ravel(), model.bias.data])
+    got = np.concatenate([model.weight._data.ravel(), model.bias._data])
     assert np.abs(got - solution).max() < 1e-4

@@ -26,6 +26,15 @@ from .autograd import no_grad as no_grad
 from .autograd import set_grad_enabled as set_grad_enabled
 from .backend import cuda_is_available as cuda_is_available
 from .creation import *  # noqa: F403  (tensor, zeros, ones, ... : see creation.__all__)
+from .creation import BoolTensor as BoolTensor
+from .creation import ByteTensor as ByteTensor
+from .creation import CharTensor as CharTensor
+from .creation import DoubleTensor as DoubleTensor
+from .creation import FloatTensor as FloatTensor
+from .creation import HalfTensor as HalfTensor
+from .creation import IntTensor as IntTensor
+from .creation import LongTensor as LongTensor
+from .creation import ShortTensor as ShortTensor
 from .creation import __all__ as _creation_all
 from .dtypes import bfloat16 as bfloat16
 from .dtypes import bool_ as bool  # noqa: F401  (chainrule.bool, as torch.bool)

@@ -29,7 +29,7 @@ def _make(arr, dtype, requires_grad, device):
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of ``data`` (floats default to float32, ints to int64)."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data._data
     return Tensor(backend.to_numpy(data).copy() if hasattr(data, "dtype") else data,
                   dtype=dtype, requires_grad=requires_grad, device=device)
 
@@ -37,7 +37,7 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
 def as_tensor(data, dtype=None, device=None):
     if isinstance(data, Tensor) and dtype is None and device is None:
         return data
-    return Tensor(data.data if isinstance(data, Tensor) else data, dtype=dtype, device=device)
+    return Tensor(data._data if isinstance(data, Tensor) else data, dtype=dtype, device=device)
 
 
 def from_numpy(a):
@@ -151,7 +151,7 @@ def randperm(n, dtype=None, device=None, generator=None):
 def multinomial(probs, num_samples=1, replacement=False, generator=None):
     """Draw indices from each row of ``probs`` (non-negative weights)."""
     rng = generator or _rng()
-    p = backend.to_numpy(probs.data if isinstance(probs, Tensor) else probs).astype(np.float64)
+    p = backend.to_numpy(probs._data if isinstance(probs, Tensor) else probs).astype(np.float64)
     flat = p.reshape(-1, p.shape[-1])
     out = np.empty((flat.shape[0], num_samples), dtype=np.int64)
     for i, row in enumerate(flat):
@@ -191,7 +191,7 @@ __all__ = [
 
 class _TypedTensorMeta(type):
     def __instancecheck__(cls, obj):
-        return isinstance(obj, Tensor) and obj.data.dtype == cls._tensor_dtype
+        return isinstance(obj, Tensor) and obj._data.dtype == cls._tensor_dtype
 
     def __repr__(cls):
         return f"<class 'chainrule.{cls.__name__}'>"
@@ -230,5 +230,5 @@ CharTensor = _typed_tensor("CharTensor", "int8")
 ByteTensor = _typed_tensor("ByteTensor", "uint8")
 BoolTensor = _typed_tensor("BoolTensor", "bool")
 
-__all__ += ["FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
-            "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"]
+TYPED_TENSORS = ("FloatTensor", "DoubleTensor", "HalfTensor", "LongTensor", "IntTensor",
+                 "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor")

@@ -138,10 +138,10 @@ def result_type(*operands):
     dim = zero = weak = None
     for x in operands:
         if isinstance(x, _Tensor):
-            if x.data.ndim:
-                dim = _promote_pair(dim, x.data.dtype)
+            if x._data.ndim:
+                dim = _promote_pair(dim, x._data.dtype)
             else:
-                zero = _promote_pair(zero, x.data.dtype)
+                zero = _promote_pair(zero, x._data.dtype)
         elif isinstance(x, (builtins.bool, numpy.bool_)):
             weak = _promote_pair(weak, bool_)
         elif isinstance(x, (builtins.int, numpy.integer)):

@@ -269,7 +269,7 @@ def _encode(x, arrays: dict, path: str):
     if isinstance(x, float):
         return x if math.isfinite(x) else {"__float__": repr(x)}
     if isinstance(x, Tensor):
-        return {"__tensor__": _store(arrays, path, x.data)}
+        return {"__tensor__": _store(arrays, path, x._data)}
     if isinstance(x, np.ndarray) or (backend._cupy is not None
                                      and isinstance(x, backend._cupy.ndarray)):
         return {"__ndarray__": _store(arrays, path, x)}

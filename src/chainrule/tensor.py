@@ -28,14 +28,14 @@ _new = object.__new__
 class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "_post_hooks",
+    __slots__ = ("_data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "_post_hooks",
                  "name", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
         dtype = as_dtype(dtype)
         if isinstance(data, Tensor):
-            data = data.data
+            data = data._data
         dev = backend.normalize_device(device) if device is not None else None
         if dev is None:
             dev = backend.device_of(data) if not isinstance(data, (list, tuple)) else "cpu"
@@ -50,7 +50,7 @@ class Tensor:
                          else data, dtype=dtype)
         if dev == "cuda" and not isinstance(arr, backend._cupy.ndarray):  # pragma: no cover
             arr = backend.to_device(arr, "cuda")
-        self.data = arr
+        self._data = arr
         self.grad = None
         self.grad_fn = None
         self._vc = None  # version counter [n], made when first needed (saved, detached)
@@ -65,32 +65,49 @@ class Tensor:
     def _wrap(data, grad_fn=None, requires_grad=None):
         """Fast internal constructor around an existing array (no copy, no checks)."""
         t = _new(Tensor)
-        t.data = data
+        t._data = data
         t.grad = t._vc = t._hooks = t._post_hooks = t.name = None
         t.grad_fn = grad_fn
         t.requires_grad = grad_fn is not None if requires_grad is None else requires_grad
         return t
 
     # -- attributes -------------------------------------------------------------------------
+    # The array lives in the slot ``_data`` (what the engine reads: a slot costs no call).
+    # ``data`` is PyTorch's: a tensor sharing the array, outside the graph, whose in-place
+    # changes autograd does not see (``p.data.add_(g, alpha=-lr)``); assigning a tensor there
+    # (``w.data = t``) makes this tensor hold ``t``'s array.
+    @property
+    def data(self):
+        return Tensor._wrap(self._data, None, False)
+
+    @data.setter
+    def data(self, value):
+        if isinstance(value, Tensor):
+            value = value._data
+        elif not (hasattr(value, "dtype") and hasattr(value, "shape")):
+            raise TypeError(f"Tensor.data: expected a Tensor (or an array), got "
+                            f"{type(value).__name__}")
+        self._data = value
+
     @property
     def shape(self):
-        return Size(self.data.shape)
+        return Size(self._data.shape)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def device(self) -> Device:
-        return Device(backend.device_of(self.data))
+        return Device(backend.device_of(self._data))
 
     @property
     def xp(self):
-        return backend.array_module(self.data)
+        return backend.array_module(self._data)
 
     @property
     def is_leaf(self) -> bool:
@@ -106,31 +123,31 @@ class Tensor:
         return 0 if self._vc is None else self._vc[0]
 
     def size(self, dim=None):
-        return Size(self.data.shape) if dim is None else self.data.shape[dim]
+        return Size(self._data.shape) if dim is None else self._data.shape[dim]
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
 
     def element_size(self) -> int:
-        return self.data.itemsize
+        return self._data.itemsize
 
     itemsize = property(element_size)
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        return int(self._data.nbytes)
 
     def nelement(self) -> int:
-        return int(self.data.size)
+        return int(self._data.size)
 
     def ndimension(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     def is_contiguous(self) -> bool:
-        return bool(self.data.flags.c_contiguous)
+        return bool(self._data.flags.c_contiguous)
 
     # -- new tensors like this one (dtype and device), as torch.Tensor.new_* ----------------
     def new_tensor(self, data, dtype=None, requires_grad=False):
@@ -164,15 +181,15 @@ class Tensor:
                     device=self.device)
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._data.shape[0]
 
     def __repr__(self):
-        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
+        body = np.array2string(backend.to_numpy(self._data), separator=", ", prefix="tensor(")
         extra = ""
-        if self.data.dtype != float32 and self.data.dtype != int64 and self.data.dtype != bool_:
-            extra += f", dtype={self.data.dtype}"
+        if self._data.dtype != float32 and self._data.dtype != int64 and self._data.dtype != bool_:
+            extra += f", dtype={self._data.dtype}"
         if self.device != "cpu":
             extra += f", device='{self.device}'"
         if self.grad_fn is not None:
@@ -187,20 +204,20 @@ class Tensor:
     def __format__(self, spec):
         """``f"{loss:.4f}"`` formats the number of a 0-d tensor, as PyTorch does; an empty spec
         gives ``str(tensor)``."""
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             return format(self.item(), spec)
         if not spec:
             return str(self)
         raise TypeError(f"Tensor.__format__: format spec {spec!r} needs a 0-d tensor, got shape "
-                        f"{tuple(self.data.shape)}; format t.item() or t.tolist()")
+                        f"{tuple(self._data.shape)}; format t.item() or t.tolist()")
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise RuntimeError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                f"the truth value of a tensor with {self._data.size} elements is ambiguous; "
                 "use .any() or .all()"
             )
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self):
         return float(self.item())
@@ -209,19 +226,19 @@ class Tensor:
         return int(self.item())
 
     def __index__(self):
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
             raise TypeError("only integer tensors of one element can be used as an index")
         return int(self.item())
 
     def __array__(self, dtype=None, copy=None):
-        a = backend.to_numpy(self.data)
+        a = backend.to_numpy(self._data)
         return a if dtype is None else a.astype(dtype)
 
     # -- autograd ---------------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True):
-        if requires_grad and not is_floating(self.data.dtype):
+        if requires_grad and not is_floating(self._data.dtype):
             raise TypeError(
-                f"only floating-point tensors can require grad, got dtype {self.data.dtype}; "
+                f"only floating-point tensors can require grad, got dtype {self._data.dtype}; "
                 "convert with .float() first"
             )
         if not requires_grad and self.grad_fn is not None:
@@ -237,7 +254,7 @@ class Tensor:
 
     def detach(self):
         """The same array (shared, not copied) as a new leaf outside the graph."""
-        t = Tensor._wrap(self.data)
+        t = Tensor._wrap(self._data)
         if self._vc is None:
             self._vc = [0]
         t._vc = self._vc  # an in-place change through the alias is seen by saved-tensor checks
@@ -304,27 +321,27 @@ class Tensor:
         def keep(g):
             t = ref()
             if t is not None:
-                t.grad = Tensor._wrap(g.data.copy()) if t.grad is None else t.grad + g.detach()
+                t.grad = Tensor._wrap(g._data.copy()) if t.grad is None else t.grad + g.detach()
 
         keep._retains_grad = True
         self.register_hook(keep)
 
     # -- conversion -------------------------------------------------------------------------
     def item(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(
                 f"item(): only a one-element tensor converts to a Python number, got shape "
                 f"{tuple(self.shape)}"
             )
-        return backend.to_numpy(self.data).reshape(()).item()
+        return backend.to_numpy(self._data).reshape(()).item()
 
     def numpy(self):
         if self.requires_grad:
             raise RuntimeError("numpy() of a tensor that requires grad; call .detach().numpy()")
-        return backend.to_numpy(self.data)
+        return backend.to_numpy(self._data)
 
     def tolist(self):
-        return backend.to_numpy(self.data).tolist()
+        return backend.to_numpy(self._data).tolist()
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False,
            memory_format=None):
@@ -347,11 +364,11 @@ class Tensor:
 
     def type(self, dtype=None, non_blocking=False):
         if dtype is None:
-            return _TYPE_NAMES.get(self.data.dtype.name, f"chainrule.{self.data.dtype.name}")
+            return _TYPE_NAMES.get(self._data.dtype.name, f"chainrule.{self._data.dtype.name}")
         if isinstance(dtype, str) and dtype in _TYPE_DTYPES:
             dtype = _TYPE_DTYPES[dtype]
         dtype = as_dtype(getattr(dtype, "_tensor_dtype", dtype))
-        return self if dtype == self.data.dtype else _F.cast(self, dtype)
+        return self if dtype == self._data.dtype else _F.cast(self, dtype)
 
     def astype(self, dtype):
         return self.type(dtype)
@@ -381,7 +398,7 @@ class Tensor:
         return self.to("cuda")
 
     def is_floating_point(self) -> bool:
-        return is_floating(self.data.dtype)
+        return is_floating(self._data.dtype)
 
     def contiguous(self, memory_format=None):
         return self
@@ -409,21 +426,21 @@ class Tensor:
     def _inplace(self, arr, name):
         """Copy ``arr`` into this tensor's data (the result of an in-place op)."""
         self._check_inplace(name)
-        src = arr.data if isinstance(arr, Tensor) else arr
-        self.xp.copyto(self.data, src, casting="unsafe")
+        src = arr._data if isinstance(arr, Tensor) else arr
+        self.xp.copyto(self._data, src, casting="unsafe")
         self._bump()
         return self
 
     def _ufunc_(self, ufunc, other, name):
         """``self = ufunc(self, other)`` written into self's own memory (one pass)."""
         self._check_inplace(name)
-        o = other.data if isinstance(other, Tensor) else other
+        o = other._data if isinstance(other, Tensor) else other
         try:
-            ufunc(self.data, o, out=self.data, casting="unsafe")
+            ufunc(self._data, o, out=self._data, casting="unsafe")
         except ValueError as e:
             raise ValueError(
                 f"{name}: operand of shape {tuple(getattr(o, 'shape', ()))} does not broadcast "
-                f"to the tensor's shape {tuple(self.data.shape)} ({e})"
+                f"to the tensor's shape {tuple(self._data.shape)} ({e})"
             ) from None
         self._bump()
         return self
@@ -439,12 +456,12 @@ class Tensor:
 
     def add_(self, other, alpha=1):
         if alpha != 1:
-            other = (other.data if isinstance(other, Tensor) else other) * alpha
+            other = (other._data if isinstance(other, Tensor) else other) * alpha
         return self._ufunc_(self.xp.add, other, "add_")
 
     def sub_(self, other, alpha=1):
         if alpha != 1:
-            other = (other.data if isinstance(other, Tensor) else other) * alpha
+            other = (other._data if isinstance(other, Tensor) else other) * alpha
         return self._ufunc_(self.xp.subtract, other, "sub_")
 
     def mul_(self, other):
@@ -454,17 +471,17 @@ class Tensor:
         return self._ufunc_(self.xp.true_divide, other, "div_")
 
     def clamp_(self, min=None, max=None):
-        return self._inplace(self.xp.clip(self.data, min, max), "clamp_")
+        return self._inplace(self.xp.clip(self._data, min, max), "clamp_")
 
     def uniform_(self, a=0.0, b=1.0):
         from .random import _rng
 
-        return self._inplace(_rng().uniform(a, b, self.data.shape), "uniform_")
+        return self._inplace(_rng().uniform(a, b, self._data.shape), "uniform_")
 
     def normal_(self, mean=0.0, std=1.0):
         from .random import _rng
 
-        return self._inplace(_rng().normal(mean, std, self.data.shape), "normal_")
+        return self._inplace(_rng().normal(mean, std, self._data.shape), "normal_")
 
     # ``x += y``: in place, as in PyTorch, except on a tensor inside a recorded graph (the
     # engine records no in-place ops), where it rebinds x to the out-of-place result.
@@ -490,7 +507,7 @@ class Tensor:
                 "__setitem__ on a tensor that requires grad is not differentiable here; build the "
                 "result with where(), masked_fill() or cat(), or assign under no_grad()"
             )
-        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._data[index] = value._data if isinstance(value, Tensor) else value
         self._bump()
 
     # -- operators ---------------------------------------------------------------------------
@@ -498,7 +515,7 @@ class Tensor:
         return _F.add(self, o)
 
     def __radd__(self, o):
-        if type(o) is float and self.data.dtype.kind == "f":  # 1.0 + x: addition commutes
+        if type(o) is float and self._data.dtype.kind == "f":  # 1.0 + x: addition commutes
             return _Add._apply2(self, o)
         return _F.add(o, self)
 
@@ -512,7 +529,7 @@ class Tensor:
         return _F.mul(self, o)
 
     def __rmul__(self, o):
-        if type(o) is float and self.data.dtype.kind == "f":  # lr * g: multiplication commutes
+        if type(o) is float and self._data.dtype.kind == "f":  # lr * g: multiplication commutes
             return _Mul._apply2(self, o)
         return _F.mul(o, self)
 
@@ -583,13 +600,13 @@ class Tensor:
         return _F.getitem(self, index)
 
     def __iter__(self):
-        if self.data.ndim == 0:
+        if self._data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.data.shape[0]))
+        return (self[i] for i in range(self._data.shape[0]))
 
     @property
     def T(self):
-        return _F.permute(self, tuple(range(self.data.ndim - 1, -1, -1)))
+        return _F.permute(self, tuple(range(self._data.ndim - 1, -1, -1)))
 
     @property
     def mT(self):

@@ -160,7 +160,7 @@ def _run(fn, *arrays, native):
         y = fn(*ts)
         u = np.random.default_rng(3).standard_normal(y.shape).astype(np.float32)
         (y * cr.tensor(u)).sum().backward()
-        return [y.data] + [t.grad.data for t in ts]
+        return [y._data] + [t.grad._data for t in ts]
 
 
 @needs_native
@@ -207,7 +207,7 @@ def test_adam_step_kernel_follows_the_numpy_update(kw):
             for g in grads:
                 p.grad = cr.tensor(g)
                 opt.step()
-            results.append(p.data.copy())
+            results.append(p._data.copy())
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-7)
     assert not np.allclose(results[0], p0)
 
@@ -223,7 +223,7 @@ def test_float32_causal_attention_follows_pytorch_where_queries_and_keys_differ(
                                           is_causal=True, scale=0.7)
     ref = torch.nn.functional.scaled_dot_product_attention(
         torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=True, scale=0.7)
-    np.testing.assert_allclose(ours.data, ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours._data, ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
 
@@ -243,8 +243,8 @@ def test_max_pool_kernel_gives_the_numpy_values_gradients_and_indices(shape):
         y, idx = F.max_pool2d(cr.tensor(x), 2, return_indices=True)
     with backend.use_native(False):
         y0, idx0 = F.max_pool2d(cr.tensor(x), 2, return_indices=True)
-    np.testing.assert_array_equal(idx.data, idx0.data)
-    assert idx.data[0, 0, 0, 0] == 1 and idx.data[-1, -1, 0, 0] == 0
+    np.testing.assert_array_equal(idx._data, idx0._data)
+    assert idx._data[0, 0, 0, 0] == 1 and idx._data[-1, -1, 0, 0] == 0
 
 
 @needs_native
@@ -254,7 +254,7 @@ def test_max_pool_kernel_spreads_nan_to_its_window_and_keeps_infinities():
     x[0, 0, 2, 2] = -np.inf
     x[0, 0, 3, 3] = np.inf
     with backend.use_native(True):
-        y = F.max_pool2d(cr.tensor(x), 2).data
+        y = F.max_pool2d(cr.tensor(x), 2)._data
     np.testing.assert_array_equal(y[0, 0], [[np.nan, 7], [13, np.inf]])
 
 

@@ -23,14 +23,14 @@ def _both(fc, ft, *arrays, rtol=1e-9, atol=1e-11):
     c = [cr.tensor(a, dtype=cr.float64, requires_grad=True) for a in arrays]
     t = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
     yc, yt = fc(*c), ft(*t)
-    np.testing.assert_allclose(yc.data, yt.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(yc._data, yt.detach().numpy(), rtol=rtol, atol=atol)
     u = rng.standard_normal(tuple(yt.shape))
     (yc * cr.tensor(u, dtype=cr.float64)).sum().backward()
     (yt * torch.tensor(u)).sum().backward()
     for a, b in zip(c, t):
         if b.grad is not None:
             ok = ~np.isnan(b.grad.numpy())
-            np.testing.assert_allclose(a.grad.data[ok], b.grad.numpy()[ok], rtol=rtol, atol=atol)
+            np.testing.assert_allclose(a.grad._data[ok], b.grad.numpy()[ok], rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("kw,wshape", [
@@ -77,7 +77,7 @@ def test_max_pool_dilation_and_return_indices_match_torch():
                                                                                   dilation=2), x)
     _, ic = F.max_pool2d(cr.tensor(x), 3, 2, 1, return_indices=True)
     _, it = TF.max_pool2d(torch.tensor(x), 3, 2, 1, return_indices=True)
-    np.testing.assert_array_equal(ic.data, it.numpy())
+    np.testing.assert_array_equal(ic._data, it.numpy())
 
 
 @pytest.mark.parametrize("size", [1, (3, 5), (4, 4), (2, None)])
@@ -88,7 +88,7 @@ def test_adaptive_avg_pool2d_matches_torch(size):
 
 def test_one_hot_matches_torch():
     t = np.array([[0, 3], [2, 1]])
-    np.testing.assert_array_equal(F.one_hot(cr.tensor(t), 5).data,
+    np.testing.assert_array_equal(F.one_hot(cr.tensor(t), 5)._data,
                                   TF.one_hot(torch.tensor(t), 5).numpy())
     assert F.one_hot(cr.tensor(t)).shape == (2, 2, 4)
 
@@ -152,7 +152,7 @@ def test_multihead_attention_matches_torch_with_masks(batch_first, need_weights)
     m = nn.MultiheadAttention(8, 2, batch_first=batch_first).double()
     t = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first).double()
     assert [n for n, _ in m.named_parameters()] == [n for n, _ in t.named_parameters()]
-    t.load_state_dict({k: torch.tensor(v.data) for k, v in m.state_dict().items()})
+    t.load_state_dict({k: torch.tensor(v._data) for k, v in m.state_dict().items()})
     x = rng.standard_normal((3, 5, 8) if batch_first else (5, 3, 8))  # N = 3, L = 5
     am = rng.uniform(size=(5, 5)) > 0.7
     np.fill_diagonal(am, False)
@@ -164,20 +164,20 @@ def test_multihead_attention_matches_torch_with_masks(batch_first, need_weights)
                need_weights=need_weights)
     ot, wt = t(tx, tx, tx, attn_mask=torch.tensor(am), key_padding_mask=torch.tensor(kpm),
                need_weights=need_weights)
-    np.testing.assert_allclose(oc.data, ot.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(oc._data, ot.detach().numpy(), rtol=1e-9, atol=1e-12)
     if need_weights:
-        np.testing.assert_allclose(wc.data, wt.detach().numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(wc._data, wt.detach().numpy(), rtol=1e-9, atol=1e-12)
     oc.sum().backward()
     ot.sum().backward()
-    np.testing.assert_allclose(cx.grad.data, tx.grad.numpy(), rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(m.in_proj_weight.grad.data, t.in_proj_weight.grad.numpy(),
+    np.testing.assert_allclose(cx.grad._data, tx.grad.numpy(), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(m.in_proj_weight.grad._data, t.in_proj_weight.grad.numpy(),
                                rtol=1e-8, atol=1e-12)
 
 
 def test_multihead_attention_cross_attention_matches_torch():
     m = nn.MultiheadAttention(6, 3, batch_first=True).double()
     t = torch.nn.MultiheadAttention(6, 3, batch_first=True).double()
-    t.load_state_dict({k: torch.tensor(v.data) for k, v in m.state_dict().items()})
+    t.load_state_dict({k: torch.tensor(v._data) for k, v in m.state_dict().items()})
     q, kv = rng.standard_normal((2, 4, 6)), rng.standard_normal((2, 7, 6))
     _both(lambda q, kv: m(q, kv, kv)[0], lambda q, kv: t(q, kv, kv)[0], q, kv, rtol=1e-8)
 
@@ -191,7 +191,7 @@ def test_conv_layers_match_torch_given_the_same_weights():
                             torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 4, 3, stride=2, groups=2),
                             torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                             torch.nn.Linear(4, 3)).double()
-    t.load_state_dict({k: torch.tensor(v.data) for k, v in m.state_dict().items()})
+    t.load_state_dict({k: torch.tensor(v._data) for k, v in m.state_dict().items()})
     _both(m, t, rng.standard_normal((3, 2, 12, 12)), rtol=1e-8)
 
 
@@ -213,10 +213,10 @@ def test_init_functions_have_the_closed_form_std_and_match_torchs_samples(name, 
     getattr(nn.init, name)(w, **kw)
     tw = torch.empty(200, 300)
     getattr(torch.nn.init, name)(tw, **kw)
-    assert abs(w.data.std() / std - 1) < 0.02
-    assert abs(w.data.std() / tw.std().item() - 1) < 0.03
+    assert abs(w._data.std() / std - 1) < 0.02
+    assert abs(w._data.std() / tw.std().item() - 1) < 0.03
     if name == "trunc_normal_":
-        assert w.data.min() >= -2 and w.data.max() <= 2
+        assert w._data.min() >= -2 and w._data.max() <= 2
 
 
 def test_conv_and_attention_default_inits_match_torchs_distributions():
@@ -228,15 +228,15 @@ def test_conv_and_attention_default_inits_match_torchs_distributions():
               torch.nn.MultiheadAttention(64, 4).in_proj_weight)]
     for c, t in pairs:
         t = t.detach().numpy()
-        assert abs(c.data.std() / t.std() - 1) < 0.1
-        assert abs(np.abs(c.data).max() / np.abs(t).max() - 1) < 0.05
+        assert abs(c._data.std() / t.std() - 1) < 0.1
+        assert abs(np.abs(c._data).max() / np.abs(t).max() - 1) < 0.05
 
 
 def test_init_is_reproducible_under_manual_seed():
     cr.manual_seed(5)
-    a = nn.Linear(4, 3).weight.data.copy()
+    a = nn.Linear(4, 3).weight._data.copy()
     cr.manual_seed(5)
-    np.testing.assert_array_equal(nn.Linear(4, 3).weight.data, a)
+    np.testing.assert_array_equal(nn.Linear(4, 3).weight._data, a)
 
 
 def test_clip_grad_norm_returns_the_total_norm_and_scales_like_torch():
@@ -250,4 +250,4 @@ def test_clip_grad_norm_returns_the_total_norm_and_scales_like_torch():
         ttotal = torch.nn.utils.clip_grad_norm_(ts, 0.5, norm_type)
         assert math.isclose(float(total), float(ttotal), rel_tol=1e-12)
         for p, t in zip(ps, ts):
-            np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-12)
+            np.testing.assert_allclose(p.grad._data, t.grad.numpy(), rtol=1e-12)

@@ -23,14 +23,14 @@ def _pair(*arrays, grad=True):
 
 def _check(cr_out, t_out, cr_in, t_in, rtol=1e-9, atol=1e-11, seed=0):
     """Values equal, and gradients of sum(u * out) for a random u equal."""
-    np.testing.assert_allclose(cr_out.data, t_out.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(cr_out._data, t_out.detach().numpy(), rtol=rtol, atol=atol)
     u = np.random.default_rng(seed).standard_normal(t_out.shape)
     (cr_out * cr.tensor(u, dtype=cr.float64)).sum().backward()
     (t_out * torch.tensor(u)).sum().backward()
     for c, t in zip(cr_in, t_in):
         if t.grad is None:
             continue
-        np.testing.assert_allclose(c.grad.data, t.grad.numpy(), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(c.grad._data, t.grad.numpy(), rtol=rtol, atol=atol)
 
 
 rng = np.random.default_rng(42)
@@ -143,7 +143,7 @@ def test_modules_match_torch_given_the_same_weights():
     m = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.LayerNorm(6), nn.Linear(6, 3)).double()
     t = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.GELU(), torch.nn.LayerNorm(6),
                             torch.nn.Linear(6, 3)).double()
-    t.load_state_dict({k: torch.tensor(v.data) for k, v in m.state_dict().items()})
+    t.load_state_dict({k: torch.tensor(v._data) for k, v in m.state_dict().items()})
     x = rng.standard_normal((5, 4))
     (cx,), (tx,) = _pair(x)
     _check(m(cx), t(tx), [cx] + list(m.parameters()), [tx] + list(t.parameters()), rtol=1e-6)
@@ -152,7 +152,7 @@ def test_modules_match_torch_given_the_same_weights():
 def test_default_linear_init_std_matches_torchs_samples():
     torch.manual_seed(0)
     t = torch.nn.Linear(256, 512).weight.detach().numpy()
-    c = nn.Linear(256, 512).weight.data
+    c = nn.Linear(256, 512).weight._data
     assert abs(c.std() / t.std() - 1) < 0.02
     assert abs(np.abs(c).max() - np.abs(t).max()) < 1e-3
 
@@ -163,10 +163,10 @@ def test_gelu_float32_matches_torch(approximate):
     c, t = cr.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
     y, yt = F.gelu(c, approximate), TF.gelu(t, approximate=approximate)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(y._data, yt.detach().numpy(), rtol=1e-5, atol=2e-6)
     y.sum().backward()
     yt.sum().backward()
-    np.testing.assert_allclose(c.grad.data, t.grad.numpy(), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(c.grad._data, t.grad.numpy(), rtol=1e-5, atol=2e-6)
 
 
 def test_cross_entropy_and_nll_read_classes_last_for_targets_shaped_like_the_leading_dims():

@@ -28,13 +28,13 @@ def test_dropout_zeroes_about_p_scales_the_rest_is_seeded_and_passes_the_same_ma
     x = cr.ones(200, 200, requires_grad=True)
     cr.manual_seed(3)
     y = F.dropout(x, 0.3)
-    kept = y.data != 0
+    kept = y._data != 0
     assert abs(1 - kept.mean() - 0.3) < 0.01
-    np.testing.assert_allclose(y.data[kept], 1 / 0.7, rtol=1e-6)
+    np.testing.assert_allclose(y._data[kept], 1 / 0.7, rtol=1e-6)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, y.data)
+    np.testing.assert_array_equal(x.grad._data, y._data)
     cr.manual_seed(3)
-    np.testing.assert_array_equal(F.dropout(x, 0.3).data, y.data)
+    np.testing.assert_array_equal(F.dropout(x, 0.3)._data, y._data)
     assert F.dropout(x, 0.3, training=False) is x
 
 
@@ -47,16 +47,16 @@ def _composite_check(y, leaves, rtol=1e-10, graph_rtol=1e-10):
     op = y.grad_fn
     inner = [cr.tensor(s, dtype=s.dtype, requires_grad=s.dtype.kind == "f") for s in op.saved]
     yc = op.composite(*inner)
-    np.testing.assert_allclose(y.data, yc.data, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(y._data, yc._data, rtol=rtol, atol=1e-12)
     u = cr.tensor(np.random.default_rng(1).standard_normal(y.shape), dtype=cr.float64)
     gf = cr.grad((y * u).sum(), leaves, retain_graph=True)
     gin = [t for t in inner if t.requires_grad]
     gc = cr.grad((yc * u).sum(), gin)
     for a, b in zip(gf, gc):
-        np.testing.assert_allclose(a.data, b.data, rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(a._data, b._data, rtol=rtol, atol=1e-12)
     g2 = cr.grad((y * u).sum(), leaves, create_graph=True)
     for a, b in zip(g2, gf):
-        np.testing.assert_allclose(a.data, b.data, rtol=graph_rtol, atol=1e-12)
+        np.testing.assert_allclose(a._data, b._data, rtol=graph_rtol, atol=1e-12)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -79,12 +79,12 @@ def test_gelu_fused_pass_equals_its_formula_and_its_recorded_rule(approximate):
         phi = 0.5 * (1 + np.vectorize(math.erf)(a / math.sqrt(2)))
         ref = a * phi
         dref = phi + a * np.exp(-a * a / 2) / math.sqrt(2 * math.pi)
-    np.testing.assert_allclose(y.data, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y._data, ref, rtol=1e-10, atol=1e-12)
     u = np.random.default_rng(1).standard_normal(a.shape)
     (gf,) = cr.grad((y * cr.tensor(u, dtype=cr.float64)).sum(), [x], retain_graph=True)
-    np.testing.assert_allclose(gf.data, u * dref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gf._data, u * dref, rtol=1e-10, atol=1e-12)
     (g2,) = cr.grad((y * cr.tensor(u, dtype=cr.float64)).sum(), [x], create_graph=True)
-    np.testing.assert_allclose(g2.data, gf.data, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(g2._data, gf._data, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("affine", [True, False])
@@ -131,7 +131,7 @@ def test_attention_with_float_mask_fused_equals_composite_including_the_mask_gra
 ])
 def test_default_init_has_pytorchs_distribution(make, ref_std, name):
     cr.manual_seed(0)
-    w = make().data
+    w = make()._data
     assert abs(w.std() / ref_std - 1) < 0.03, name
     assert abs(w.mean()) < 0.05 * ref_std * 3
 
@@ -158,10 +158,10 @@ def test_pooling_fused_ops_equal_their_composites(kw):
 
 
 def _value_and_grad_equal(y, y_ref, leaves):
-    np.testing.assert_allclose(y.data, y_ref.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(y._data, y_ref._data, rtol=1e-12, atol=1e-14)
     u = cr.tensor(rng.standard_normal(y.shape), dtype=cr.float64)
     for a, b in zip(cr.grad((y * u).sum(), leaves), cr.grad((y_ref * u).sum(), leaves)):
-        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a._data, b._data, rtol=1e-12, atol=1e-14)
 
 
 def test_linear_embedding_and_dropout_equal_their_primitive_compositions():

@@ -40,14 +40,14 @@ def test_pointwise_losses_equal_their_formulas():
     ]
     for module, want in cases:
         got = module(_t(x), _t(y))
-        np.testing.assert_allclose(got.data, want, rtol=1e-12, err_msg=repr(module))
+        np.testing.assert_allclose(got._data, want, rtol=1e-12, err_msg=repr(module))
 
 
 def test_mse_loss_gradient_is_two_d_over_n():
     x, y = rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
     xc = _t(x, grad=True)
     nn.MSELoss()(xc, _t(y)).backward()
-    np.testing.assert_allclose(xc.grad.data, 2 * (x - y) / x.size, rtol=1e-12)
+    np.testing.assert_allclose(xc.grad._data, 2 * (x - y) / x.size, rtol=1e-12)
 
 
 def test_cross_entropy_loss_with_weight_ignore_index_and_smoothing():
@@ -73,7 +73,7 @@ def test_cross_entropy_loss_with_weight_ignore_index_and_smoothing():
     g = np.exp(lp)
     g[np.arange(N), ti] -= 1
     g = g * keep[:, None] / keep.sum()
-    np.testing.assert_allclose(xc.grad.data, g, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(xc.grad._data, g, rtol=1e-10, atol=1e-14)
 
 
 def test_nll_loss_with_weight_is_weighted_mean_of_picked_log_probs():
@@ -84,7 +84,7 @@ def test_nll_loss_with_weight_is_weighted_mean_of_picked_log_probs():
     got = nn.NLLLoss(weight=_t(w))(_t(lp), cr.tensor(t))
     np.testing.assert_allclose(got.item(), want, rtol=1e-12)
     got = nn.NLLLoss(reduction="none", ignore_index=2)(_t(lp), cr.tensor(t))
-    np.testing.assert_allclose(got.data, np.where(t == 2, 0.0, -lp[np.arange(6), t]), rtol=1e-12)
+    np.testing.assert_allclose(got._data, np.where(t == 2, 0.0, -lp[np.arange(6), t]), rtol=1e-12)
 
 
 def test_bce_losses_equal_their_formulas():
@@ -97,7 +97,7 @@ def test_bce_losses_equal_their_formulas():
     s = 1 / (1 + np.exp(-x))
     want = -w * (pw * y * np.log(s) + (1 - y) * np.log(1 - s))
     got = nn.BCEWithLogitsLoss(weight=_t(w), pos_weight=_t(pw), reduction="none")(_t(x), _t(y))
-    np.testing.assert_allclose(got.data, want, rtol=1e-10)
+    np.testing.assert_allclose(got._data, want, rtol=1e-10)
 
 
 def test_kl_div_loss_batchmean_and_log_target():
@@ -179,9 +179,9 @@ def test_loss_module_inside_a_training_step():
     x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 1))
     loss = nn.MSELoss()(model(_t(x)), _t(y))
     loss.backward()
-    W, b = model.weight.data, model.bias.data
+    W, b = model.weight._data, model.bias._data
     r = x @ W.T + b - y
-    np.testing.assert_allclose(model.weight.grad.data, 2 * r.T @ x / r.size, rtol=1e-10)
+    np.testing.assert_allclose(model.weight.grad._data, 2 * r.T @ x / r.size, rtol=1e-10)
 
 
 # -- against PyTorch --------------------------------------------------------------------------
@@ -206,13 +206,13 @@ def _check_torch(name, kwargs, x, target, int_target=False):
     else:
         tc, tt = _t(target), torch.tensor(target)
     yc, yt = mc(xc, tc), mt(xt, tt)
-    np.testing.assert_allclose(yc.data, yt.detach().numpy(), rtol=1e-10, atol=1e-13,
+    np.testing.assert_allclose(yc._data, yt.detach().numpy(), rtol=1e-10, atol=1e-13,
                                err_msg=f"{name} {kwargs}")
     assert mc.reduction == mt.reduction
     u = rng.standard_normal(tuple(yt.shape))
     (yc * _t(u)).sum().backward()
     (yt * torch.tensor(u)).sum().backward()
-    np.testing.assert_allclose(xc.grad.data, xt.grad.numpy(), rtol=1e-9, atol=1e-12,
+    np.testing.assert_allclose(xc.grad._data, xt.grad.numpy(), rtol=1e-9, atol=1e-12,
                                err_msg=f"{name} {kwargs}")
     assert sorted(mc.state_dict()) == sorted(mt.state_dict())
 

@@ -83,10 +83,10 @@ def test_state_dict_holds_parameters_and_persistent_buffers_and_round_trips():
     sd = a.state_dict()
     assert "mask" in sd and "scratch" not in sd and "head.weight" in sd
     idx = cr.tensor([[1, 2, 3, 4]])
-    assert not np.allclose(a(idx).data, b(idx).data)
+    assert not np.allclose(a(idx)._data, b(idx)._data)
     res = b.load_state_dict(sd)
     assert res.missing_keys == [] and res.unexpected_keys == []
-    np.testing.assert_array_equal(a(idx).data, b(idx).data)
+    np.testing.assert_array_equal(a(idx)._data, b(idx)._data)
 
 
 def test_load_state_dict_reports_every_missing_unexpected_and_misshaped_key_in_one_error():
@@ -109,7 +109,7 @@ def test_load_state_dict_non_strict_returns_the_keys_and_loads_the_rest():
     w = np.arange(6, dtype=np.float32).reshape(2, 3)
     res = m.load_state_dict({"weight": w, "other": cr.zeros(1)}, strict=False)
     assert res.missing_keys == ["bias"] and res.unexpected_keys == ["other"]
-    np.testing.assert_array_equal(m.weight.data, w)
+    np.testing.assert_array_equal(m.weight._data, w)
 
 
 
@@ -117,17 +117,17 @@ def test_load_state_dict_assign_puts_the_given_arrays_in_place_without_copying()
     m = nn.Linear(3, 2)
     m.bias.requires_grad_(False)
     old_w, old_b = m.weight, m.bias
-    before = old_w.data.copy()
+    before = old_w._data.copy()
     w = np.arange(6, dtype=np.float64).reshape(2, 3)  # a raw array, float64 into float32
     b = cr.tensor([5.0, 6.0], dtype=np.float64)
     res = m.load_state_dict({"weight": w, "bias": b}, assign=True)
     assert res.missing_keys == [] and res.unexpected_keys == []
     assert isinstance(m.weight, nn.Parameter) and isinstance(m.bias, nn.Parameter)
     assert m.weight is not old_w and m.bias is not old_b
-    assert m.weight.data is w and m.weight.dtype == np.float64  # no copy, dtype kept
-    assert np.shares_memory(m.bias.data, b.data)
+    assert m.weight._data is w and m.weight.dtype == np.float64  # no copy, dtype kept
+    assert np.shares_memory(m.bias._data, b._data)
     assert m.weight.requires_grad and not m.bias.requires_grad  # the old requires_grad
-    np.testing.assert_array_equal(old_w.data, before)  # the old parameter is left as it was
+    np.testing.assert_array_equal(old_w._data, before)  # the old parameter is left as it was
     params = list(m.parameters())
     assert params[0] is m.weight and params[1] is m.bias
     # an optimizer built afterwards updates the given array itself
@@ -196,13 +196,13 @@ def test_load_state_dict_assign_matches_pytorch():
         assert type(tp) is torch.nn.Parameter and isinstance(cp, nn.Parameter)
         assert str(tp.dtype).removeprefix("torch.") == str(cp.dtype)
         assert tp.requires_grad == cp.requires_grad
-        np.testing.assert_array_equal(tp.detach().numpy(), cp.data)
+        np.testing.assert_array_equal(tp.detach().numpy(), cp._data)
     assert (t.wte.weight is t.head.weight) == (m.wte.weight is m.head.weight) is False
     # both slots held the one frozen parameter: each new Parameter takes its requires_grad
     assert t.head.weight.requires_grad == m.head.weight.requires_grad is False
-    assert t.mask is tsd["mask"] and m.mask.data is arrays["mask"]
+    assert t.mask is tsd["mask"] and m.mask._data is arrays["mask"]
     assert t.head.weight.data_ptr() == tsd["head.weight"].data_ptr()
-    assert m.head.weight.data is arrays["head.weight"]
+    assert m.head.weight._data is arrays["head.weight"]
     # PyTorch checks shapes with assign=True too; the one error names the key
     with pytest.raises(RuntimeError, match="size mismatch for mask"):
         t.load_state_dict({**tsd, "mask": torch.ones(5)}, assign=True)
@@ -212,7 +212,7 @@ def test_load_state_dict_assign_matches_pytorch():
     lin = nn.Linear(2, 2)
     tw = torch.randn(2, 2, dtype=torch.float64)
     lin.load_state_dict({"weight": tw, "bias": torch.zeros(2)}, assign=True)
-    assert lin.weight.dtype == np.float64 and np.shares_memory(lin.weight.data, tw.numpy())
+    assert lin.weight.dtype == np.float64 and np.shares_memory(lin.weight._data, tw.numpy())
 
 
 def test_train_eval_set_the_flag_on_every_module_and_dropout_follows_it():
@@ -220,17 +220,17 @@ def test_train_eval_set_the_flag_on_every_module_and_dropout_follows_it():
     m.eval()
     assert all(not x.training for x in m.modules())
     x = cr.randn(8, 4)
-    np.testing.assert_array_equal(m(x).data, m[0](x).data)
+    np.testing.assert_array_equal(m(x)._data, m[0](x)._data)
     m.train()
     assert all(x.training for x in m.modules())
-    assert (m(x).data == 0).any()
+    assert (m(x)._data == 0).any()
 
 
 def test_zero_grad_sets_to_none_or_zero_and_requires_grad_toggles_all():
     m = nn.Linear(3, 2)
     m(cr.randn(4, 3)).sum().backward()
     m.zero_grad(set_to_none=False)
-    assert np.all(m.weight.grad.data == 0)
+    assert np.all(m.weight.grad._data == 0)
     m.zero_grad()
     assert m.weight.grad is None and m.bias.grad is None
     m.requires_grad_(False)
@@ -253,13 +253,13 @@ def test_forward_pre_and_post_hooks_can_replace_input_and_output_and_be_removed(
     m = nn.Linear(2, 2)
     x = cr.randn(3, 2)
     h1 = m.register_forward_pre_hook(lambda mod, args: (args[0] * 0,))
-    np.testing.assert_allclose(m(x).data, np.broadcast_to(m.bias.data, (3, 2)))
+    np.testing.assert_allclose(m(x)._data, np.broadcast_to(m.bias._data, (3, 2)))
     h1.remove()
     h2 = m.register_forward_hook(lambda mod, args, out: out * 2)
-    ref = x.data @ m.weight.data.T + m.bias.data
-    np.testing.assert_allclose(m(x).data, 2 * ref, rtol=1e-6)
+    ref = x._data @ m.weight._data.T + m.bias._data
+    np.testing.assert_allclose(m(x)._data, 2 * ref, rtol=1e-6)
     h2.remove()
-    np.testing.assert_allclose(m(x).data, ref, rtol=1e-6)
+    np.testing.assert_allclose(m(x)._data, ref, rtol=1e-6)
 
 
 def test_full_backward_hook_sees_the_gradients_of_the_module_output_and_input():
@@ -273,9 +273,9 @@ def test_full_backward_hook_sees_the_gradients_of_the_module_output_and_input():
 
     m.register_full_backward_hook(hook)
     (m(x) * cr.tensor(c)).sum().backward()
-    np.testing.assert_allclose(got["out"][0].data, c)
-    np.testing.assert_allclose(got["in"][0].data, c @ m.weight.data)
-    np.testing.assert_allclose(x.grad.data, c @ m.weight.data)
+    np.testing.assert_allclose(got["out"][0]._data, c)
+    np.testing.assert_allclose(got["in"][0]._data, c @ m.weight._data)
+    np.testing.assert_allclose(x.grad._data, c @ m.weight._data)
 
 
 def test_full_backward_hook_fires_with_none_grad_input_when_input_needs_no_grad():
@@ -284,7 +284,7 @@ def test_full_backward_hook_fires_with_none_grad_input_when_input_needs_no_grad(
     m.register_full_backward_hook(lambda mod, gi, go: got.update(gi=gi, go=go))
     m(cr.randn(4, 3)).sum().backward()
     assert got["gi"] == (None,)
-    np.testing.assert_array_equal(got["go"][0].data, np.ones((4, 2)))
+    np.testing.assert_array_equal(got["go"][0]._data, np.ones((4, 2)))
 
 
 def test_repr_shows_the_tree_with_layer_arguments():
@@ -313,7 +313,7 @@ def test_parameter_is_a_leaf_tensor_requiring_grad_and_arithmetic_reaches_it():
     p = nn.Parameter(cr.tensor([1.0, 2.0]))
     assert isinstance(p, cr.Tensor) and p.requires_grad and p.is_leaf
     (p * 3 + p * p).sum().backward()
-    np.testing.assert_allclose(p.grad.data, [5.0, 7.0])
+    np.testing.assert_allclose(p.grad._data, [5.0, 7.0])
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -369,9 +369,9 @@ def test_deepcopy_gives_independent_parameters_and_keeps_paths():
     c = copy.deepcopy(m)
     assert c.blocks[1].attn.qkv.path == "blocks.1.attn.qkv"
     assert c.head.weight is c.wte.weight and c.wte.weight is not m.wte.weight
-    np.testing.assert_array_equal(c.wte.weight.data, m.wte.weight.data)
-    c.wte.weight.data[...] = 0
-    assert np.abs(m.wte.weight.data).sum() > 0
+    np.testing.assert_array_equal(c.wte.weight._data, m.wte.weight._data)
+    c.wte.weight._data[...] = 0
+    assert np.abs(m.wte.weight._data).sum() > 0
     assert [n for n, _ in c.named_parameters()] == [n for n, _ in m.named_parameters()]
 
 
@@ -396,18 +396,18 @@ def test_clip_grad_value_and_parameter_vectors_round_trip():
     m = nn.Linear(3, 2)
     m.weight.grad = cr.tensor(np.linspace(-2, 2, 6).reshape(2, 3).astype(np.float32))
     nn.utils.clip_grad_value_(m.parameters(), 0.5)
-    assert m.weight.grad.data.max() == 0.5 and m.weight.grad.data.min() == -0.5
+    assert m.weight.grad._data.max() == 0.5 and m.weight.grad._data.min() == -0.5
     v = nn.utils.parameters_to_vector(m.parameters())
-    np.testing.assert_array_equal(v.data, np.concatenate([m.weight.data.ravel(), m.bias.data]))
+    np.testing.assert_array_equal(v._data, np.concatenate([m.weight._data.ravel(), m.bias._data]))
     nn.utils.vector_to_parameters(v * 2, m.parameters())
-    np.testing.assert_array_equal(m.bias.data, 2 * v.data[6:])
+    np.testing.assert_array_equal(m.bias._data, 2 * v._data[6:])
 
 
 def test_embedding_from_pretrained_shares_the_table_and_freezes_it():
     table = cr.tensor(np.arange(12.0).reshape(4, 3))
     emb = nn.Embedding.from_pretrained(table)
-    assert emb.weight.data is table.data and not emb.weight.requires_grad
-    np.testing.assert_array_equal(emb(cr.tensor([3, 1])).data, table.data[[3, 1]])
+    assert emb.weight._data is table._data and not emb.weight.requires_grad
+    np.testing.assert_array_equal(emb(cr.tensor([3, 1]))._data, table._data[[3, 1]])
     assert nn.Embedding.from_pretrained(table, freeze=False).weight.requires_grad
 
 

@@ -236,7 +236,7 @@ def _check_gradients_of(op):
         for i, gi in enumerate(grads):
             if gi is None:
                 continue
-            arr = gi.data if hasattr(gi, "grad_fn") else gi
+            arr = gi._data if hasattr(gi, "grad_fn") else gi
             if not _all_finite(arr):
                 _raise_backward(o, grad_outputs[0], i, arr)
 
@@ -369,8 +369,8 @@ def _why_forward(name, arrays, out, src=None) -> str:
 
 def _why_backward(op, g, i, arr) -> str:
     name = op.name
-    saved = [backend.to_numpy(s.data if hasattr(s, "grad_fn") else s) for s in (op.saved or ())]
-    garr = backend.to_numpy(g.data if hasattr(g, "grad_fn") else g)
+    saved = [backend.to_numpy(s._data if hasattr(s, "grad_fn") else s) for s in (op.saved or ())]
+    garr = backend.to_numpy(g._data if hasattr(g, "grad_fn") else g)
     if garr.dtype.kind in "fc" and not np.isfinite(garr).all():
         return ("the incoming gradient was already non-finite (the seed passed to backward, or "
                 "a sum of finite gradients that overflowed)")
@@ -431,7 +431,7 @@ def _raise_backward(op, g, i, arr):
              f"  op created at: {_show(user)}"]
     if lib is not None:
         lines.append(f"  inside chainrule at: {_show(lib)}")
-    lines.append(f"  incoming gradient: {_describe(g.data if hasattr(g, 'grad_fn') else g)}")
+    lines.append(f"  incoming gradient: {_describe(g._data if hasattr(g, 'grad_fn') else g)}")
     raise NonFiniteError("\n".join(lines), name, "backward", module,
                          user[:2] if user else None, why)
 

@@ -10,7 +10,7 @@ class FunctionCtx:
     """What a custom Function's forward and backward share (``ctx``)."""
 
     def save_for_backward(self, *tensors):
-        self.save(*[t.data if isinstance(t, Tensor) else t for t in tensors])
+        self.save(*[t._data if isinstance(t, Tensor) else t for t in tensors])
 
     @property
     def saved_tensors(self):
@@ -39,7 +39,7 @@ class _CustomOp(FunctionCtx, Op):
             )
         if not isinstance(out, Tensor):
             raise TypeError(f"{fn.__name__}.forward must return a Tensor, got {type(out).__name__}")
-        return out.data
+        return out._data
 
     @property
     def name(self):
@@ -60,7 +60,7 @@ class _CustomOp(FunctionCtx, Op):
             if r is None or graph:
                 out.append(r)
             else:
-                out.append(r.data if isinstance(r, Tensor) else self.xp.asarray(r))
+                out.append(r._data if isinstance(r, Tensor) else self.xp.asarray(r))
         return tuple(out)
 
 

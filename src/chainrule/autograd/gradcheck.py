@@ -24,7 +24,7 @@ def _as_tuple(x):
 
 def _outputs(fn, inputs):
     out = _as_tuple(fn(*inputs))
-    return [o for o in out if isinstance(o, Tensor) and o.data.dtype.kind == "f"]
+    return [o for o in out if isinstance(o, Tensor) and o._data.dtype.kind == "f"]
 
 
 def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0,
@@ -51,7 +51,8 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tru
 
     def scalar(args):
         res = _outputs(fn, args)  # grad mode stays on: gradgradcheck's fn calls grad()
-        return sum(float((u * np.asarray(o.data, dtype=np.float64)).sum()) for u, o in zip(us, res))
+        return sum(float((u * np.asarray(o._data, dtype=np.float64)).sum())
+                   for u, o in zip(us, res))
 
     diff = [o for o in outs if o.requires_grad]
     if diff:
@@ -62,11 +63,11 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tru
     for k, i in enumerate(checked):
         x = inputs[i]
         a = (np.zeros(x.shape) if analytic[k] is None
-             else np.asarray(analytic[k].data, dtype=np.float64))
+             else np.asarray(analytic[k]._data, dtype=np.float64))
         if a.shape != tuple(x.shape):
             return _fail(raise_exception, f"{label}: gradient of input {i} has shape {a.shape}, "
                                           f"expected {tuple(x.shape)}")
-        base = x.data
+        base = x._data
         for j in np.ndindex(*x.shape) if x.ndim else [()]:
             orig = base[j]
             hi_args = list(inputs)

@@ -93,8 +93,8 @@ class Op:
         n = len(inputs)
         if n == 2:
             x, y = inputs
-            ax = x.data if isinstance(x, Tensor) else x
-            ay = y.data if isinstance(y, Tensor) else y
+            ax = x._data if isinstance(x, Tensor) else x
+            ay = y._data if isinstance(y, Tensor) else y
             px = py = None
             if _state.grad_enabled and cls.differentiable:
                 if isinstance(x, Tensor) and x.requires_grad:
@@ -114,7 +114,7 @@ class Op:
             x = inputs[0]
             if not (isinstance(x, Tensor) and x.requires_grad and _state.grad_enabled
                     and cls.differentiable):
-                ax = x.data if isinstance(x, Tensor) else x
+                ax = x._data if isinstance(x, Tensor) else x
                 if _observers or backend._cupy is not None:
                     return op._unrecorded((ax,), params, inputs)
                 out = op.forward(ax, **params) if params else op.forward(ax)
@@ -124,7 +124,7 @@ class Op:
                 if out.base is not None:
                     _share_version(t, out, inputs)
                 return t
-            ax = x.data
+            ax = x._data
             op.parents = (x.grad_fn or x,)
             op.shapes = (ax.shape,)
             op.needs = (True,)
@@ -132,7 +132,7 @@ class Op:
                 op.xp = backend.array_module(ax)
             out = op.forward(ax, **params) if params else op.forward(ax)
             return op._recorded(out, (ax,), inputs)
-        arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        arrays = [t._data if isinstance(t, Tensor) else t for t in inputs]
         if not (_state.grad_enabled and cls.differentiable):
             return op._unrecorded(arrays, params, inputs)
         parents = [(t.grad_fn or t) if isinstance(t, Tensor) and t.requires_grad else None
@@ -153,9 +153,9 @@ class Op:
         if _observers or backend._cupy is not None:
             return cls.apply(x, y)
         op = _new(cls)
-        ax = x.data
+        ax = x._data
         if isinstance(y, Tensor):
-            ay = y.data
+            ay = y._data
             yg = y.requires_grad
         else:
             ay = y
@@ -262,7 +262,7 @@ class Op:
                 if p is None:
                     out.append(_wrap(s))
                 elif isinstance(p, Tensor):
-                    out.append(p if p.data is s else _wrap(s, None, requires_grad=False))
+                    out.append(p if p._data is s else _wrap(s, None, requires_grad=False))
                 else:
                     out.append(_wrap(s, p))
         return tuple(out)
@@ -308,7 +308,7 @@ def _share_version(res, out, inputs):
     base = out.base
     for t in inputs:
         if isinstance(t, Tensor):
-            a = t.data
+            a = t._data
             if a is base or getattr(a, "base", None) is base:
                 vc = t._vc
                 if vc is None:

@@ -78,5 +78,5 @@ def trainable_parameters(model):
 def parameter_counts(model) -> dict:
     """``{'trainable': n, 'total': n}`` in number of values (each shared tensor once)."""
     params = list(model.parameters())
-    return {"trainable": sum(p.data.size for p in params if p.requires_grad),
-            "total": sum(p.data.size for p in params)}
+    return {"trainable": sum(p._data.size for p in params if p.requires_grad),
+            "total": sum(p._data.size for p in params)}

@@ -38,7 +38,7 @@ class LoRALinear(nn.Module):
         self.rank, self.alpha, self.dropout = rank, float(alpha), float(dropout)
         self.scaling = self.alpha / rank
         bound = 1.0 / math.sqrt(in_f)
-        dtype = base.weight.data.dtype
+        dtype = base.weight._data.dtype
         self.lora_A = nn.Parameter(_rng().uniform(-bound, bound, (rank, in_f)).astype(dtype))
         self.lora_B = nn.Parameter(np.zeros((out_f, rank), dtype=dtype))
 
@@ -54,8 +54,8 @@ class LoRALinear(nn.Module):
         """The base layer with ``scaling * B A`` added to its weight (in place)."""
         with no_grad():
             w = self.base.weight
-            w.data = w.data + (self.scaling * (self.lora_B.data @ self.lora_A.data)).astype(
-                w.data.dtype)
+            w._data = w._data + (self.scaling * (self.lora_B._data @ self.lora_A._data)).astype(
+                w._data.dtype)
         return self.base
 
     def extra_repr(self) -> str:
@@ -102,4 +102,4 @@ def merge_lora(model) -> int:
 
 def lora_state_dict(model) -> dict:
     """Only the adapter matrices (``...lora_A``/``...lora_B``), as arrays by name."""
-    return {n: p.data for n, p in model.named_parameters() if ".lora_" in n}
+    return {n: p._data for n, p in model.named_parameters() if ".lora_" in n}

@@ -110,7 +110,7 @@ def optimizer_state_bytes(optimizer) -> int:
     n = 0
     for state in optimizer.state.values():
         for v in state.values():
-            data = v.data if isinstance(v, cr.Tensor) else v
+            data = v._data if isinstance(v, cr.Tensor) else v
             n += getattr(data, "nbytes", 0)
     return n
 
@@ -133,7 +133,7 @@ class FinetuneTrainer(Trainer):
         cr.save({
             "format": FORMAT,
             "finetune": asdict(self.spec),
-            "trainable": {n: p.data for n, p in self.model.named_parameters() if p.requires_grad},
+            "trainable": {n: p._data for n, p in self.model.named_parameters() if p.requires_grad},
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "rng": self.rng_state(),
@@ -158,7 +158,7 @@ class FinetuneTrainer(Trainer):
         out = self.model.generate(np.array([ids], dtype=np.int64), n_tokens,
                                   temperature=self.cfg.temperature, top_k=self.cfg.top_k or None,
                                   generator=rng, eos_id=self.eos_id)
-        return self.tokenizer.decode(out.data[0], skip_special_tokens=self.spec.chat)
+        return self.tokenizer.decode(out._data[0], skip_special_tokens=self.spec.chat)
 
     def summary(self) -> dict:
         cfg, c = self.cfg, self.counts
@@ -305,7 +305,7 @@ def _read_run(run_dir):
         raise RunError(f"{run.path!r}: the checkpoint's tensors do not fit {spec.model} prepared "
                        f"as {spec.describe()} ({', '.join(wrong[:4])})")
     for n, a in saved.items():
-        params[n].data = np.array(a, dtype=params[n].data.dtype)
+        params[n]._data = np.array(a, dtype=params[n]._data.dtype)
     cfg = config_from_dict(dict(ckpt["config"]), f"{run.path} checkpoint")
     return run, spec, ckpt, model, tok, cfg
 

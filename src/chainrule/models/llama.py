@@ -94,7 +94,7 @@ class Rotary(Op):
 
 def apply_rotary(x: Tensor, cos, sin) -> Tensor:
     """Rotate ``x`` (..., T, d) by the tables from :func:`rope_tables` (half-split pairs)."""
-    return Rotary.apply(x, cos.astype(x.data.dtype, copy=False), sin.astype(x.data.dtype,
+    return Rotary.apply(x, cos.astype(x._data.dtype, copy=False), sin.astype(x._data.dtype,
                                                                               copy=False))
 
 
@@ -142,7 +142,7 @@ class Attention(nn.Module):
         if cache is None:
             y = F.scaled_dot_product_attention(q, k.unsqueeze(2), v.unsqueeze(2), is_causal=True)
         else:
-            ks, vs = cache.update(layer, k.data, v.data)
+            ks, vs = cache.update(layer, k._data, v._data)
             S = ks.shape[2]
             # query t sits at position S - T + t and sees keys 0..S - T + t
             mask = np.arange(S)[None, :] <= np.arange(S - T, S)[:, None]
@@ -199,14 +199,14 @@ class Llama(nn.Module):
         rng = _rng()
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
-                p.data[...] = 1.0
+                p._data[...] = 1.0
             else:
-                p.data[...] = rng.normal(0.0, 0.02, p.shape).astype(p.data.dtype)
+                p._data[...] = rng.normal(0.0, 0.02, p.shape).astype(p._data.dtype)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (a tied head counts once; ``non_embedding`` leaves out the table)."""
-        n = sum(p.data.size for p in self.parameters())
-        return n - self.embed.weight.data.size if non_embedding else n
+        n = sum(p._data.size for p in self.parameters())
+        return n - self.embed.weight._data.size if non_embedding else n
 
     def head_weight(self):
         return self.embed.weight if self.config.tie_embeddings else self.lm_head.weight
@@ -242,7 +242,7 @@ class Llama(nn.Module):
         :meth:`chainrule.models.gpt.GPT.generate` (``temperature=0`` is greedy; draws from
         ``generator``, default chainrule's global one). Stops early once every row has produced
         ``eos_id`` (default ``self.eos_id``)."""
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx, dtype=np.int64)
+        idx = np.asarray(idx._data if isinstance(idx, Tensor) else idx, dtype=np.int64)
         if idx.ndim == 1:
             idx = idx[None]
         if idx.ndim != 2 or idx.shape[1] == 0:
@@ -258,7 +258,7 @@ class Llama(nn.Module):
         logits, _ = self(Tensor(idx), cache=cache)
         done = np.zeros(B, dtype=bool)
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits.data[:, -1, :], temperature, top_k, top_p, generator)
+            nxt = sample_next(logits._data[:, -1, :], temperature, top_k, top_p, generator)
             if eos_id is not None:
                 nxt = np.where(done, eos_id, nxt)
                 done |= nxt == eos_id

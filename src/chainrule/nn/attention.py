@@ -67,10 +67,10 @@ class MultiheadAttention(Module):
     def _check(self, name, t, batched):
         E = self.embed_dim
         want = 3 if batched else 2
-        if (not isinstance(t, Tensor) or t.data.ndim != want or t.data.shape[-1] != E
-                or t.data.dtype != self.in_proj_weight.data.dtype):
+        if (not isinstance(t, Tensor) or t._data.ndim != want or t._data.shape[-1] != E
+                or t._data.dtype != self.in_proj_weight._data.dtype):
             layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
-            check_input(self, t, ndims=(want,), last=(E,), dtype=self.in_proj_weight.data.dtype,
+            check_input(self, t, ndims=(want,), last=(E,), dtype=self.in_proj_weight._data.dtype,
                         expected=f"{layout} or (L, E) with E = embed_dim = {E} for {name}")
 
     def _mask(self, mask, N, L, S, dtype, what):
@@ -78,7 +78,7 @@ class MultiheadAttention(Module):
         if mask is None:
             return None
         xp = mask.xp if isinstance(mask, Tensor) else _host
-        m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+        m = mask._data if isinstance(mask, Tensor) else xp.asarray(mask)
         h = self.num_heads
         if what == "key_padding_mask":
             if m.shape != (N, S):
@@ -107,7 +107,7 @@ class MultiheadAttention(Module):
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
                 key_padding_mask = Tensor._wrap(
-                    key_padding_mask.data[None] if isinstance(key_padding_mask, Tensor)
+                    key_padding_mask._data[None] if isinstance(key_padding_mask, Tensor)
                     else _host.asarray(key_padding_mask)[None])
         elif not self.batch_first:
             query, key, value = (query.transpose(0, 1), key.transpose(0, 1),

@@ -23,7 +23,7 @@ def _fill(tensor, values):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init: expected a Tensor, got {type(tensor).__name__}")
     xp = tensor.xp
-    xp.copyto(tensor.data, xp.asarray(values), casting="unsafe")
+    xp.copyto(tensor._data, xp.asarray(values), casting="unsafe")
     tensor._bump()
     return tensor
 

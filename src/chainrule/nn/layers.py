@@ -28,7 +28,7 @@ def check_input(module, x, ndims=None, last=None, dtype=None, expected=None):
     one of ``ndims`` dims, trailing dims ``last`` and dtype ``dtype``."""
     if not isinstance(x, Tensor):
         raise module_error(module, TypeError, f"expected a Tensor input, got {type(x).__name__}")
-    shape = x.data.shape
+    shape = x._data.shape
     bad = ndims is not None and len(shape) not in ndims
     if last is not None and not bad:
         bad = len(shape) < len(last) or shape[len(shape) - len(last):] != tuple(last)
@@ -36,7 +36,7 @@ def check_input(module, x, ndims=None, last=None, dtype=None, expected=None):
         raise module_error(
             module, ValueError, f"input of shape {tuple(shape)} received, expected {expected}"
         )
-    if dtype is not None and x.data.dtype != dtype:
+    if dtype is not None and x._data.dtype != dtype:
         raise module_error(
             module, TypeError,
             f"input of dtype {x.dtype} received, expected {dtype} (the layer's parameters' "
@@ -81,9 +81,9 @@ class Linear(Module):
 
     def forward(self, x):
         w = self.weight
-        if (not isinstance(x, Tensor) or not x.data.ndim
-                or x.data.shape[-1] != self.in_features or x.data.dtype != w.data.dtype):
-            check_input(self, x, last=(self.in_features,), dtype=w.data.dtype,
+        if (not isinstance(x, Tensor) or not x._data.ndim
+                or x._data.shape[-1] != self.in_features or x._data.dtype != w._data.dtype):
+            check_input(self, x, last=(self.in_features,), dtype=w._data.dtype,
                         expected=f"(*, {self.in_features}) (last dim = in_features)")
         b = self.bias
         return fused.LinearOp.apply(x, w) if b is None else fused.LinearOp.apply(x, w, b)
@@ -120,7 +120,7 @@ class Embedding(Module):
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight._data[self.padding_idx] = 0
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
@@ -135,7 +135,7 @@ class Embedding(Module):
         return m
 
     def forward(self, idx):
-        a = idx.data if isinstance(idx, Tensor) else None
+        a = idx._data if isinstance(idx, Tensor) else None
         if a is None or a.dtype.kind not in "iu":
             got = f"dtype {a.dtype}" if a is not None else type(idx).__name__
             raise module_error(
@@ -161,11 +161,11 @@ class Embedding(Module):
 class _Norm(Module):
     def _check(self, x):
         shape = self.normalized_shape
-        if (not isinstance(x, Tensor) or x.data.shape[x.data.ndim - len(shape):] != shape
-                or x.data.ndim < len(shape) or x.data.dtype.kind != "f"
-                or (self.weight is not None and x.data.dtype != self.weight.data.dtype)):
-            dtype = self.weight.data.dtype if self.weight is not None else None
-            if dtype is None and isinstance(x, Tensor) and x.data.dtype.kind != "f":
+        if (not isinstance(x, Tensor) or x._data.shape[x._data.ndim - len(shape):] != shape
+                or x._data.ndim < len(shape) or x._data.dtype.kind != "f"
+                or (self.weight is not None and x._data.dtype != self.weight._data.dtype)):
+            dtype = self.weight._data.dtype if self.weight is not None else None
+            if dtype is None and isinstance(x, Tensor) and x._data.dtype.kind != "f":
                 raise module_error(self, TypeError, f"input of dtype {x.dtype} received, "
                                    "expected a floating tensor")
             check_input(self, x, last=shape, dtype=dtype,
@@ -234,7 +234,7 @@ class RMSNorm(_Norm):
 
     def forward(self, x):
         self._check(x)
-        eps = self.eps if self.eps is not None else float(np.finfo(x.data.dtype).eps)
+        eps = self.eps if self.eps is not None else float(np.finfo(x._data.dtype).eps)
         return fused.apply_present(fused.RMSNormOp, x, self.weight,
                                    n=math.prod(self.normalized_shape), eps=eps)
 
@@ -449,9 +449,9 @@ class _ConvNd(Module):
 
     def _check(self, x):
         nd = self._nd
-        w = self.weight.data
-        if (not isinstance(x, Tensor) or x.data.ndim not in (nd + 1, nd + 2)
-                or x.data.shape[-nd - 1] != self.in_channels or x.data.dtype != w.dtype):
+        w = self.weight._data
+        if (not isinstance(x, Tensor) or x._data.ndim not in (nd + 1, nd + 2)
+                or x._data.shape[-nd - 1] != self.in_channels or x._data.dtype != w.dtype):
             dims = ("N", "C", "H", "W") if nd == 2 else ("N", "C", "L")
             spatial = ", ".join(dims[2:])
             check_input(self, x, ndims=(nd + 1, nd + 2), dtype=w.dtype,
@@ -501,7 +501,7 @@ class Conv1d(_ConvNd):
 
 class _Pool(Module):
     def _check(self, x):
-        if not isinstance(x, Tensor) or x.data.ndim not in (3, 4) or x.data.dtype.kind != "f":
+        if not isinstance(x, Tensor) or x._data.ndim not in (3, 4) or x._data.dtype.kind != "f":
             check_input(self, x, ndims=(3, 4), expected="(N, C, H, W) or (C, H, W)")
             raise module_error(self, TypeError, f"input of dtype {x.dtype} received, expected a "
                                                 "floating tensor")

@@ -384,7 +384,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad._data[...] = 0
 
     def apply(self, fn):
         """Call ``fn(module)`` on every descendant (children first) and on this module."""
@@ -400,12 +400,12 @@ class Module:
         for m in self.modules():
             for p in m._parameters.values():
                 if p is not None:
-                    p.data = fn(p.data)
+                    p._data = fn(p._data)
                     if p.grad is not None:
-                        p.grad.data = fn(p.grad.data)
+                        p.grad._data = fn(p.grad._data)
             for b in m._buffers.values():
                 if b is not None:
-                    b.data = fn(b.data)
+                    b._data = fn(b._data)
         return self
 
     def to(self, *args, dtype=None, device=None):
@@ -445,7 +445,7 @@ class Module:
     def state_dict(self, prefix: str = "", keep_vars: bool = False):
         """{path: tensor} of parameters and persistent buffers. The tensors share memory with
         the module (detached unless ``keep_vars``)."""
-        return {k: t if keep_vars else Tensor._wrap(t.data)
+        return {k: t if keep_vars else Tensor._wrap(t._data)
                 for k, (_, _, t) in self._state_slots(prefix).items()}
 
     def _state_slots(self, prefix: str = ""):
@@ -510,10 +510,10 @@ class Module:
                 if assign:
                     setattr(m, name, _assigned(v, t))
                     continue
-                arr = v.data if isinstance(v, Tensor) else v
-                if backend.device_of(arr) != backend.device_of(t.data):
-                    arr = backend.to_device(arr, backend.device_of(t.data))
-                t.xp.copyto(t.data, arr, casting="unsafe")
+                arr = v._data if isinstance(v, Tensor) else v
+                if backend.device_of(arr) != backend.device_of(t._data):
+                    arr = backend.to_device(arr, backend.device_of(t._data))
+                t.xp.copyto(t._data, arr, casting="unsafe")
                 t._bump()
         return _IncompatibleKeys(missing, unexpected)
 

@@ -23,13 +23,13 @@ class Parameter(Tensor):
         elif isinstance(data, Tensor):
             if data._vc is None:
                 data._vc = [0]
-            arr, vc = data.data, data._vc  # shared: an in-place change through either is seen
+            arr, vc = data._data, data._vc  # shared: an in-place change through either is seen
         else:
             arr = np.asarray(data)
             if arr.dtype == np.float64 and not isinstance(data, np.ndarray):
                 arr = arr.astype(np.float32)  # Python floats default to float32, as tensor()
             vc = None
-        self.data = arr
+        self._data = arr
         self.grad = None
         self.grad_fn = None
         self._vc = vc
@@ -44,11 +44,11 @@ class Parameter(Tensor):
 
     def __reduce_ex__(self, protocol):
         # copy.deepcopy / pickle of a Module: rebuild from a copy of the array
-        return (Parameter, (self.data, self.requires_grad))
+        return (Parameter, (self._data, self.requires_grad))
 
     def __deepcopy__(self, memo):
-        p = Parameter(self.data.copy(), self.requires_grad)
+        p = Parameter(self._data.copy(), self.requires_grad)
         if self.grad is not None:
-            p.grad = Tensor._wrap(self.grad.data.copy())
+            p.grad = Tensor._wrap(self.grad._data.copy())
         memo[id(self)] = p
         return p

@@ -22,10 +22,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """Scale all gradients in place by min(1, max_norm / (total + 1e-6)), where total is the
     norm of the concatenation of every gradient (p-norm, or the max for inf). Returns total
     (a 0-d tensor)."""
-    grads = [p.grad.data for p in _params(parameters) if p.grad is not None]
+    grads = [p.grad._data for p in _params(parameters) if p.grad is not None]
     norm_type = float(norm_type)
     if not grads:
-        return Tensor._wrap(Tensor(0.0).data)
+        return Tensor._wrap(Tensor(0.0)._data)
     xp = Tensor._wrap(grads[0]).xp
     if math.isinf(norm_type):
         total = max(float(xp.abs(g).max()) for g in grads if g.size) if any(
@@ -52,7 +52,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     c = float(clip_value)
     for p in _params(parameters):
         if p.grad is not None:
-            p.grad.xp.clip(p.grad.data, -c, c, out=p.grad.data)
+            p.grad.xp.clip(p.grad._data, -c, c, out=p.grad._data)
 
 
 def parameters_to_vector(parameters):
@@ -77,6 +77,6 @@ def vector_to_parameters(vec, parameters):
     with no_grad():
         for p in ps:
             k = p.numel()
-            p.data[...] = vec.data[i:i + k].reshape(p.data.shape)
+            p._data[...] = vec._data[i:i + k].reshape(p._data.shape)
             p._bump()
             i += k

@@ -60,7 +60,7 @@ def _operand(x, op):
 def _array(x):
     """The array of a tensor, or ``x`` (a list, an array) as an array: a mask, a condition or
     an index that is not itself differentiated."""
-    return x.data if isinstance(x, Tensor) else array_module(x).asarray(x)
+    return x._data if isinstance(x, Tensor) else array_module(x).asarray(x)
 
 
 def _promote(a, b, name):
@@ -79,15 +79,15 @@ def _promote(a, b, name):
 def _float(x, op):
     """A floating tensor for a math function: integers and bools become float32, as in
     PyTorch (exp of an int64 tensor is float32)."""
-    if type(x) is Tensor and x.data.dtype.kind == "f":  # the common case, first
+    if type(x) is Tensor and x._data.dtype.kind == "f":  # the common case, first
         return x
     x = _t(x, op)
-    return x if x.data.dtype.kind == "f" else x.type(float32)
+    return x if x._data.dtype.kind == "f" else x.type(float32)
 
 
 def _need_float(x, op):
     x = _t(x, op)
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         raise TypeError(f"{op}: needs a floating tensor, got dtype {x.dtype}; call .float() first")
     return x
 
@@ -110,10 +110,10 @@ def _binary(cls, a, b, name):
     and a broadcast mistake reported in the op's name."""
     # fast path: operands that already agree (same dtype, or a Python scalar on a float tensor)
     if isinstance(a, Tensor):
-        if not (type(b) in _WEAK and a.data.dtype.kind == "f"
-                or isinstance(b, Tensor) and a.data.dtype == b.data.dtype):
+        if not (type(b) in _WEAK and a._data.dtype.kind == "f"
+                or isinstance(b, Tensor) and a._data.dtype == b._data.dtype):
             a, b = _promote(a, b, name)
-    elif not (type(a) in _WEAK and isinstance(b, Tensor) and b.data.dtype.kind == "f"):
+    elif not (type(a) in _WEAK and isinstance(b, Tensor) and b._data.dtype.kind == "f"):
         a, b = _promote(a, b, name)
     try:
         return cls.apply(a, b)

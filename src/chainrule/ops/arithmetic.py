@@ -108,12 +108,12 @@ class Pow(Op):
 @tensor_method()
 def add(a, b, alpha=1):
     if type(a) is Tensor and alpha == 1:
-        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+        if type(b) is Tensor and a._data.dtype is b._data.dtype:
             try:
                 return Add._apply2(a, b)
             except ValueError as e:
                 _broadcast_error(e, a, b, "add")
-        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+        elif type(b) is builtins.float and a._data.dtype.kind == "f":
             return Add._apply2(a, b)
     return _binary(Add, a, b if alpha == 1 else mul(b, alpha), "add")
 
@@ -121,12 +121,12 @@ def add(a, b, alpha=1):
 @tensor_method("sub", "subtract")
 def sub(a, b, alpha=1):
     if type(a) is Tensor and alpha == 1:
-        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+        if type(b) is Tensor and a._data.dtype is b._data.dtype:
             try:
                 return Sub._apply2(a, b)
             except ValueError as e:
                 _broadcast_error(e, a, b, "sub")
-        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+        elif type(b) is builtins.float and a._data.dtype.kind == "f":
             return Sub._apply2(a, b)
     return _binary(Sub, a, b if alpha == 1 else mul(b, alpha), "sub")
 
@@ -137,12 +137,12 @@ subtract = sub
 @tensor_method("mul", "multiply")
 def mul(a, b):
     if type(a) is Tensor:
-        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+        if type(b) is Tensor and a._data.dtype is b._data.dtype:
             try:
                 return Mul._apply2(a, b)
             except ValueError as e:
                 _broadcast_error(e, a, b, "mul")
-        elif type(b) is builtins.float and a.data.dtype.kind == "f":
+        elif type(b) is builtins.float and a._data.dtype.kind == "f":
             return Mul._apply2(a, b)
     return _binary(Mul, a, b, "mul")
 
@@ -152,8 +152,8 @@ multiply = mul
 
 @tensor_method("div", "divide")
 def div(a, b, rounding_mode=None):
-    if type(a) is Tensor and rounding_mode is None and a.data.dtype.kind == "f":
-        if type(b) is Tensor and a.data.dtype is b.data.dtype:
+    if type(a) is Tensor and rounding_mode is None and a._data.dtype.kind == "f":
+        if type(b) is Tensor and a._data.dtype is b._data.dtype:
             try:
                 return Div._apply2(a, b)
             except ValueError as e:
@@ -164,9 +164,9 @@ def div(a, b, rounding_mode=None):
         return floor_divide(a, b)
     if rounding_mode == "trunc":
         return _nograd(lambda xp, x, y: xp.trunc(x / y), a, b)
-    if not (isinstance(a, Tensor) and a.data.dtype.kind == "f"):
+    if not (isinstance(a, Tensor) and a._data.dtype.kind == "f"):
         a, b = _promote(a, b, "div")
-        if a.data.dtype.kind != "f" if isinstance(a, Tensor) else b.data.dtype.kind != "f":
+        if a._data.dtype.kind != "f" if isinstance(a, Tensor) else b._data.dtype.kind != "f":
             # true division of integers gives the default float, as in PyTorch
             a = a.type(float32) if isinstance(a, Tensor) else a
             b = b.type(float32) if isinstance(b, Tensor) else b

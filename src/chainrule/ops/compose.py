@@ -26,7 +26,7 @@ def tile(x, dims):
 def narrow(x, dim, start, length):
     x = _t(x, "narrow")
     d = _dim1(x, dim, "narrow")
-    n = x.data.shape[d]
+    n = x._data.shape[d]
     start = start % n if -n <= start < 0 else start
     if not (0 <= start and length >= 0 and start + length <= n):
         raise ValueError(f"narrow: start {start} and length {length} do not fit dim {d} of "
@@ -52,7 +52,7 @@ def sort(x, dim=-1, descending=False, stable=True):
     """(values, indices) sorted along dim (stable; descending keeps the first of ties first)."""
     x = _t(x, "sort")
     d = _dim1(x, dim, "sort")
-    a, xp = x.data, x.xp
+    a, xp = x._data, x.xp
     idx = xp.argsort(-a if descending else a, axis=d, kind="stable") if x.ndim else xp.asarray(0)
     return _ValuesIndices((gather(x, d, idx) if x.ndim else x, Tensor._wrap(idx)))
 
@@ -62,11 +62,11 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     """(values, indices) of the k largest (or smallest) along dim, largest first."""
     x = _t(x, "topk")
     d = _dim1(x, dim, "topk")
-    n = x.data.shape[d] if x.ndim else 1
+    n = x._data.shape[d] if x.ndim else 1
     if not 0 <= k <= n:
         raise ValueError(f"topk: k={k} is out of range for dim {d} of size {n}")
     _, idx = sort(x, d, descending=largest)
-    idx = Tensor._wrap(idx.data.take(range(k), axis=d)) if x.ndim else idx
+    idx = Tensor._wrap(idx._data.take(range(k), axis=d)) if x.ndim else idx
     return _ValuesIndices((gather(x, d, idx) if x.ndim else x, idx))
 
 
@@ -77,9 +77,9 @@ def repeat_interleave(x, repeats, dim=None):
     if dim is None:
         x, dim = reshape(x, (-1,)), 0
     d = _dim1(x, dim, "repeat_interleave")
-    reps = repeats.data if isinstance(repeats, Tensor) else repeats
+    reps = repeats._data if isinstance(repeats, Tensor) else repeats
     xp = x.xp
-    idx = xp.repeat(xp.arange(x.data.shape[d]), reps)
+    idx = xp.repeat(xp.arange(x._data.shape[d]), reps)
     return index_select(x, d, idx)
 
 

@@ -55,11 +55,11 @@ def _type_as(self, other):
 
 
 def clone(x):
-    return Mul.apply(x, 1) if x.requires_grad else Tensor._wrap(x.data.copy())
+    return Mul.apply(x, 1) if x.requires_grad else Tensor._wrap(x._data.copy())
 
 
 def clone_detach(x):
-    return Tensor._wrap(x.data.copy())
+    return Tensor._wrap(x._data.copy())
 
 
 __all__ = ["to_device", "cast", "clone", "clone_detach"]

@@ -38,6 +38,6 @@ class Gelu(Op):
 def gelu(x, approximate="none"):
     """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation with
     ``approximate="tanh"`` (PyTorch's GELU). Integer and bool tensors become float32."""
-    if not (type(x) is Tensor and x.data.dtype.kind == "f"):
+    if not (type(x) is Tensor and x._data.dtype.kind == "f"):
         x = _float(x, "gelu")
     return Gelu.apply(x, approximate=approximate)

@@ -118,9 +118,9 @@ class MaskedFill(Op):
 def _index_arrays(index):
     """Tensors inside an index become arrays (integer or bool)."""
     if isinstance(index, Tensor):
-        return index.data
+        return index._data
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
         return _array(index)
     return index
@@ -140,7 +140,7 @@ def _index(index, x, d, op):
     idx = _array(index)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must be an integer tensor, got dtype {idx.dtype}")
-    n = x.data.shape[d] if x.ndim else 1
+    n = x._data.shape[d] if x.ndim else 1
     if idx.size and (idx.min() < -n or idx.max() >= n):
         bad = idx.max() if idx.max() >= n else idx.min()
         raise DimError(f"{op}: index {bad} is out of range for dim {d} of size {n} "
@@ -153,7 +153,7 @@ def _index_like(idx, x, d, op, what="index"):
         raise ValueError(
             f"{op}: {what} has {idx.ndim} dims but input has {x.ndim}; they must match"
         )
-    bad = [i for i in range(x.ndim) if i != d and idx.shape[i] > x.data.shape[i]]
+    bad = [i for i in range(x.ndim) if i != d and idx.shape[i] > x._data.shape[i]]
     if bad:
         raise ValueError(
             f"{op}: index shape {tuple(idx.shape)} is larger than input shape "
@@ -213,10 +213,10 @@ def masked_fill(x, mask, value):
     xp = x.xp
     if isinstance(value, Tensor):
         if value.requires_grad:  # differentiable in the fill value too, as in PyTorch
-            return where(Tensor._wrap(xp.broadcast_to(m, x.data.shape)), value.type(x.dtype), x)
+            return where(Tensor._wrap(xp.broadcast_to(m, x._data.shape)), value.type(x.dtype), x)
         value = value.item()
     try:
-        ok = xp.broadcast_shapes(m.shape, x.data.shape) == x.data.shape
+        ok = xp.broadcast_shapes(m.shape, x._data.shape) == x._data.shape
     except ValueError:
         ok = False
     if not ok:

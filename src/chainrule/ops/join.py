@@ -92,7 +92,7 @@ def split(x, split_size_or_sections, dim=0):
     if x.ndim == 0:
         raise ValueError("split: needs a tensor of at least 1 dim, got a 0-d tensor")
     d = _dim1(x, dim, "split")
-    n = x.data.shape[d]
+    n = x._data.shape[d]
     if isinstance(split_size_or_sections, builtins.int):
         step = split_size_or_sections
         if step <= 0:
@@ -115,7 +115,7 @@ def chunk(x, chunks, dim=0):
     x = _t(x, "chunk")
     if not isinstance(chunks, builtins.int) or chunks <= 0:
         raise ValueError(f"chunk: chunks must be a positive integer, got {chunks!r}")
-    n = x.data.shape[_dim1(x, dim, "chunk")]
+    n = x._data.shape[_dim1(x, dim, "chunk")]
     step = -(-n // chunks)
     return split(x, step, dim)
 
@@ -125,7 +125,7 @@ def unbind(x, dim=0):
     x = _t(x, "unbind")
     d = _dim1(x, dim, "unbind")
     pre = (slice(None),) * d
-    return tuple(getitem(x, pre + (i,)) for i in range(x.data.shape[d]))
+    return tuple(getitem(x, pre + (i,)) for i in range(x._data.shape[d]))
 
 
 __all__ = ["cat", "concatenate", "concat", "stack", "split", "chunk", "unbind"]

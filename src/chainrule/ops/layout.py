@@ -101,7 +101,7 @@ def pad(x, pad, mode="constant", value=0.0):
             f"pair per dim, last dim first) for a tensor of shape {tuple(x.shape)}"
         )
     for i in range(len(pad) // 2):
-        n = x.data.shape[x.ndim - 1 - i]
+        n = x._data.shape[x.ndim - 1 - i]
         if n + pad[2 * i] + pad[2 * i + 1] < 0 or -pad[2 * i] > n or -pad[2 * i + 1] > n:
             raise ValueError(f"pad: pad {pad} crops more than the {n} elements of dim "
                              f"{x.ndim - 1 - i} (tensor of shape {tuple(x.shape)})")
@@ -137,7 +137,7 @@ def roll(x, shifts, dims=None):
     if x.ndim == 0 and dims is not None:
         raise DimError(f"roll: dims {dims} given for a 0-d tensor; it has no dims to roll")
     if dims is None:
-        return reshape(Roll.apply(flatten(x), shifts=shifts, dims=0), x.data.shape)
+        return reshape(Roll.apply(flatten(x), shifts=shifts, dims=0), x._data.shape)
     d = _dims(x, dims, "roll") if isinstance(dims, builtins.int) else tuple(
         _dim1(x, di, "roll") for di in dims)
     if isinstance(dims, builtins.int):

@@ -202,7 +202,7 @@ def tanh(x):
 @tensor_method("exp_")
 def _exp_inplace(self):
     """x.exp_(): exp written into x's own memory."""
-    return self._inplace(self.xp.exp(self.data), "exp_")
+    return self._inplace(self.xp.exp(self._data), "exp_")
 
 __all__ = ["exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "abs", "absolute",
            "sin", "cos", "tanh"]

@@ -127,13 +127,13 @@ def argsort(x, dim=-1, descending=False):
 
 
 def allclose(a, b, rtol=1e-5, atol=1e-8):
-    a, b = backend.to_numpy(_t(a).data), backend.to_numpy(_t(b).data)
+    a, b = backend.to_numpy(_t(a)._data), backend.to_numpy(_t(b)._data)
     return bool(backend.numpy_ns.allclose(a, b, rtol=rtol, atol=atol))
 
 
 def equal(a, b):
     a, b = _t(a), _t(b)
-    return a.shape == b.shape and bool((a.data == b.data).all())
+    return a.shape == b.shape and bool((a._data == b._data).all())
 
 
 @tensor_method()

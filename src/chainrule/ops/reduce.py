@@ -246,11 +246,11 @@ def _reduce_dims(dim, axis):
 @tensor_method()
 def sum(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     if (type(x) is Tensor and dim is None and axis is None and dtype is None
-            and keepdims is None and x.data.dtype.kind == "f"):  # a loss: sum of everything
-        return Sum.apply(x, dims=tuple(range(x.data.ndim)), keepdim=keepdim)
+            and keepdims is None and x._data.dtype.kind == "f"):  # a loss: sum of everything
+        return Sum.apply(x, dims=tuple(range(x._data.ndim)), keepdim=keepdim)
     x = _t(x, "sum")
     keepdim = keepdim if keepdims is None else keepdims
-    if x.data.dtype.kind in "ib" and dtype is None:
+    if x._data.dtype.kind in "ib" and dtype is None:
         x = x.type("int64")
     elif dtype is not None:
         x = x.type(dtype)
@@ -260,7 +260,7 @@ def sum(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
 @tensor_method()
 def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     x = _t(x, "mean")
-    if x.data.dtype.kind != "f":
+    if x._data.dtype.kind != "f":
         raise TypeError(f"mean: needs a floating tensor, got dtype {x.dtype}; call .float() first")
     keepdim = keepdim if keepdims is None else keepdims
     return Mean.apply(x, dims=_dims(x, _reduce_dims(dim, axis), "mean"), keepdim=keepdim)
@@ -284,7 +284,7 @@ def _maxmin(x, dim, keepdim, mode):
     if isinstance(dim, Tensor):  # torch.max(a, b) is maximum
         return (maximum if mode == "max" else minimum)(x, dim)
     if dim is None:
-        if x.data.size == 0:
+        if x._data.size == 0:
             raise ValueError(f"{mode}: empty tensor has no {mode}")
         return MaxMin.apply(x, dims=_dims(x, None, mode), keepdim=False, mode=mode, evenly=True)
     d = _dim1(x, dim, mode)
@@ -293,7 +293,7 @@ def _maxmin(x, dim, keepdim, mode):
     values = MaxMin.apply(x, dims=(d,), keepdim=keepdim, mode=mode, evenly=False)
     xp = x.xp
     arg = xp.argmax if mode == "max" else xp.argmin
-    idx = Tensor._wrap(xp.asarray(arg(x.data, axis=d, keepdims=keepdim)))
+    idx = Tensor._wrap(xp.asarray(arg(x._data, axis=d, keepdims=keepdim)))
     return _ValuesIndices((values, idx))
 
 

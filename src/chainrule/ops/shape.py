@@ -62,7 +62,7 @@ class Expand(Op):
 def reshape(x, *shape):
     x = _t(x, "reshape")
     shape = _shape_arg(shape)
-    if shape == tuple(x.data.shape):
+    if shape == tuple(x._data.shape):
         return x
     return Reshape.apply(x, shape=shape)
 
@@ -89,7 +89,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, (1,))
     s, e = start_dim % x.ndim, end_dim % x.ndim
-    shp = x.data.shape
+    shp = x._data.shape
     n = 1
     for d in shp[s:e + 1]:
         n *= d
@@ -99,7 +99,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 @tensor_method()
 def unflatten(x, dim, sizes):
     d = _dim1(x, dim, "unflatten")
-    return reshape(x, x.data.shape[:d] + tuple(sizes) + x.data.shape[d + 1:])
+    return reshape(x, x._data.shape[:d] + tuple(sizes) + x._data.shape[d + 1:])
 
 
 @tensor_method()
@@ -147,8 +147,8 @@ def expand(x, *shape):
     x = _t(x, "expand")
     shape = _shape_arg(shape)
     lead = len(shape) - x.ndim
-    shape = tuple(x.data.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
-    if shape == tuple(x.data.shape):
+    shape = tuple(x._data.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+    if shape == tuple(x._data.shape):
         return x
     return Expand.apply(x, shape=shape)
 
@@ -166,7 +166,7 @@ def expand_as(x, other):
 @tensor_method()
 def squeeze(x, dim=None):
     x = _t(x, "squeeze")
-    shp = x.data.shape
+    shp = x._data.shape
     if dim is None:
         new = tuple(n for n in shp if n != 1)
     else:
@@ -183,7 +183,7 @@ def unsqueeze(x, dim):
         raise DimError(f"unsqueeze: dim {dim} is out of range for a result of {nd} dims "
                        f"(expected {-nd}..{nd - 1})")
     d = dim % nd
-    shp = x.data.shape
+    shp = x._data.shape
     return reshape(x, shp[:d] + (1,) + shp[d:])
 
 

@@ -28,15 +28,15 @@ def _c(x):
 
 def where(c, a, b):
     a = a if isinstance(a, Tensor) else _c(a)
-    return F.where(c.data if isinstance(c, Tensor) else c, a, b)
+    return F.where(c._data if isinstance(c, Tensor) else c, a, b)
 
 
 def zeros_like(x):
-    return Tensor._wrap(x.xp.zeros_like(x.data))
+    return Tensor._wrap(x.xp.zeros_like(x._data))
 
 
 def ones_like(x):
-    return Tensor._wrap(x.xp.ones_like(x.data))
+    return Tensor._wrap(x.xp.ones_like(x._data))
 
 
 def zeros(shape, dtype=None):
@@ -147,7 +147,7 @@ def sliding_window_view(x, window_shape, axis=None):
     """numpy's sliding_window_view of a tensor, differentiably: the windows gathered by index
     (a copy, where NumPy gives a strided view)."""
     xp = x.xp
-    positions = xp.arange(x.data.size).reshape(x.data.shape)
+    positions = xp.arange(x._data.size).reshape(x._data.shape)
     index = xp.sliding_window_view(positions, window_shape, axis=axis)
     return F.getitem(F.reshape(x, (-1,)), index)
 

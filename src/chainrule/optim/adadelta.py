@@ -39,8 +39,8 @@ class Adadelta(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        return {"step": 0, "square_avg": Tensor._wrap(xp.zeros_like(p.data)),
-                "acc_delta": Tensor._wrap(xp.zeros_like(p.data))}
+        return {"step": 0, "square_avg": Tensor._wrap(xp.zeros_like(p._data)),
+                "acc_delta": Tensor._wrap(xp.zeros_like(p._data))}
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
@@ -51,7 +51,7 @@ class Adadelta(Optimizer):
             g = xp.negative(g, out=t2)
         if wd != 0:
             g = xp.add(g, xp.multiply(p, wd, out=t), out=t2)
-        s, u = state["square_avg"].data, state["acc_delta"].data
+        s, u = state["square_avg"]._data, state["acc_delta"]._data
         s *= rho
         s += xp.multiply(xp.multiply(g, g, out=t), 1.0 - rho, out=t)
         xp.sqrt(xp.add(s, eps, out=t), out=t)  # the gradient's RMS

@@ -35,7 +35,7 @@ class Adagrad(Optimizer):
     def _init_state(self, p, group):
         xp = p.xp
         init = group["initial_accumulator_value"]
-        return {"step": 0, "sum": Tensor._wrap(xp.full_like(p.data, init))}
+        return {"step": 0, "sum": Tensor._wrap(xp.full_like(p._data, init))}
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
@@ -47,7 +47,7 @@ class Adagrad(Optimizer):
         if wd != 0:
             g = xp.add(g, xp.multiply(p, wd, out=t), out=t2)
         clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
-        S = state["sum"].data
+        S = state["sum"]._data
         S += xp.multiply(g, g, out=t)
         xp.sqrt(S, out=t)
         t += group["eps"]

@@ -51,17 +51,17 @@ class Adam(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        state = {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p.data)),
-                 "exp_avg_sq": Tensor._wrap(xp.zeros_like(p.data))}
+        state = {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p._data)),
+                 "exp_avg_sq": Tensor._wrap(xp.zeros_like(p._data))}
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p._data))
         return state
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
         lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
         state["step"] = step = state["step"] + 1
         if xp.adam_step(p, g, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                         weight_decay=wd, decoupled=group["decoupled_weight_decay"],
@@ -82,7 +82,7 @@ class Adam(Optimizer):
         v *= beta2
         v += xp.multiply(xp.multiply(g, g, out=t), 1.0 - beta2, out=t)
         if group["amsgrad"]:
-            v = xp.maximum(state["max_exp_avg_sq"].data, v, out=state["max_exp_avg_sq"].data)
+            v = xp.maximum(state["max_exp_avg_sq"]._data, v, out=state["max_exp_avg_sq"]._data)
         # lr/c1 m / (sqrt(v)/c2 + eps) = m / (a sqrt(v) + b), a = c1/(lr c2), b = eps c1/lr:
         # one pass fewer than dividing and scaling separately.
         c1 = 1.0 - beta1**step

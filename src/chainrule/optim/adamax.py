@@ -41,8 +41,8 @@ class Adamax(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        return {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p.data)),
-                "exp_inf": Tensor._wrap(xp.zeros_like(p.data))}
+        return {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p._data)),
+                "exp_inf": Tensor._wrap(xp.zeros_like(p._data))}
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
@@ -54,7 +54,7 @@ class Adamax(Optimizer):
             g = xp.negative(g, out=t2)
         if wd != 0:
             g = xp.add(g, xp.multiply(p, wd, out=t), out=t2)
-        m, u = state["exp_avg"].data, state["exp_inf"].data
+        m, u = state["exp_avg"]._data, state["exp_inf"]._data
         m += xp.multiply(xp.subtract(g, m, out=t), 1.0 - beta1, out=t)
         u *= beta2
         xp.maximum(u, xp.add(xp.abs(g, out=t), eps, out=t), out=u)

@@ -15,7 +15,7 @@ def _float(x) -> float:
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x._data if isinstance(x, Tensor) else x
 
 
 def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
@@ -182,25 +182,25 @@ class LBFGS(Optimizer):
 
     # -- the flat vector of all parameters ----------------------------------------------------
     def _gather_flat_grad(self):
-        xp = backend.array_module(self._params[0].data)
+        xp = backend.array_module(self._params[0]._data)
         return xp.concatenate([
-            (p.grad.data if p.grad is not None else xp.zeros(p.data.shape, p.data.dtype))
+            (p.grad._data if p.grad is not None else xp.zeros(p._data.shape, p._data.dtype))
             .reshape(-1) for p in self._params])
 
     def _add_grad(self, step_size, update):
         offset = 0
         for p in self._params:
-            n = p.data.size
-            p.data += step_size * update[offset:offset + n].reshape(p.data.shape)
+            n = p._data.size
+            p._data += step_size * update[offset:offset + n].reshape(p._data.shape)
             p._bump()
             offset += n
 
     def _clone_param(self):
-        return [p.data.copy() for p in self._params]
+        return [p._data.copy() for p in self._params]
 
     def _set_param(self, arrays):
         for p, a in zip(self._params, arrays):
-            p.data[...] = a
+            p._data[...] = a
             p._bump()
 
     def _directional_evaluate(self, closure, x, t, d):
@@ -354,9 +354,9 @@ class LBFGS(Optimizer):
             raise ValueError(f"LBFGS.load_state_dict: expected the state of one parameter (the "
                              f"first, where LBFGS keeps its state), got {len(saved)}")
         (entry,) = saved.values()
-        p0 = self._params[0].data
+        p0 = self._params[0]._data
         xp = backend.array_module(p0)
-        n = sum(p.data.size for p in self._params)
+        n = sum(p._data.size for p in self._params)
 
         def vector(key, v):
             a = xp.array(_array(v), dtype=p0.dtype)

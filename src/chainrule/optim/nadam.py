@@ -56,8 +56,8 @@ class NAdam(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        return {"step": 0, "mu_product": 1.0, "exp_avg": Tensor._wrap(xp.zeros_like(p.data)),
-                "exp_avg_sq": Tensor._wrap(xp.zeros_like(p.data))}
+        return {"step": 0, "mu_product": 1.0, "exp_avg": Tensor._wrap(xp.zeros_like(p._data)),
+                "exp_avg_sq": Tensor._wrap(xp.zeros_like(p._data))}
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
@@ -76,7 +76,7 @@ class NAdam(Optimizer):
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         state["mu_product"] = mu_product = _number(state["mu_product"]) * mu
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
         m += xp.multiply(xp.subtract(g, m, out=t), 1.0 - beta1, out=t)
         v *= beta2
         v += xp.multiply(xp.multiply(g, g, out=t), 1.0 - beta2, out=t)

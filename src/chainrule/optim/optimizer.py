@@ -27,7 +27,7 @@ def _copy_state_value(key, value, like):
     """A loaded state value as this optimizer keeps it: arrays copied, floats cast to the
     parameter's dtype (as PyTorch does), the 'step' counter as a Python number."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = value._data
     if not (hasattr(value, "shape") and hasattr(value, "dtype")):
         return value
     if key == "step":  # PyTorch keeps it as a 0-d tensor
@@ -139,7 +139,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data.fill(0)
+                    p.grad._data.fill(0)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; returns ``closure()`` when given (the
@@ -153,8 +153,8 @@ class Optimizer:
                 grad = p.grad
                 if grad is None:
                     continue
-                g = grad.data
-                if g.shape != p.data.shape:
+                g = grad._data
+                if g.shape != p._data.shape:
                     raise RuntimeError(
                         f"{type(self).__name__}.step: a parameter of shape {tuple(p.shape)} has a "
                         f"gradient of shape {tuple(g.shape)}"
@@ -162,7 +162,7 @@ class Optimizer:
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = self._init_state(p, group)
-                self._update(p.data, g, state, group)
+                self._update(p._data, g, state, group)
                 p._bump()  # an in-place change: tensors saved for backward notice it
         return loss
 
@@ -234,7 +234,7 @@ class Optimizer:
             values = {}
             for key, value in entry.items():
                 value = _copy_state_value(key, value, p)
-                if isinstance(value, Tensor) and value.data.size > 1 and value.shape != p.shape:
+                if isinstance(value, Tensor) and value._data.size > 1 and value.shape != p.shape:
                     raise ValueError(
                         f"{name}.load_state_dict: state '{key}' of parameter {idx} has shape "
                         f"{tuple(value.shape)} but the parameter has shape {tuple(p.shape)}"

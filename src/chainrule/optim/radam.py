@@ -50,8 +50,8 @@ class RAdam(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        return {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p.data)),
-                "exp_avg_sq": Tensor._wrap(xp.zeros_like(p.data))}
+        return {"step": 0, "exp_avg": Tensor._wrap(xp.zeros_like(p._data)),
+                "exp_avg_sq": Tensor._wrap(xp.zeros_like(p._data))}
 
     def _update(self, p, g, state, group):
         xp = backend.array_module(p)
@@ -66,7 +66,7 @@ class RAdam(Optimizer):
                 p *= 1.0 - lr * wd
             else:
                 g = xp.add(g, xp.multiply(p, wd, out=t), out=t2)
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m, v = state["exp_avg"]._data, state["exp_avg_sq"]._data
         m += xp.multiply(xp.subtract(g, m, out=t), 1.0 - beta1, out=t)
         v *= beta2
         v += xp.multiply(xp.multiply(g, g, out=t), 1.0 - beta2, out=t)

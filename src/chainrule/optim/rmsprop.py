@@ -35,11 +35,11 @@ class RMSprop(Optimizer):
 
     def _init_state(self, p, group):
         xp = p.xp
-        state = {"step": 0, "square_avg": Tensor._wrap(xp.zeros_like(p.data))}
+        state = {"step": 0, "square_avg": Tensor._wrap(xp.zeros_like(p._data))}
         if group["momentum"] > 0:
-            state["momentum_buffer"] = Tensor._wrap(xp.zeros_like(p.data))
+            state["momentum_buffer"] = Tensor._wrap(xp.zeros_like(p._data))
         if group["centered"]:
-            state["grad_avg"] = Tensor._wrap(xp.zeros_like(p.data))
+            state["grad_avg"] = Tensor._wrap(xp.zeros_like(p._data))
         return state
 
     def _update(self, p, g, state, group):
@@ -51,18 +51,18 @@ class RMSprop(Optimizer):
             g = xp.negative(g, out=t2)
         if wd != 0:
             g = xp.add(g, xp.multiply(p, wd, out=t), out=t2)
-        s = state["square_avg"].data
+        s = state["square_avg"]._data
         s *= alpha
         s += xp.multiply(xp.multiply(g, g, out=t), 1.0 - alpha, out=t)
         if group["centered"]:
-            a = state["grad_avg"].data
+            a = state["grad_avg"]._data
             a += xp.multiply(xp.subtract(g, a, out=t), 1.0 - alpha, out=t)
             xp.sqrt(xp.subtract(s, xp.multiply(a, a, out=t), out=t), out=t)
         else:
             xp.sqrt(s, out=t)
         t += eps
         if group["momentum"] > 0:
-            b = state["momentum_buffer"].data
+            b = state["momentum_buffer"]._data
             b *= group["momentum"]
             b += xp.divide(g, t, out=t)
             p -= xp.multiply(b, lr, out=t)

@@ -59,9 +59,9 @@ class SGD(Optimizer):
         if mu != 0:
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = Tensor._wrap(g.copy())
-                buf = state["momentum_buffer"].data
+                buf = state["momentum_buffer"]._data
             else:
-                buf = state["momentum_buffer"].data
+                buf = state["momentum_buffer"]._data
                 buf *= mu
                 if group["dampening"] == 0:
                     buf += g

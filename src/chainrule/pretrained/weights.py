@@ -22,7 +22,7 @@ def load_weights(model, tensors: dict, source: str):
     fit = {}
     for name, a in tensors.items():
         if name in own:
-            a = np.ascontiguousarray(a, dtype=own[name].data.dtype)
+            a = np.ascontiguousarray(a, dtype=own[name]._data.dtype)
             if not a.flags.writeable:
                 a = a.copy()
         fit[name] = a
