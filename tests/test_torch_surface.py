@@ -248,3 +248,80 @@ def test_helpful_misses():
     with pytest.raises(AttributeError, match=r"torch\.nn\.FooBar is not supported"):
         cr.nn.FooBar  # noqa: B018
     assert not hasattr(cr, "no_such_name")
+
+
+# ----------------------------------------------------------------------------- Tensor.data
+
+def test_data_is_a_detached_tensor_sharing_storage():
+    w = cr.nn.Parameter(cr.tensor([1.0, 2.0, 3.0]))
+    d = w.data
+    assert isinstance(d, cr.Tensor) and not d.requires_grad and d.grad_fn is None
+    assert w.data.size(0) == 3 and w.data.shape == (3,)
+    w.data.add_(cr.tensor([1.0, 1.0, 1.0]), alpha=-0.5)
+    np.testing.assert_allclose(w.detach().numpy(), [0.5, 1.5, 2.5])
+    w.data -= 0.5 * cr.tensor([1.0, 1.0, 1.0])
+    np.testing.assert_allclose(w.detach().numpy(), [0.0, 1.0, 2.0])
+    w.data = cr.tensor([7.0, 8.0])  # assigning replaces the array (shape may change)
+    assert w.shape == (2,) and w.requires_grad
+    (w * w).sum().backward()  # the engine still works on the new array
+    np.testing.assert_allclose(w.grad.numpy(), [14.0, 16.0])
+    w.grad.data.zero_()
+    np.testing.assert_allclose(w.grad.numpy(), [0.0, 0.0])
+    with pytest.raises(TypeError, match="Tensor.data"):
+        w.data = [1.0, 2.0]
+
+
+@needs_torch
+def test_manual_sgd_through_data_matches_torch():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 3)).astype(np.float32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    W0 = rng.standard_normal((3, 1)).astype(np.float32)
+    losses = {}
+    for lib in (cr, torch):
+        w = lib.tensor(W0.copy(), requires_grad=True)
+        xs, ys = lib.tensor(X), lib.tensor(y)
+        out = []
+        for _ in range(5):
+            loss = ((xs @ w - ys) ** 2).mean()
+            loss.backward()
+            w.data.add_(w.grad.data, alpha=-0.1)
+            w.grad.data.zero_()
+            out.append(loss.item())
+        losses[lib.__name__] = out
+    np.testing.assert_allclose(losses["chainrule"], losses["torch"], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- save / load
+
+def test_checkpoint_dict_through_file_objects_and_map_location(tmp_path):
+    import io
+
+    cr.manual_seed(0)
+    m = cr.nn.Linear(3, 2)
+    opt = cr.optim.Adam(m.parameters(), lr=0.01)
+    m(cr.ones(4, 3)).sum().backward()
+    opt.step()
+    ck = {"model": m.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "loss": 0.25,
+          "arch": "linear", "t": cr.tensor([1.0, 2.0])}
+    buf = io.BytesIO()
+    cr.save(ck, buf)
+    buf.seek(0)
+    back = cr.load(buf, map_location="cpu", weights_only=True)
+    assert (back["epoch"], back["loss"], back["arch"]) == (3, 0.25, "linear")
+    np.testing.assert_array_equal(back["model"]["weight"].numpy(), m.weight.detach().numpy())
+    p = tmp_path / "ck.pt"
+    with open(p, "wb") as f:
+        cr.save(ck, f)
+    with open(p, "rb") as f:
+        b2 = cr.load(f, map_location=cr.device("cpu"))
+    assert b2["t"].tolist() == [1.0, 2.0]
+    assert cr.load(str(p), map_location=lambda s, loc: s)["t"].tolist() == [1.0, 2.0]
+    assert cr.load(p, map_location={"cuda:0": "cpu"})["t"].tolist() == [1.0, 2.0]
+    m2 = cr.nn.Linear(3, 2)
+    m2.load_state_dict(b2["model"])
+    opt2 = cr.optim.Adam(m2.parameters(), lr=0.01)
+    opt2.load_state_dict(b2["optimizer"])
+    np.testing.assert_array_equal(m2.weight.detach().numpy(), m.weight.detach().numpy())
+    with pytest.raises(TypeError, match="cannot store a Linear"):
+        cr.save(m, tmp_path / "m.pt")

@@ -207,9 +207,13 @@ def _unlink_quietly(p: str) -> None:
 
 
 # -- save -------------------------------------------------------------------------------------
-def save(obj, path) -> None:
+def save(obj, f, pickle_module=None, pickle_protocol=None, **kwargs) -> None:
     """Write ``obj`` (nested dicts, lists and tuples of tensors, arrays, numbers, strings,
-    booleans and None: state dicts, step counters, RNG states) to ``path`` atomically."""
+    booleans and None: state dicts, step counters, RNG states) to ``f``: a path (written
+    atomically) or a file object open for binary writing (``io.BytesIO``, ``open(p, 'wb')``).
+    ``pickle_module`` and ``pickle_protocol`` are accepted, as PyTorch's, and unused (nothing
+    is pickled)."""
+    path = f
     st = _safetensors_numpy()
     arrays: dict = {}
     tree = _encode(obj, arrays, "")
@@ -218,6 +222,9 @@ def save(obj, path) -> None:
     text = json.dumps({"format": FORMAT, "version": VERSION, "arrays": checks, "tree": tree},
                       allow_nan=False, separators=(",", ":"))
     metadata = {"format": "np", FORMAT: text, f"{FORMAT}-crc32": str(zlib.crc32(text.encode()))}
+    if hasattr(path, "write") and not isinstance(path, (str, bytes, os.PathLike)):
+        path.write(st.save(arrays, metadata=metadata))  # a file object: one write
+        return
     path = os.fspath(path)
     folder = _check_folder(path, "chainrule.save")
     tmp, fd = _create_exclusive(path)  # created with the user's umask, never through a link
@@ -306,15 +313,62 @@ class CheckpointError(ValueError):
     """A file that is not a readable chainrule checkpoint (truncated, corrupted, foreign)."""
 
 
-def load(path):
-    """Read a checkpoint written by :func:`save`; returns the same nesting with Tensors and
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
+         **kwargs):
+    """Read a checkpoint written by :func:`save` from ``f``, a path or a binary file object;
+    returns the same nesting with Tensors and
     arrays in place. Raises :class:`CheckpointError` (a ValueError) naming the file when it is
     truncated, corrupted or not a chainrule checkpoint; never unpickles anything.
 
     The file is opened once and read within its length: the header's size is capped (as
     safetensors caps it), every tensor's offsets, dtype and shape are checked against the
     header and the file's size before any array is made, and the bytes read are those of
-    that one open file even if the path is replaced meanwhile."""
+    that one open file even if the path is replaced meanwhile.
+
+    As PyTorch's: ``weights_only`` is accepted (chainrule never unpickles, so every load is
+    weights-only), and ``map_location`` ('cpu', 'cuda', a device, a ``{'cuda:0': 'cpu'}``
+    dict or a function ``(tensor, location) -> tensor``) moves every tensor read."""
+    out = _load(f)
+    return out if map_location is None else _map_location(out, map_location)
+
+
+def _map_location(obj, loc):
+    if isinstance(obj, Tensor):
+        if callable(loc) and not isinstance(loc, str):
+            r = loc(obj, "cpu")
+            return obj if r is None else r
+        if isinstance(loc, dict):
+            loc = loc.get("cpu", loc.get(str(obj.device), None))
+            if loc is None:
+                return obj
+        return obj.to(backend.normalize_device(loc))
+    if isinstance(obj, dict):
+        return {k: _map_location(v, loc) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_location(v, loc) for v in obj)
+    return obj
+
+
+def _load(path):
+    if hasattr(path, "read") and not isinstance(path, (str, bytes, os.PathLike)):
+        fobj = path
+        name = getattr(fobj, "name", type(fobj).__name__)
+
+        def fail(why):
+            return CheckpointError(f"chainrule.load: {name}: {why}")
+
+        start = fobj.tell()
+        fobj.seek(0, os.SEEK_END)
+        size = fobj.tell() - start
+        fobj.seek(start)
+        try:
+            return _load_open(fobj, size, fail)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError,
+                OverflowError, UnicodeError) as e:
+            raise fail(f"the checkpoint's structure cannot be read ({type(e).__name__}: "
+                       f"{e}): corrupted") from None
     path = os.fspath(path)
 
     def fail(why):
