@@ -104,3 +104,30 @@ def test_train_mode_dropout_runs_and_eval_is_deterministic():
     assert m(x).shape == (4, 2, 8)
     m.eval()
     np.testing.assert_array_equal(m(x).detach().numpy(), m(x).detach().numpy())
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_multi_head_attention_forward_against_torch(separate):
+    L, N, E, h = 4, 2, 6, 2
+    q = rng.standard_normal((L, N, E)).astype(np.float32)
+    k = rng.standard_normal((5, N, E)).astype(np.float32)
+    W = (rng.standard_normal((3 * E, E)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(3 * E).astype(np.float32)
+    Wo = (rng.standard_normal((E, E)) * 0.3).astype(np.float32)
+    bo = rng.standard_normal(E).astype(np.float32)
+    kpm = np.array([[False] * 5, [False] * 3 + [True] * 2])
+    mask = np.triu(np.ones((L, 5), bool), 2)
+
+    def run(lib, F):
+        ws = [lib.tensor(a, requires_grad=True) for a in (q, W, b, Wo, bo)]
+        kw = dict(key_padding_mask=lib.tensor(kpm), attn_mask=lib.tensor(mask))
+        if separate:
+            kw.update(use_separate_proj_weight=True, q_proj_weight=ws[1][:E],
+                      k_proj_weight=ws[1][E:2 * E], v_proj_weight=ws[1][2 * E:])
+        y, a = F.multi_head_attention_forward(ws[0], lib.tensor(k), lib.tensor(k), E, h, ws[1],
+                                              ws[2], None, None, False, 0.0, ws[3], ws[4], **kw)
+        (y.sum() + a.sum()).backward()
+        return [y, a] + [w.grad for w in ws]
+
+    for p, t in zip(run(cr, nn.functional), run(torch, torch.nn.functional)):
+        _close(p, t, 1e-4)

@@ -433,3 +433,55 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 
 
 __all__ += ["local_response_norm"]
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
+                                 dropout_p, out_proj_weight, out_proj_bias, training=True,
+                                 key_padding_mask=None, need_weights=True, attn_mask=None,
+                                 use_separate_proj_weight=False, q_proj_weight=None,
+                                 k_proj_weight=None, v_proj_weight=None, static_k=None,
+                                 static_v=None, average_attn_weights=True, is_causal=False):
+    """MultiheadAttention's forward as a function (PyTorch's signature; inputs (L, N, E) or
+    (L, E)). Returns (output, weights or None). ``bias_k``/``bias_v``, ``add_zero_attn`` and
+    ``static_k``/``static_v`` are not supported."""
+    from .attention import MultiheadAttention
+    from .module import Module
+
+    op = "multi_head_attention_forward"
+    if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None \
+            or static_v is not None:
+        raise NotImplementedError(f"{op}: bias_k/bias_v, add_zero_attn and static_k/static_v "
+                                  "are not supported")
+    E = int(embed_dim_to_check)
+    if query.shape[-1] != E:
+        raise ValueError(f"{op}: query of shape {tuple(query.shape)} received, expected a "
+                         f"last dim of embed_dim_to_check = {E}")
+    if E % num_heads:
+        raise ValueError(f"{op}: embed_dim {E} is not divisible by num_heads {num_heads}")
+    if use_separate_proj_weight:
+        in_proj_weight = P.cat([q_proj_weight, k_proj_weight, v_proj_weight], 0)
+    m = Module.__new__(MultiheadAttention)
+    Module.__init__(m)
+    m.embed_dim, m.num_heads, m.head_dim = E, int(num_heads), E // int(num_heads)
+    m.dropout, m.batch_first, m.training = float(dropout_p), False, bool(training)
+    m.in_proj_weight, m.in_proj_bias = in_proj_weight, in_proj_bias
+    m.out_proj = _FunctionalLinear(out_proj_weight, out_proj_bias)
+    return MultiheadAttention.forward(m, query, key, value, key_padding_mask, need_weights,
+                                      attn_mask, average_attn_weights, is_causal)
+
+
+class _FunctionalLinear:
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, x):
+        from .fused import LinearOp, apply_present
+
+        return apply_present(LinearOp, x, self.w, self.b)
+
+
+__all__ += ["multi_head_attention_forward"]
