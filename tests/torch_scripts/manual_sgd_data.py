@@ -12,7 +12,7 @@ model.weight.data = torch.tensor(rng.standard_normal((1, 5)).astype(np.float32))
 model.bias.data.zero_()
 lr = 0.05
 losses = []
-for step in range(20):
+for _step in range(20):
     loss = torch.nn.functional.mse_loss(model(X), Y)
     model.zero_grad()
     loss.backward()
