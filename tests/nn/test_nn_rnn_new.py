@@ -27,6 +27,11 @@ def test_parameter_names_shapes_and_init_range():
     for p in m.parameters():
         assert np.abs(p.detach().numpy()).max() <= 0.5
     assert nn.GRU(3, 4).weight_hh_l0.shape == (12, 4)
+    p = nn.LSTM(3, 4, proj_size=2, num_layers=2)
+    assert p.weight_hr_l0.shape == (2, 4) and p.weight_hh_l0.shape == (16, 2)
+    assert p.weight_ih_l1.shape == (16, 2)
+    with pytest.raises(ValueError, match="proj_size"):
+        nn.RNNBase("GRU", 3, 4, proj_size=2)
     assert [n for n, _ in nn.RNN(2, 3, bias=False).named_parameters()] == [
         "weight_ih_l0", "weight_hh_l0"]
 
@@ -89,6 +94,7 @@ def _close(a, b, tol=1e-5):
 
 @pytest.mark.parametrize("cls, kw", [
     ("LSTM", {}), ("LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    ("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 3}),
     ("GRU", {}), ("GRU", {"num_layers": 2, "bidirectional": True}),
     ("RNN", {"nonlinearity": "relu", "num_layers": 2}), ("RNN", {"bias": False}),
 ])
@@ -101,7 +107,7 @@ def test_against_torch(cls, kw, init_state):
     L = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
     hx = hxt = None
     if init_state:
-        h0 = rng.standard_normal((L, 2, 4)).astype(np.float32)
+        h0 = rng.standard_normal((L, 2, kw.get("proj_size") or 4)).astype(np.float32)
         c0 = rng.standard_normal((L, 2, 4)).astype(np.float32)
         hxt = (torch.tensor(h0, requires_grad=True), torch.tensor(c0)) if cls == "LSTM" \
             else torch.tensor(h0, requires_grad=True)

@@ -28,16 +28,17 @@ def _linear(x, w, b=None):
     return fused.LinearOp.apply(x, w) if b is None else fused.LinearOp.apply(x, w, b)
 
 
-def _step(mode, xg, h, c, w_hh, b_hh):
+def _step(mode, xg, h, c, w_hh, b_hh, w_hr=None):
     """One time step: the new (h, c) from the input's projection xg (with b_ih, and b_hh for
-    the RNN and LSTM) and the state."""
+    the RNN and LSTM) and the state (h projected by ``w_hr`` for an LSTM with proj_size)."""
     if mode == "GRU":
         return fused.GRUCellOp.apply(xg, _linear(h, w_hh, b_hh), h), None
     pre = xg + _linear(h, w_hh)
     if mode == "LSTM":
-        H = h.shape[-1]
+        H = c.shape[-1]
         out = fused.LSTMCellOp.apply(pre, c)
-        return out[:, :H], out[:, H:]
+        h = out[:, :H]
+        return (h if w_hr is None else _linear(h, w_hr)), out[:, H:]
     return (P.tanh(pre) if mode == "RNN_TANH" else P.relu(pre)), None
 
 
@@ -49,9 +50,12 @@ class RNNBase(Module):
                  device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        if proj_size:
-            raise NotImplementedError(f"{name}: proj_size={proj_size} is not supported; "
-                                      "use proj_size=0")
+        if proj_size < 0 or (proj_size and mode != "LSTM"):
+            raise ValueError(f"{name}: proj_size must be 0 (or, for an LSTM, positive), got "
+                             f"{proj_size}")
+        if proj_size >= hidden_size > 0:
+            raise ValueError(f"{name}: proj_size ({proj_size}) must be smaller than "
+                             f"hidden_size ({hidden_size})")
         if not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
         if hidden_size <= 0 or num_layers <= 0:
@@ -59,7 +63,8 @@ class RNNBase(Module):
                              f"{hidden_size} and {num_layers}")
         self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
         self.num_layers, self.bias, self.batch_first = int(num_layers), bias, batch_first
-        self.dropout, self.bidirectional, self.proj_size = float(dropout), bidirectional, 0
+        self.dropout, self.bidirectional = float(dropout), bidirectional
+        self.proj_size = int(proj_size)
         dt = as_dtype(dtype) or float32
         G = _GATES[mode] * self.hidden_size
         D = 2 if bidirectional else 1
@@ -67,10 +72,13 @@ class RNNBase(Module):
         for layer in range(self.num_layers):
             for d in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                isz = self.input_size if layer == 0 else self.hidden_size * D
-                shapes = [("weight_ih", (G, isz)), ("weight_hh", (G, self.hidden_size))]
+                R = self.proj_size or self.hidden_size
+                isz = self.input_size if layer == 0 else R * D
+                shapes = [("weight_ih", (G, isz)), ("weight_hh", (G, R))]
                 if bias:
                     shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+                if self.proj_size:
+                    shapes += [("weight_hr", (self.proj_size, self.hidden_size))]
                 for n, shape in shapes:
                     setattr(self, n + sfx, Parameter(np.empty(shape, dt)))
                     self._flat_weights_names.append(n + sfx)
@@ -106,7 +114,8 @@ class RNNBase(Module):
 
     def _state(self, h, B, what, unbatched):
         D = 2 if self.bidirectional else 1
-        shape = (self.num_layers * D, B, self.hidden_size)
+        size = self.proj_size if self.proj_size and what != "c_0" else self.hidden_size
+        shape = (self.num_layers * D, B, size)
         if h is None:
             return Tensor._wrap(self.weight_ih_l0.xp.zeros(shape, self.weight_ih_l0._data.dtype))
         if not isinstance(h, Tensor):
@@ -143,6 +152,8 @@ class RNNBase(Module):
             outs = []
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d)
+                w_hr = getattr(self, "weight_hr" + (f"_l{layer}" + ("_reverse" if d else "")),
+                               None) if self.proj_size else None
                 if mode == "GRU" or b_ih is None:
                     xg = _linear(x.reshape(T * B, -1), w_ih, b_ih)
                 else:
@@ -154,7 +165,8 @@ class RNNBase(Module):
                 hs = [None] * T
                 order = range(T - 1, -1, -1) if d else range(T)
                 for t in order:
-                    h, c = _step(mode, steps[t], h, c, w_hh, b_hh if mode == "GRU" else None)
+                    h, c = _step(mode, steps[t], h, c, w_hh, b_hh if mode == "GRU" else None,
+                                 w_hr)
                     hs[t] = h
                 outs.append(P.stack(hs, 0))
                 hn.append(h)
