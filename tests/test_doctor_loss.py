@@ -262,3 +262,75 @@ def test_sorted_batches_forget_the_first_class_in_pytorch_too():
         with torch.no_grad():
             acc[shuffle] = class_accuracy(m(torch.from_numpy(x)).numpy().argmax(1), y, 0)
     assert acc[False] < acc[True] - 0.15
+
+
+# ----------------------------------------------------------------------------- leaks
+
+
+def noisy_counting(seed=0, n=256, T=12, V=16, p=0.5):
+    """Next-token data: x_{t+1} = x_t + 1 (mod V) half the time, a random token otherwise, so
+    a causal model can get to about 1.6 nats and no lower; seeing the next token gets to 0."""
+    rng = np.random.default_rng(seed)
+    seq = np.zeros((n, T + 1), np.int64)
+    seq[:, 0] = rng.integers(0, V, n)
+    for t in range(T):
+        seq[:, t + 1] = np.where(rng.random(n) < p, (seq[:, t] + 1) % V, rng.integers(0, V, n))
+    return seq[:, :-1], seq[:, 1:]
+
+
+def _language_model(causal):
+    from test_doctor_healthy import TinyTransformer
+
+    cr.manual_seed(0)
+    m = TinyTransformer(causal=causal)
+    return fit(m, Adam(m.parameters(), lr=3e-3), noisy_counting(), steps=80, interval=8,
+               batch=16)
+
+
+def test_a_missing_causal_mask_is_named_causal_leak_at_the_attention():
+    w = _language_model(causal=False)
+    f = finding(w, "causal_leak")
+    assert (f.module, f.severity, f.step) == ("attn", "error", 0)
+    assert "changed by up to" in f.message and "when only the last input token" in f.message
+    fixed = _language_model(causal=True)
+    assert loud(fixed.findings()) == []
+    assert fixed.records[0]["causal_probe"]["changed"] == 0.0
+    # independently: the leaky model's loss goes far below what the data allows a causal one
+    assert tail_mean(w.losses) < 0.6 * tail_mean(fixed.losses)
+
+
+def test_a_missing_causal_mask_lets_the_loss_fall_below_the_data_in_pytorch_too():
+    torch = pytest.importorskip("torch")
+
+    class LM(torch.nn.Module):
+        def __init__(self, causal, V=16, T=12, d=32):
+            super().__init__()
+            self.tok, self.pos = torch.nn.Embedding(V, d), torch.nn.Embedding(T, d)
+            self.attn = torch.nn.MultiheadAttention(d, 2, batch_first=True)
+            self.ln, self.head = torch.nn.LayerNorm(d), torch.nn.Linear(d, V)
+            self.mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
+
+        def forward(self, idx):
+            x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+            a, _ = self.attn(x, x, x, attn_mask=self.mask, need_weights=False)
+            return self.head(self.ln(x + a))
+
+    x, y = noisy_counting()
+    end = {}
+    for causal in (True, False):
+        torch.manual_seed(0)
+        m = LM(causal)
+        opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+        rng = np.random.default_rng(0)
+        losses = []
+        for _ in range(80):
+            ix = rng.integers(0, len(x), 16)
+            logits = m(torch.from_numpy(x[ix]))
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16),
+                                                     torch.from_numpy(y[ix]).reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        end[causal] = tail_mean(losses)
+    assert end[False] < 0.6 * end[True]

@@ -81,6 +81,7 @@ CAUSES = frozenset({
     "input_not_normalized", "input_degenerate", "symmetric_init", "dropout_too_high",
     "probabilities_to_cross_entropy", "regression_on_class_labels", "output_range_mismatch",
     "loss_at_chance", "unshuffled_data", "not_in_optimizer", "not_updated", "no_gradient",
+    "causal_leak",
 })
 
 
@@ -802,6 +803,37 @@ def _probabilities(run, found):
         "error", [])]
 
 
+def _causal_leak(run, found):
+    """A next-token model whose output at a position depends on the tokens after it."""
+    for r in run.records:
+        p = r.get("causal_probe")
+        if not p or "module" not in p:
+            continue
+        where = p["module"]
+        ce = next((rr["cross_entropy"] for rr in run.records if rr.get("cross_entropy")), {})
+        C = ce.get("classes")
+        _, end, _ = run.head_tail()
+        loss = ""
+        if C and end is not None:
+            loss = (f"; the loss is {_fmt(end)} at the end, against ln({C}) = "
+                    f"{math.log(C):.3g} for guessing")
+        at = f" ('{where}' is the first layer where later positions reach earlier ones)" \
+            if where else ""
+        return [Finding(
+            "causal_leak", where, r["step"],
+            f"the model predicts the next token (the target at position t is the input at t+1 "
+            f"at {p['next_token']:.0%} of the positions), but its output at positions 0.."
+            f"{p['positions'] - 2} changed by up to {_fmt(p['changed'])} (logits up to "
+            f"{_fmt(p['scale'])}) when only the last input token was changed{at}: each position "
+            f"sees the tokens after it, its own target among them, so the model can copy "
+            f"instead of predict{loss}",
+            "mask attention to later positions: masked_fill(mask, -inf) with mask = "
+            "triu(ones(T, T), diagonal=1) before the softmax, is_causal=True in "
+            "scaled_dot_product_attention, or a causal attn_mask for MultiheadAttention",
+            "error", [])]
+    return []
+
+
 def _final_loss(run):
     _, end, _ = run.head_tail()
     return end
@@ -1521,7 +1553,7 @@ _RULES = (
     _grad_accumulates, _step_without_grad, _no_optimizer_step, _clip_too_tight, _lr_decayed,
     _uphill, _weight_decay, _eval_mode,
     _inputs, _symmetric, _dropout_high,
-    _probabilities, _regression_on_classes, _output_range,
+    _probabilities, _regression_on_classes, _output_range, _causal_leak,
     _no_gradient, _exploding, _nonfinite, _vanishing, _not_updated,
     _chance, _unshuffled,
     _learning_rate, _dead_relu, _saturated, _zero_gradient,

@@ -329,6 +329,24 @@ def targets_from_grad(dx, idx, pred) -> dict:
     return out
 
 
+PROBE_TOL = 1e-4  # outputs that move by more than this share of their size have changed
+
+
+def to_host(a):
+    """A NumPy array of ``a`` (a CuPy array is copied to the host)."""
+    if isinstance(a, np.ndarray):
+        return a
+    get = getattr(a, "get", None)
+    return get() if get is not None else np.asarray(a)
+
+
+def first_targets(dx, logits):
+    """The targets of the first rows of a cross-entropy (as :func:`targets_from_grad`, with
+    a row that has no negative entry taken as predicted right: its argmax)."""
+    d = to_host(dx)[:len(logits)].astype(np.float64)
+    return np.where(d.min(axis=1) < 0, d.argmin(axis=1), np.asarray(logits).argmax(axis=1))
+
+
 def target_stats(t, sample: int = 4096) -> dict:
     """A regression target's range, mean, variance, and whether it holds only integers (and
     how many distinct values, up to 100), from at most ``sample`` of its values."""

@@ -82,6 +82,11 @@ def _first_tensor(x):
     return None
 
 
+def _first_array(x):
+    t = _first_tensor(x)
+    return None if t is None else S.to_host(t._data)
+
+
 def _number(v):
     try:
         return float(v.item() if hasattr(v, "item") else v)
@@ -134,6 +139,9 @@ class Watcher:
         self._armed = False
         self._observer = None  # the op observer, from the model's forward to the backward
         self._in_forward = self._ops_after = 0
+        self._probe_x = None  # one example of integer inputs (B, T), for the causal probe
+        self._probed = False
+        self._probing = None  # the module outputs captured while the probe runs
         self._arm()
 
     # -- the model's shape ------------------------------------------------------------------
@@ -227,6 +235,7 @@ class Watcher:
         self._ce = self._regression = None
         self._softmax_at = self._last_leaf = None
         self._in_forward = self._ops_after = 0
+        self._ce_head = self._ce_first = None
         for n, p in self._params.items():
             if p.requires_grad:
                 self._hooks.append(p.register_hook(functools.partial(self._on_grad, n)))
@@ -274,6 +283,9 @@ class Watcher:
             data = getattr(x, "_data", None)
             if data is not None and hasattr(data, "dtype"):
                 self._input = S.input_stats(data)
+                if (not self._probed and data.ndim == 2 and data.shape[1] >= 3
+                        and data.dtype.kind in "iu" and self.activations):
+                    self._probe_x = S.to_host(data[:1]).copy()
         return None
 
     def _on_root_output(self, module, args, output):
@@ -355,6 +367,8 @@ class Watcher:
         if self._ce is not None or not arrays or getattr(arrays[0], "ndim", 0) != 2:
             return
         stats, idx, pred = S.logit_stats(arrays[0])
+        if self._probe_x is not None:  # the first rows: the first sequence's positions
+            self._ce_head = S.to_host(arrays[0][:256]).copy()
         if self._softmax_at is not None:
             stats["softmax_at"] = self._softmax_at
         self._ce = stats
@@ -364,7 +378,10 @@ class Watcher:
     def _on_ce_grad(self, stats, idx, pred, grad_inputs, grad_outputs):
         g = grad_inputs[0] if grad_inputs else None
         if self._armed and g is not None and "target_rows" not in stats:
-            stats.update(S.targets_from_grad(getattr(g, "_data", g), idx, pred))
+            g = getattr(g, "_data", g)
+            stats.update(S.targets_from_grad(g, idx, pred))
+            if self._ce_head is not None:
+                self._ce_first = S.first_targets(g, self._ce_head)
         return None
 
     def _on_sub(self, op, out, arrays):
@@ -380,6 +397,9 @@ class Watcher:
     def _on_forward(self, path, info, module, args, output):
         if self._stack and self._stack[-1] == path:
             self._stack.pop()
+        if self._probing is not None:
+            self._probing.append((path, _first_array(args), _first_array(output)))
+            return None
         if info is None:
             return None  # a container: only the module stack
         if not autograd.is_grad_enabled() or not getattr(module, "training", True):
@@ -627,7 +647,62 @@ class Watcher:
             rec["cross_entropy"] = self._ce
         if self._regression:
             rec["regression"] = self._regression
+        probe = self._causal_probe()
+        if probe is not None:
+            rec["causal_probe"] = probe
         self.records.append(rec)
+
+    # -- the causal probe ---------------------------------------------------------------------
+    def _causal_probe(self):
+        """For a model that predicts the next token (integer inputs (B, T), logits (B, T, C),
+        and the targets of the first sequence are its inputs shifted by one): run it once on
+        one example and on the same example with only the last token changed (no_grad, eval
+        mode, then the modes restored), and see whether the outputs at the earlier positions
+        change: they must not, unless a position sees the tokens after it. Returns what it
+        found, or None when it does not apply (it runs once per run)."""
+        x, t, out = self._probe_x, self._ce_first, self._output or {}
+        if self._probed or x is None or t is None:
+            return None
+        T = x.shape[1]
+        shape = out.get("shape") or []
+        if len(shape) != 3 or shape[1] != T or len(t) < T:
+            return None
+        match = float(np.mean(t[:T - 1] == x[0, 1:T]))
+        self._probed = True
+        if match < 0.9:
+            return None
+        other = next((v for v in x[0] if v != x[0, -1]), None)
+        if other is None:
+            return None
+        x2 = x.copy()
+        x2[0, -1] = other
+        from ..tensor import Tensor
+
+        flags = [(m, m.training) for _, m in self._all_modules]
+        runs = []
+        try:
+            self.model.eval()
+            with autograd.no_grad():
+                for xi in (x, x2):
+                    self._probing = []
+                    res = _first_array(self.model(Tensor(xi)))
+                    runs.append((res, self._probing))
+        except Exception:  # noqa: BLE001 - a model that needs more than its input: no probe
+            return None
+        finally:
+            self._probing = None
+            for m, f in flags:
+                m.training = f
+        (a, cap_a), (b, cap_b) = runs
+        if a is None or b is None or a.shape != b.shape or a.ndim != 3:
+            return None
+        early_a, early_b = a[:, :T - 1], b[:, :T - 1]
+        scale = float(np.abs(early_a).max()) if early_a.size else 0.0
+        changed = float(np.abs(early_a - early_b).max()) if early_a.size else 0.0
+        found = {"next_token": match, "positions": T, "changed": changed, "scale": scale}
+        if changed > S.PROBE_TOL * max(scale, 1e-12):
+            found["module"] = _first_mixing(cap_a, cap_b, T)
+        return found
 
     # -- results -----------------------------------------------------------------------------
     def findings(self) -> list[Finding]:
@@ -666,6 +741,34 @@ class Watcher:
                 else:
                     d.pop("step", None)
             self._wrapped = False
+
+
+def _early(a, T):
+    if a is None or a.ndim < 2 or a.shape[1] != T:
+        return None
+    return a[:, :T - 1]
+
+
+def _differs(a, b):
+    return float(np.abs(a - b).max()) > S.PROBE_TOL * max(float(np.abs(a).max()), 1e-12)
+
+
+def _first_mixing(cap_a, cap_b, T):
+    """The module where later positions first reach earlier ones: the first module (in the
+    order forwards finish) whose output at the earlier positions differs between the two
+    probe runs; when its input already differed there, the mixing happened in the forward
+    of the module that called it (its parent)."""
+    for (path, ia, oa), (_, ib, ob) in zip(cap_a, cap_b):
+        ea, eb = _early(oa, T), _early(ob, T)
+        if ea is None or eb is None or ea.shape != eb.shape or not ea.size or \
+                not _differs(ea, eb):
+            continue
+        xa, xb = _early(ia, T), _early(ib, T)
+        if xa is not None and xb is not None and xa.shape == xb.shape and xa.size and \
+                xa.dtype.kind == "f" and _differs(xa, xb):
+            return path.rpartition(".")[0]
+        return path
+    return ""
 
 
 _OP_HANDLERS = {
