@@ -177,3 +177,16 @@ def test_cells_against_torch(cls, kw):
     for p, q in zip(ours.parameters(), theirs.parameters()):
         _close(p.grad, q.grad, 1e-4)
     assert ours(cr.tensor(x[0])) is not None  # unbatched
+
+
+@pytest.mark.parametrize("batch_first, side", [(False, "right"), (True, "left")])
+def test_pad_sequence_against_torch_and_packed_sequences_error(batch_first, side):
+    from chainrule.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+    arrays = [rng.standard_normal((n, 2)).astype(np.float32) for n in (3, 1, 2)]
+    ours = pad_sequence([cr.tensor(a) for a in arrays], batch_first, -1.0, padding_side=side)
+    theirs = torch.nn.utils.rnn.pad_sequence([torch.tensor(a) for a in arrays], batch_first,
+                                             -1.0, padding_side=side)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    with pytest.raises(NotImplementedError, match="pad the batch with pad_sequence"):
+        pack_padded_sequence(ours, [3, 1, 2])

@@ -448,40 +448,89 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     """MultiheadAttention's forward as a function (PyTorch's signature; inputs (L, N, E) or
     (L, E)). Returns (output, weights or None). ``bias_k``/``bias_v``, ``add_zero_attn`` and
     ``static_k``/``static_v`` are not supported."""
-    from .attention import MultiheadAttention
-    from .module import Module
+    import math
+
+    from . import fused
 
     op = "multi_head_attention_forward"
     if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None \
             or static_v is not None:
         raise NotImplementedError(f"{op}: bias_k/bias_v, add_zero_attn and static_k/static_v "
                                   "are not supported")
-    E = int(embed_dim_to_check)
+    E, h = int(embed_dim_to_check), int(num_heads)
     if query.shape[-1] != E:
         raise ValueError(f"{op}: query of shape {tuple(query.shape)} received, expected a "
                          f"last dim of embed_dim_to_check = {E}")
-    if E % num_heads:
-        raise ValueError(f"{op}: embed_dim {E} is not divisible by num_heads {num_heads}")
+    if E % h:
+        raise ValueError(f"{op}: embed_dim {E} is not divisible by num_heads {h}")
     if use_separate_proj_weight:
         in_proj_weight = P.cat([q_proj_weight, k_proj_weight, v_proj_weight], 0)
-    m = Module.__new__(MultiheadAttention)
-    Module.__init__(m)
-    m.embed_dim, m.num_heads, m.head_dim = E, int(num_heads), E // int(num_heads)
-    m.dropout, m.batch_first, m.training = float(dropout_p), False, bool(training)
-    m.in_proj_weight, m.in_proj_bias = in_proj_weight, in_proj_bias
-    m.out_proj = _FunctionalLinear(out_proj_weight, out_proj_bias)
-    return MultiheadAttention.forward(m, query, key, value, key_padding_mask, need_weights,
-                                      attn_mask, average_attn_weights, is_causal)
+    batched = query.ndim == 3
+    if batched:
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    else:
+        query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+    N, L, _ = query.shape
+    S = key.shape[1]
+    d = E // h
+    ws = in_proj_weight.split(E, dim=0)
+    bs = in_proj_bias.split(E, dim=0) if in_proj_bias is not None else (None, None, None)
+    q, k, v = (fused.apply_present(fused.LinearOp, x, wi, bi)
+               for x, wi, bi in zip((query, key, value), ws, bs))
+    q = q.reshape(N, L, h, d).transpose(1, 2)
+    k = k.reshape(N, S, h, d).transpose(1, 2)
+    v = v.reshape(N, S, h, d).transpose(1, 2)
+    xp, dtype = q.xp, q._data.dtype
 
+    def additive(m, what):
+        if m is None:
+            return None
+        a = m._data if isinstance(m, Tensor) else xp.asarray(m)
+        if what == "key_padding_mask":
+            if not batched:
+                a = a[None]
+            if a.shape != (N, S):
+                raise ValueError(f"{op}: key_padding_mask of shape {a.shape} received, "
+                                 f"expected {(N, S)}")
+            shape = (N, 1, 1, S)
+        elif a.shape == (L, S):
+            shape = (L, S)
+        elif a.shape == (N * h, L, S):
+            shape = (N, h, L, S)
+        else:
+            raise ValueError(f"{op}: attn_mask of shape {a.shape} received, expected "
+                             f"{(L, S)} or {(N * h, L, S)}")
+        if a.dtype == xp.bool_:
+            return Tensor._wrap(xp.where(a, -math.inf, 0.0).astype(dtype).reshape(shape))
+        if isinstance(m, Tensor):
+            return m.type(q.dtype).reshape(shape)
+        return Tensor._wrap(a.astype(dtype).reshape(shape))
 
-class _FunctionalLinear:
-    def __init__(self, w, b):
-        self.w, self.b = w, b
-
-    def __call__(self, x):
-        from .fused import LinearOp, apply_present
-
-        return apply_present(LinearOp, x, self.w, self.b)
+    mask = additive(attn_mask, "attn_mask")
+    causal = is_causal and mask is None
+    kpm = additive(key_padding_mask, "key_padding_mask")
+    if kpm is not None:
+        mask = kpm if mask is None else mask + kpm
+    p = float(dropout_p) if training else 0.0
+    weights = None
+    if need_weights:
+        sc = (q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1)
+        if mask is not None:
+            sc = sc + mask
+        if causal:
+            sc = P.masked_fill(sc, fused.causal_upper(L, S), -math.inf)
+        a = P.softmax(sc, dim=-1)
+        a = fused.DropoutOp.apply(a, p=p) if p > 0 else a
+        o = a @ v
+        weights = a.mean(dim=1) if average_attn_weights else a
+    else:
+        o = fused.apply_present(fused.AttentionOp, q, k, v, mask, scale=1.0 / math.sqrt(d),
+                                causal=bool(causal), dropout_p=p)
+    o = o.transpose(1, 2).reshape(N, L, E)
+    out = fused.apply_present(fused.LinearOp, o, out_proj_weight, out_proj_bias)
+    if not batched:
+        return out.squeeze(0), (weights.squeeze(0) if weights is not None else None)
+    return out.transpose(0, 1), weights
 
 
 __all__ += ["multi_head_attention_forward"]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from .. import ops as P
 from ..autograd import no_grad
 from ..tensor import Tensor
+from . import rnn_utils as rnn
+
+sys.modules[__name__ + ".rnn"] = rnn  # `from chainrule.nn.utils.rnn import pad_sequence`
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
 
