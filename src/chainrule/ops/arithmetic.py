@@ -88,10 +88,11 @@ class Pow(Op):
         xp = self.xp
         ga = gb = None
         if self.needs[0]:
-            ga = g * b * a ** (b - 1)
             # d/da a**0 is 0 everywhere, also at a = 0 (where b * a**(b-1) is 0 * inf)
-            ga = xp.where(b == 0, 0, ga) if not isinstance(b, (int, float)) else (
-                xp.zeros_like(ga) if b == 0 else ga)
+            if isinstance(b, (int, float)):
+                ga = xp.zeros_like(g * a) if b == 0 else g * b * a ** (b - 1)
+            else:
+                ga = xp.where(b == 0, 0, g * b * a ** (b - 1))
         if self.needs[1]:
             if type(a) in (int, float):  # a Python base stays a weak scalar (keeps g's dtype)
                 gb = g * y * (math.log(a) if a > 0 else 0.0)
