@@ -325,3 +325,31 @@ def test_checkpoint_dict_through_file_objects_and_map_location(tmp_path):
     np.testing.assert_array_equal(m2.weight.detach().numpy(), m.weight.detach().numpy())
     with pytest.raises(TypeError, match="cannot store a Linear"):
         cr.save(m, tmp_path / "m.pt")
+
+
+# ----------------------------------------------------------------------------- silent differences
+
+@pytest.mark.parametrize("expr, expected", [
+    (lambda m: m.logical_not(m.tensor([0, 1, 2])), [True, False, False]),
+    (lambda m: m.fmod(m.tensor(-5.0), m.tensor(3.0)), -2.0),
+    (lambda m: m.remainder(m.tensor(-5.0), 3.0), 1.0),
+    (lambda m: m.tensor([5, 3]) & m.tensor([3, 6]), [1, 2]),
+    (lambda m: m.tensor([5, 3]) | m.tensor([3, 6]), [7, 7]),
+    (lambda m: m.tensor([5, 3]) ^ m.tensor([3, 6]), [6, 5]),
+    (lambda m: ~m.tensor([5, -3]), [-6, 2]),
+    (lambda m: m.tensor([5, 3]) & 1, [1, 1]),
+    (lambda m: m.tensor([True, False]) ^ m.tensor([True, True]), [False, True]),
+    (lambda m: ~m.tensor([True, False]), [False, True]),
+])
+def test_fixed_silent_differences(expr, expected):
+    got = expr(cr).tolist()
+    assert got == expected
+    if torch is not None:
+        assert expr(torch).tolist() == expected
+
+
+def test_var_and_std_read_a_bool_as_unbiased():
+    x = cr.tensor([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(x.var(False).item(), 14 / 9, rtol=1e-6)
+    np.testing.assert_allclose(x.std(False).item(), (14 / 9) ** 0.5, rtol=1e-6)
+    np.testing.assert_allclose(x.var(True).item(), 7 / 3, rtol=1e-6)

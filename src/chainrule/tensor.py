@@ -584,17 +584,30 @@ class Tensor:
     def __ne__(self, o):
         return _F.ne(self, o)
 
+    # ~ & | ^ are logical on bool tensors and bitwise on integer ones, as in PyTorch
     def __invert__(self):
-        return _F.logical_not(self)
+        if self._data.dtype == bool_:
+            return _F.logical_not(self)
+        return _nograd(lambda xp, a: xp.bitwise_not(a), self)
 
     def __and__(self, o):
-        return _F.logical_and(self, o)
+        if self._data.dtype == bool_ and _is_bool_operand(o):
+            return _F.logical_and(self, o)
+        return _nograd(lambda xp, a, b: xp.bitwise_and(a, b), self, o)
 
     def __or__(self, o):
-        return _F.logical_or(self, o)
+        if self._data.dtype == bool_ and _is_bool_operand(o):
+            return _F.logical_or(self, o)
+        return _nograd(lambda xp, a, b: xp.bitwise_or(a, b), self, o)
 
     def __xor__(self, o):
-        return _F.logical_xor(self, o)
+        if self._data.dtype == bool_ and _is_bool_operand(o):
+            return _F.logical_xor(self, o)
+        return _nograd(lambda xp, a, b: xp.bitwise_and(xp.bitwise_or(a, b),
+                                                       xp.bitwise_not(xp.bitwise_and(a, b))),
+                       self, o)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def __getitem__(self, index):
         return _F.getitem(self, index)
@@ -716,6 +729,12 @@ from .ops._methods import attach as _attach_methods  # noqa: E402
 from .ops.arithmetic import Add as _Add  # noqa: E402
 from .ops.arithmetic import Mul as _Mul  # noqa: E402
 from .ops.index import _index_arrays  # noqa: E402
+from .ops.nograd import _nograd  # noqa: E402
+
+
+def _is_bool_operand(o):
+    return isinstance(o, bool) or (isinstance(o, Tensor) and o._data.dtype == bool_) or (
+        hasattr(o, "dtype") and getattr(o, "dtype", None) == bool_)
 
 # Every op function declared a Tensor method (``@tensor_method`` in chainrule.ops) becomes one:
 # ``Tensor.sum is chainrule.sum``.

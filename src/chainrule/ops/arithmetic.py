@@ -210,7 +210,10 @@ def remainder(a, b):
     return _nograd(lambda xp, x, y: xp.remainder(x, y), a, b)
 
 
-fmod = remainder
+def fmod(a, b):
+    """C's remainder: the result has the sign of the dividend (``fmod(-5., 3.)`` is -2), where
+    :func:`remainder` has the divisor's (1)."""
+    return _nograd(lambda xp, x, y: xp.fmod(x, y), a, b)
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
            "negative", "pow", "square", "reciprocal", "floor_divide", "remainder", "fmod"]

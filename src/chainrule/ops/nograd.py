@@ -77,7 +77,7 @@ logical_xor = _cmp("logical_xor", "logical_xor")
 
 @tensor_method()
 def logical_not(x):
-    return _nograd(lambda xp, a: xp.logical_not(a) if a.dtype == bool else ~a, x)
+    return _nograd(lambda xp, a: xp.logical_not(a), x)
 
 
 @tensor_method()

@@ -269,6 +269,8 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 @tensor_method()
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     x = _need_float(x, "var")
+    if isinstance(dim, bool):  # var(False): PyTorch's var(unbiased), not a dim
+        dim, unbiased = None, dim
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     return Var.apply(x, dims=_dims(x, dim, "var"), correction=correction, keepdim=keepdim)
