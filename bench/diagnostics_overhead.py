@@ -65,8 +65,8 @@ def train_step(model, opt, x, y):
 
 def timed(watcher):
     """Wrap the watcher's parts to add their wall time into ``spent``."""
-    spent = {"arm": 0.0, "forward hooks": 0.0, "gradient hooks": 0.0, "read_grads": 0.0,
-             "record": 0.0}
+    spent = {"arm": 0.0, "forward hooks": 0.0, "gradient hooks": 0.0, "backward gains": 0.0,
+             "read_grads": 0.0, "update": 0.0, "record": 0.0}
 
     def wrap(name, key):
         fn = getattr(watcher, name)
@@ -82,10 +82,29 @@ def timed(watcher):
     wrap("_arm", "arm")
     wrap("_push", "forward hooks")
     wrap("_on_forward", "forward hooks")
+    wrap("_on_root_input", "forward hooks")
+    wrap("_on_root_output", "forward hooks")
+    wrap("_on_mode", "forward hooks")
     wrap("_on_op", "forward hooks")
     wrap("_on_grad", "gradient hooks")
+    wrap("_on_ce_grad", "gradient hooks")
+    wrap("_on_gain", "backward gains")
     wrap("_read_grads", "read_grads")
-    wrap("_record", "record")
+    wrap("_measure_update", "update")
+    # the record includes the causal probe of a next-token model (two forwards of one
+    # example, once per run): it is timed apart, not as a per-step cost
+    wrap("_causal_probe", "probe (once)")
+    spent["probe (once)"] = 0.0
+    record = watcher._record
+
+    def timed_record(*a, **k):
+        t = time.perf_counter()
+        before = spent["probe (once)"]
+        try:
+            return record(*a, **k)
+        finally:
+            spent["record"] += time.perf_counter() - t - (spent["probe (once)"] - before)
+    watcher._record = timed_record
     return spent
 
 
@@ -130,6 +149,7 @@ def main():
         w._arm()
     w.close()
     T = statistics.median(plain)
+    probe = spent.pop("probe (once)")
     per_gather = sum(spent.values()) / armed_steps
     # a non-gathering step costs the list appends of watcher.step and the wrapped optimizer
     # step's one check: measure them alone
@@ -155,6 +175,7 @@ def main():
     print("watcher work per gathering step: " + ", ".join(
         f"{key} {v / armed_steps * 1e3:.2f} ms" for key, v in spent.items())
         + f"; total {per_gather * 1e3:.2f} ms ({per_gather / T:.1%} of a step)")
+    print(f"causal probe (once per run): {probe * 1e3:.1f} ms")
     print(f"watcher work per non-gathering step: {per_plain * 1e6:.2f} us")
     print(f"overhead at interval {k}: {overhead:.3%} of step time (direct timing)")
     G = statistics.median(gathering)
