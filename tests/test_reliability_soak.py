@@ -140,3 +140,70 @@ def test_sigkill_at_random_moments_resumes_bit_identically(tmp_path):
         else:
             assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
     assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+_FT_CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    import safetensors.numpy
+    from chainrule.finetune.trainer import FinetuneSpec, finetune, resume
+    from chainrule.train.config import TrainConfig
+
+    real = safetensors.numpy.save_file
+
+    def slow_save(tensors, filename, metadata=None):
+        print("IN_SAVE", flush=True)
+        real(tensors, filename, metadata=metadata)
+        time.sleep(0.05)
+
+    safetensors.numpy.save_file = slow_save
+    values, run = json.loads(sys.argv[1]), sys.argv[2]
+    spec = values.pop("spec")
+
+    def on_step(step, loss):
+        print(f"STEP {step}", flush=True)
+
+    if os.path.exists(os.path.join(run, "checkpoint.safetensors")):
+        resume(run, on_step=on_step)
+    else:
+        finetune(FinetuneSpec(**spec), TrainConfig(**values), on_step=on_step)
+    print("DONE", flush=True)
+""")
+
+
+def test_sigkill_during_finetune_resumes_bit_identically(tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    from chainrule.finetune.trainer import FinetuneSpec, finetune
+    from test_reliability_finetune import write_tiny_hf
+
+    write_tiny_hf(tmp_path / "base")
+    data = tmp_path / "d.txt"
+    data.write_text("the cat sat on the mat; " * 200, encoding="utf-8")
+    spec = dict(model=str(tmp_path / "base"), method="lora", lora_rank=2)
+    values = dict(data=str(data), block_size=16, batch_size=2, max_iters=16,
+                  learning_rate=1e-2, warmup_iters=1, eval_interval=4, eval_iters=1,
+                  log_interval=1, checkpoint_interval=2, sample_tokens=0,
+                  diagnose_interval=0, out_dir=str(tmp_path), progress=False)
+    from chainrule.train.config import TrainConfig
+
+    full = finetune(FinetuneSpec(**spec), TrainConfig(**dict(values, name="full")))
+    run = os.path.join(tmp_path, "soak")
+    monkeypatch.setattr(sys.modules[__name__], "_CHILD", _FT_CHILD)
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        if _kill_at(dict(values, name="soak", spec=spec), run, rng):
+            break
+        kills += 1
+    else:
+        from chainrule.finetune.trainer import resume
+
+        resume(run)
+    assert kills >= 3
+    assert _metrics(run) == _metrics(full.run_dir)
+    a = _flat(cr.load(os.path.join(run, "checkpoint.safetensors")))
+    b = _flat(cr.load(os.path.join(full.run_dir, "checkpoint.safetensors")))
+    for k in b:
+        if isinstance(b[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        elif k not in ("/elapsed", "/config/name"):
+            assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
