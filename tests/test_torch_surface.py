@@ -353,3 +353,11 @@ def test_var_and_std_read_a_bool_as_unbiased():
     np.testing.assert_allclose(x.var(False).item(), 14 / 9, rtol=1e-6)
     np.testing.assert_allclose(x.std(False).item(), (14 / 9) ** 0.5, rtol=1e-6)
     np.testing.assert_allclose(x.var(True).item(), 7 / 3, rtol=1e-6)
+
+
+def test_shape_errors_are_also_runtime_errors():
+    for call in (lambda: cr.ones(2).item(), lambda: cr.ones(2).add_(cr.ones(3))):
+        with pytest.raises(RuntimeError):
+            call()
+        with pytest.raises(ValueError):
+            call()

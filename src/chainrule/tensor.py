@@ -25,6 +25,11 @@ from .dtypes import uint8 as uint8
 _new = object.__new__
 
 
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong shape for the call: a ValueError, and a RuntimeError as PyTorch
+    raises for the same case (``except RuntimeError`` in ported code still catches it)."""
+
+
 class Tensor:
     """An n-dimensional array that records the ops applied to it for reverse-mode autograd."""
 
@@ -329,7 +334,7 @@ class Tensor:
     # -- conversion -------------------------------------------------------------------------
     def item(self):
         if self._data.size != 1:
-            raise ValueError(
+            raise ShapeError(
                 f"item(): only a one-element tensor converts to a Python number, got shape "
                 f"{tuple(self.shape)}"
             )
@@ -438,7 +443,7 @@ class Tensor:
         try:
             ufunc(self._data, o, out=self._data, casting="unsafe")
         except ValueError as e:
-            raise ValueError(
+            raise ShapeError(
                 f"{name}: operand of shape {tuple(getattr(o, 'shape', ()))} does not broadcast "
                 f"to the tensor's shape {tuple(self._data.shape)} ({e})"
             ) from None
