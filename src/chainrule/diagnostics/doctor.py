@@ -846,11 +846,21 @@ def _regression_on_classes(run, found):
     t = recs[0]["regression"]
     out_shape = (recs[0].get("output") or {}).get("shape") or []
     single = len(out_shape) == 1 or (len(out_shape) >= 2 and out_shape[-1] == 1)
-    distinct = t.get("distinct", 0)
+    # the values over all checked batches together
+    pooled: dict = {}
+    for r in recs:
+        for v, c in zip(r["regression"].get("values", []), r["regression"].get("counts", [])):
+            pooled[v] = pooled.get(v, 0) + c
+    if pooled:
+        n = sum(pooled.values())
+        lo, hi, distinct = min(pooled), max(pooled), len(pooled)
+        big, small = max(pooled.values()) / n, min(pooled.values()) / n
+    else:
+        lo, hi, distinct = t["min"], t["max"], t.get("distinct", 0)
+        big, small = t.get("max_share", 1.0), t.get("min_share", 0.0)
     # class indices: 0..K-1, every one present, none much commoner or rarer than 1/K
-    classlike = (3 <= distinct <= 100 and t["min"] == 0 and t["max"] == distinct - 1
-                 and t.get("max_share", 1.0) <= 2.0 / distinct
-                 and t.get("min_share", 0.0) >= 0.5 / distinct)
+    classlike = (3 <= distinct <= 100 and lo == 0 and hi == distinct - 1
+                 and big <= 2.0 / distinct and small >= 0.5 / distinct)
     end = _final_loss(run)
     var = statistics.mean(r["regression"]["var"] for r in recs)
     if not (single and classlike and end is not None and var > 0 and end >= CLASS_GAP * var):
@@ -858,7 +868,7 @@ def _regression_on_classes(run, found):
     where = (recs[0].get("output") or {}).get("module") or ""
     return [Finding(
         "regression_on_class_labels", where, recs[0]["step"],
-        f"the regression loss's target holds only the integers {t['min']:g}..{t['max']:g} "
+        f"the regression loss's target holds only the integers {lo:g}..{hi:g} "
         f"({distinct} distinct values), as class labels do, and the model gives one number per "
         f"example; the loss ends at {_fmt(end)}, {end / var:.0%} of the targets' variance "
         f"{_fmt(var)} (predicting their mean): as numbers, class indices get an order and "
@@ -1089,8 +1099,8 @@ def _no_gradient(run, _found):
 
 
 def _nonfinite(run, found):
-    if any(f.kind == "exploding" and "grew from" in f.message for f in found):
-        return []  # the non-finite values are where the explosion ended
+    if any(f.kind == "exploding" and (f.module or "grew from" in f.message) for f in found):
+        return []  # the non-finite values are where the explosion named already ended
     order = run.order
     for r in run.records:
         bad = [p for p, m in r["modules"].items() if m.get("grad", {}).get("nonfinite")]
@@ -1212,12 +1222,21 @@ def _exploding(run, found):
     if amp is not None and amp[3] >= AMPLIFY_TOTAL and amp[2] >= AMPLIFY_PER_CALL:
         spike, imp = _spike(run), run.improved()
         bad = run.nonfinite_loss()
-        if spike is not None or bad is not None or (imp is not None and imp > 1.0):
+        ce = next((r["cross_entropy"] for r in run.records if r.get("cross_entropy")), None)
+        huge = (ce is not None and run.finite and ce.get("classes", 0) > 1
+                and run.finite[0][1] > 10 * math.log(ce["classes"]))
+        if spike is not None or bad is not None or (imp is not None and imp > 1.0) or huge:
             p, calls, per, total, r = amp
-            shown = (f"the loss became {run.values[run.steps.index(bad)]} at step {bad}"
-                     if bad is not None else
-                     f"the loss jumped to {_fmt(spike[1])} at step {spike[0]}" if spike
-                     else f"the loss rose {imp:.2g}x")
+            if bad is not None:
+                shown = f"the loss became {run.values[run.steps.index(bad)]} at step {bad}"
+            elif huge:
+                shown = (f"the loss started at {_fmt(run.finite[0][1])}, "
+                         f"{run.finite[0][1] / math.log(ce['classes']):.0f}x the chance level "
+                         f"ln({ce['classes']})")
+            elif spike is not None:
+                shown = f"the loss jumped to {_fmt(spike[1])} at step {spike[0]}"
+            else:
+                shown = f"the loss rose {imp:.2g}x"
             out.append(Finding(
                 "exploding", p, r["step"],
                 f"backward multiplies the gradient by {per:.2g} on average each of the {calls} "
@@ -1506,7 +1525,9 @@ def _loss_rules(run, found):
     out = []
     finite = run.finite
     causes = _kinds(found) & CAUSES
-    spike = _spike(run) if not causes and "exploding" not in _kinds(found) else None
+    # a spike that an explosion or a learning rate too high shows already is not repeated
+    spike = (_spike(run) if not causes and not _kinds(found) & {"exploding", "lr_too_high"}
+             else None)
     if spike is not None:
         s, v, med, n, start = spike
         out.append(Finding(
@@ -1555,7 +1576,6 @@ _RULES = (
     _inputs, _symmetric, _dropout_high,
     _probabilities, _regression_on_classes, _output_range, _causal_leak,
     _no_gradient, _exploding, _nonfinite, _vanishing, _not_updated,
-    _chance, _unshuffled,
-    _learning_rate, _dead_relu, _saturated, _zero_gradient,
+    _learning_rate, _chance, _unshuffled, _dead_relu, _saturated, _zero_gradient,
     _loss_rules,
 )

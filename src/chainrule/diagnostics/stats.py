@@ -369,4 +369,6 @@ def target_stats(t, sample: int = 4096) -> dict:
         out["distinct"] = int(min(len(vals), 100))
         out["max_share"] = float(counts.max() / s.size)
         out["min_share"] = float(counts.min() / s.size)
+        if len(vals) <= 32:
+            out["values"], out["counts"] = vals.tolist(), counts.tolist()
     return out
