@@ -306,3 +306,22 @@ def test_training_in_eval_mode_switches_dropout_off_in_pytorch_too():
     x = torch.from_numpy(blobs(0)[0][:16])
     with torch.no_grad():
         assert not m.training and torch.equal(m(x), m(x))
+
+
+def test_a_loop_that_never_calls_backward_is_named_no_gradient_once():
+    cr.manual_seed(0)
+    m = mlp(8, 32, 4)
+    opt = SGD(m.parameters(), lr=0.1)
+    from chainrule.diagnostics import watch
+
+    w = watch(m, opt, interval=5)
+    x, y = blobs(0)
+    for s in range(30):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(m(cr.tensor(x[:32])), cr.tensor(y[:32]))
+        opt.step()  # no loss.backward()
+        w.step(s, loss.item())
+    (f,) = loud(w.findings())
+    assert (f.kind, f.module, f.severity) == ("no_gradient", "", "error")
+    assert "backward never ran" in f.message
+    assert all(p.grad is None for p in m.parameters())

@@ -334,3 +334,47 @@ def test_a_missing_causal_mask_lets_the_loss_fall_below_the_data_in_pytorch_too(
             losses.append(loss.item())
         end[causal] = tail_mean(losses)
     assert end[False] < 0.6 * end[True]
+
+
+# ----------------------------------------------------------------------------- more of the same
+
+
+def test_a_sigmoid_before_cross_entropy_is_named_with_the_softmax_case():
+    cr.manual_seed(0)
+    m = nn.Sequential(mlp(8, 32, 4), nn.Sigmoid())
+    w = fit(m, Adam(m.parameters(), lr=1e-2), blobs(0))
+    f = finding(w, "probabilities_to_cross_entropy")
+    assert f.module == "1" and "squashed into [0, 1]" in f.message
+    assert [k.kind for k in loud(w.findings())] == ["probabilities_to_cross_entropy"]
+    assert min(w.losses) > math.log1p(3 / math.e)  # independently: held above the floor
+
+
+def _raw_targets(opt_cls, lr, scale=True):
+    x, y = regression(0)
+    target = (300 * y + 2000).astype(np.float32) if scale else y
+    cr.manual_seed(0)
+    m = mlp(8, 32, 1)
+    return fit(m, opt_cls(m.parameters(), lr=lr), (x, target), loss="mse")
+
+
+def test_regression_targets_in_raw_units_are_named_target_not_normalized():
+    w = _raw_targets(SGD, 0.01)
+    f = finding(w, "target_not_normalized")
+    assert (f.module, f.severity) == ("", "error")  # the run diverged
+    assert "mean 2.03e+03" in f.message and "the run diverged" in f.message
+    assert w.findings()[0].kind == "target_not_normalized"  # the cause comes first
+    assert not all(math.isfinite(v) for v in w.losses)
+    slow = _raw_targets(Adam, 1e-2)  # Adam does not diverge, but gets nowhere
+    assert finding(slow, "target_not_normalized").severity == "warning"
+    assert tail_mean(slow.losses) > 0.5 * 300 ** 2 * float(regression(0)[1].var())
+    fixed = _raw_targets(SGD, 0.01, scale=False)
+    assert loud(fixed.findings()) == []
+
+
+def test_regression_targets_in_raw_units_diverge_in_pytorch_too():
+    torch = pytest.importorskip("torch")
+    x, y = regression(0)
+    m = torch_mlp(8, 32, 1)
+    losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.01),
+                       (x, (300 * y + 2000).astype(np.float32)), loss="mse")
+    assert not all(math.isfinite(v) for v in losses)

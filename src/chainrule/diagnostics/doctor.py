@@ -63,6 +63,7 @@ DECAY_RATE = 1e-2  # ... or shrinking them by 1% a step (lr x weight_decay): a 7
 DECAY_SHRINK = 0.5  # ... and the weights shrank to half their norm
 INPUT_SCALE_HIGH = 20.0  # a feature with RMS above this: inputs not normalised
 INPUT_SCALE_LOW = 1e-3  # inputs with RMS below this (and not zero)
+TARGET_SCALE_HIGH = 100.0  # regression targets with an RMS above this: in raw units
 DROPOUT_HIGH = 0.8  # a dropout probability this high drops nearly everything
 CHANCE_SHARE = 0.85  # the loss at 85% or more of the chance level, all along: at chance
 CYCLE_MIN = 4  # cycles of the loss needed to call it periodic
@@ -81,7 +82,7 @@ CAUSES = frozenset({
     "input_not_normalized", "input_degenerate", "symmetric_init", "dropout_too_high",
     "probabilities_to_cross_entropy", "regression_on_class_labels", "output_range_mismatch",
     "loss_at_chance", "unshuffled_data", "not_in_optimizer", "not_updated", "no_gradient",
-    "causal_leak",
+    "causal_leak", "target_not_normalized",
 })
 
 
@@ -780,27 +781,44 @@ def _ce_records(run):
 
 
 def _probabilities(run, found):
+    """cross_entropy fed probabilities (a softmax) or values squashed into [0, 1] (a
+    sigmoid) instead of logits."""
     recs = _ce_records(run)
-    probs = [r for r in recs if r["cross_entropy"].get("prob_like")]
-    if not probs or len(probs) * 2 < len(recs) or not recs[-1]["cross_entropy"].get("prob_like"):
-        return []
+    key = "prob_like"
+    probs = [r for r in recs if r["cross_entropy"].get(key)]
+    if not probs or len(probs) * 2 < len(recs) or not recs[-1]["cross_entropy"].get(key):
+        key = "bounded"
+        probs = [r for r in recs if r["cross_entropy"].get(key)]
+        if not probs or len(probs) * 2 < len(recs) or not recs[-1]["cross_entropy"].get(key):
+            return []
     r = probs[0]
     ce = r["cross_entropy"]
     C = ce["classes"]
-    where = ce.get("softmax_at")
+    out = r.get("output") or {}
+    where = ce.get("softmax_at") if key == "prob_like" else None
     if where is None:
-        where = (r.get("output") or {}).get("module") or ""
+        where = out.get("module") or ""
     floor = math.log1p((C - 1) / math.e)
-    at = f" (the softmax in '{where}')" if where else ""
+    if key == "prob_like":
+        what = "already probabilities"
+        rows = "lies in [0, 1] and sums to 1"
+        at = f" (the softmax in '{where}')" if where else ""
+        fix = ("return logits from the model (drop the final softmax), or use "
+               "nll_loss(log_softmax(x)) if the model must output probabilities")
+    else:
+        op = (out.get("op") or "").lower()
+        what = "squashed into [0, 1]"
+        rows = "lies in [0, 1]"
+        at = (f" (the {op} after '{where}')" if op in ("sigmoid", "softmax") and where
+              else f" (after '{where}')" if where else "")
+        fix = "return logits from the model: drop the sigmoid before cross_entropy"
     return [Finding(
         "probabilities_to_cross_entropy", where, r["step"],
-        f"cross_entropy's input is already probabilities: in {len(probs)} of {len(recs)} "
-        f"checks every row of its ({ce['rows']}, {C}) input lies in [0, 1] and sums to 1{at}. "
-        "cross_entropy takes logits and applies log-softmax itself, so here the loss cannot "
-        f"fall below {floor:.3g} (a one-hot input) and its gradients are squashed",
-        "return logits from the model (drop the final softmax), or use "
-        "nll_loss(log_softmax(x)) if the model must output probabilities",
-        "error", [])]
+        f"cross_entropy's input is {what}: in {len(probs)} of {len(recs)} checks every row of "
+        f"its ({ce['rows']}, {C}) input {rows}{at}. cross_entropy takes logits and applies "
+        f"log-softmax itself, so here the loss cannot fall below {floor:.3g} (a one-hot "
+        "input) and its gradients are squashed",
+        fix, "error", [])]
 
 
 def _causal_leak(run, found):
@@ -876,6 +894,31 @@ def _regression_on_classes(run, found):
         "if these are class labels, give the output layer one logit per class and use "
         "cross_entropy with the integer labels",
         "warning", [])]
+
+
+def _target_scale(run, found):
+    """Regression targets in raw units (thousands), with a run that shows it."""
+    recs = [r for r in run.records if r.get("regression")]
+    if not recs or len(recs) * 2 < len(run.records):
+        return []
+    t = recs[0]["regression"]
+    scale = math.sqrt(t["mean"] ** 2 + t["var"])
+    if scale <= TARGET_SCALE_HIGH or "output_range_mismatch" in _kinds(found):
+        return []
+    imp = run.improved()
+    if not (run.nonfinite_loss() is not None or imp is None or imp > 0.5
+            or _spike(run) is not None):
+        return []
+    return [Finding(
+        "target_not_normalized", "", recs[0]["step"],
+        f"the regression targets are far from unit scale: mean {_fmt(t['mean'])}, std "
+        f"{_fmt(math.sqrt(t['var']))} (range {_fmt(t['min'])}..{_fmt(t['max'])}), so the loss "
+        f"and its gradients are {scale ** 2:.2g} times those of standardised targets, and "
+        + ("the run diverged" if run.nonfinite_loss() is not None else
+           "the loss did not halve" if imp is None or imp > 0.5 else "the loss spikes"),
+        "standardise the targets (subtract their mean, divide by their std) and undo it on "
+        "the predictions, or scale the loss",
+        "error" if run.nonfinite_loss() is not None else "warning", [])]
 
 
 _RANGES = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "Relu": (0.0, math.inf),
@@ -1077,7 +1120,18 @@ def _not_updated(run, found):
 
 def _no_gradient(run, _found):
     seen = run.seen
+    trained = [n for n, p in run.meta["params"].items()
+               if p["requires_grad"] and p.get("in_optimizer", True)]
     if not seen:
+        if len(run.records) >= 2 and trained:
+            return [Finding(
+                "no_gradient", "", run.records[0]["step"],
+                f"no parameter received a gradient in any of {len(run.records)} checked "
+                "steps: backward never ran, or the loss it ran from does not depend on the "
+                "model",
+                "call loss.backward() every step, on a loss computed from the model's "
+                "output with grad on (not under no_grad(), not from .detach()/.item())",
+                "error", [])]
         return []
     params = run.meta["params"]
     cut = [n for n, p in params.items()
@@ -1340,7 +1394,7 @@ def _learning_rate(run, found):
     high = [(r, m, ratios) for r, m, ratios in med if m > RATIO_HIGH and not _warming_up(run, r)]
     if (high and poor and (len(high) >= 2 or diverged)
             and not _kinds(found) & {"uphill_update", "weight_decay_dominates",
-                                     "grad_accumulates"}
+                                     "grad_accumulates", "target_not_normalized"}
             and not any(f.kind == "exploding" and "passes back through" in f.message
                         for f in found)):  # a recurrence that amplifies: named already
         r, m, ratios = high[0]
@@ -1448,7 +1502,7 @@ def _saturated(run, found):
     meta, records = run.meta, run.records
     first = meta.get("order", [None])[:1]
     scaled = "input_not_normalized" in _kinds(found)
-    ranged = _modules_named(found, {"output_range_mismatch"})
+    ranged = _modules_named(found, {"output_range_mismatch", "probabilities_to_cross_entropy"})
     out = []
     for path, a in _act_paths(records).items():
         if a.get("kind") != "saturating":
@@ -1574,7 +1628,7 @@ _RULES = (
     _grad_accumulates, _step_without_grad, _no_optimizer_step, _clip_too_tight, _lr_decayed,
     _uphill, _weight_decay, _eval_mode,
     _inputs, _symmetric, _dropout_high,
-    _probabilities, _regression_on_classes, _output_range, _causal_leak,
+    _probabilities, _regression_on_classes, _output_range, _target_scale, _causal_leak,
     _no_gradient, _exploding, _nonfinite, _vanishing, _not_updated,
     _learning_rate, _chance, _unshuffled, _dead_relu, _saturated, _zero_gradient,
     _loss_rules,

@@ -285,7 +285,8 @@ def logit_stats(x, rows: int = 256):
     if not ok.any():
         return out, idx, None
     s, idx = s[ok], idx[ok]
-    out["prob_like"] = bool(s.min() >= 0.0 and s.max() <= 1.0
+    out["bounded"] = bool(s.min() >= 0.0 and s.max() <= 1.0)  # a sigmoid's or a softmax's
+    out["prob_like"] = bool(out["bounded"]
                             and float(np.abs(s.sum(axis=1) - 1.0).max()) < 1e-3)
     z = s - s.max(axis=1, keepdims=True)
     e = np.exp(z)
