@@ -787,8 +787,11 @@ def _probabilities(run, found):
     key = "prob_like"
     probs = [r for r in recs if r["cross_entropy"].get(key)]
     if not probs or len(probs) * 2 < len(recs) or not recs[-1]["cross_entropy"].get(key):
+        # values in [0, 1] that a sigmoid made (logits that happen to lie there, as the
+        # constant output of dead units, are something else)
         key = "bounded"
-        probs = [r for r in recs if r["cross_entropy"].get(key)]
+        probs = [r for r in recs if r["cross_entropy"].get(key)
+                 and (r.get("output") or {}).get("op") == "Sigmoid"]
         if not probs or len(probs) * 2 < len(recs) or not recs[-1]["cross_entropy"].get(key):
             return []
     r = probs[0]
