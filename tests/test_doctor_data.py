@@ -15,7 +15,7 @@ import pytest
 import chainrule as cr
 from blas_threads import one_blas_thread_limits
 from chainrule.optim import SGD, Adam
-from test_doctor_healthy import blobs, fit, loud, mlp, tail_mean, torch_fit, torch_mlp
+from test_doctor_healthy import blobs, fit, import_torch, loud, mlp, tail_mean, torch_fit, torch_mlp
 from test_doctor_loop import finding
 
 one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
@@ -54,7 +54,7 @@ def test_inputs_in_raw_pixel_units_are_named_input_not_normalized():
 
 
 def test_inputs_in_raw_pixel_units_fail_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.05), pixels())
     assert not tail_mean(losses) < 0.9 * math.log(4)
@@ -86,7 +86,7 @@ def test_inputs_that_carry_nothing_are_named_input_degenerate(what, x_fn, words)
 
 
 def test_inputs_that_carry_nothing_teach_nothing_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     losses = torch_fit(m, torch.optim.Adam(m.parameters(), lr=1e-2), blobs(0),
                        x_fn=lambda x: x * 0)
@@ -130,7 +130,7 @@ def test_a_zero_initialised_output_layer_is_not_symmetric_init():
 
 
 def test_weights_initialised_to_a_constant_stay_copies_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 32, 4)
     with torch.no_grad():
         for p in m.parameters():
@@ -163,6 +163,6 @@ def test_a_dropout_probability_that_drops_nearly_everything_is_named():
 
 
 def test_a_dropout_probability_of_0_9_drops_nine_in_ten_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     drop = torch.nn.Dropout(0.9)
     assert 0.87 < float((drop(torch.ones(1000, 64)) == 0).float().mean()) < 0.93

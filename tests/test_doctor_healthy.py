@@ -301,11 +301,19 @@ def fit(model, opt, data, *, loss="ce", steps=120, interval=10, batch=32, sched=
     return w
 
 
+def import_torch():
+    """PyTorch, with one intra-op thread (these tensors are small: threads only contend), or
+    the test is skipped."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
 def torch_fit(model, opt, data, *, loss="ce", steps=120, batch=32, sched=None, sched_every=1,
               clip=None, zero="before", order="normal", eval_at_start=False, shuffle=True,
               seed=0, x_fn=None):
     """The same loop in PyTorch (for the runs' twins there); returns every step's loss."""
-    import torch
+    torch = import_torch()
 
     stream = _batches(data, batch, shuffle, seed, x_fn)
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -335,7 +343,7 @@ def torch_fit(model, opt, data, *, loss="ce", steps=120, batch=32, sched=None, s
 
 
 def torch_mlp(*sizes, act="relu", dropout=0.0, seed=0):
-    import torch
+    torch = import_torch()
 
     torch.manual_seed(seed)
     layers = []

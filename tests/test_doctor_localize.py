@@ -17,7 +17,7 @@ from blas_threads import one_blas_thread_limits
 from chainrule import nn
 from chainrule.diagnostics import diagnose
 from chainrule.optim import SGD, Adagrad, Adam
-from test_doctor_healthy import LoopRNN, blobs, fit, loud, mlp, sequences
+from test_doctor_healthy import LoopRNN, blobs, fit, import_torch, loud, mlp, sequences
 from test_doctor_loop import finding
 
 one_blas_thread = pytest.fixture(scope="module", autouse=True)(one_blas_thread_limits)
@@ -70,7 +70,7 @@ def test_a_recurrence_with_gain_one_is_silent():
 
 
 def test_an_exploding_recurrence_explodes_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     torch.manual_seed(0)
     wx, wh, head = torch.nn.Linear(2, 16), torch.nn.Linear(16, 16, bias=False), \
         torch.nn.Linear(16, 2)

@@ -21,6 +21,7 @@ from test_doctor_healthy import (
     blobs,
     fit,
     head_mean,
+    import_torch,
     loud,
     mlp,
     tail_mean,
@@ -79,7 +80,7 @@ def test_missing_zero_grad_is_named_grad_accumulates_and_the_fixed_loop_is_silen
 
 
 def test_missing_zero_grad_accumulates_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.05), blobs(0), zero="none", steps=40)
     x, y = blobs(0)
@@ -111,7 +112,7 @@ def test_step_before_backward_is_named_step_without_grad():
 
 
 def test_step_without_grad_learns_nothing_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     before = [p.detach().clone() for p in m.parameters()]
     torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.1), blobs(0), zero="between", steps=30)
@@ -134,7 +135,7 @@ def test_clipping_to_almost_nothing_is_named_clip_too_tight():
 
 
 def test_clipping_to_almost_nothing_learns_nothing_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.1), blobs(0), clip=1e-5)
     assert tail_mean(losses) > 0.95 * head_mean(losses)
@@ -165,7 +166,7 @@ def test_a_per_epoch_schedule_stepped_per_iteration_is_named_lr_decayed():
 
 
 def test_a_per_iteration_steplr_stops_learning_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     out = {}
     for every in (1, 8):
         m = torch_mlp(8, 32, 4)
@@ -227,7 +228,7 @@ def test_a_hand_written_update_with_the_wrong_sign_is_named_uphill_update():
 
 
 def test_maximize_true_climbs_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.05, maximize=True), blobs(0))
     assert tail_mean(losses) > 10 * head_mean(losses)
@@ -260,7 +261,7 @@ def test_weight_decay_that_swamps_the_gradient_is_named(opt_cls, wd, lr):
 
 
 def test_weight_decay_that_swamps_the_gradient_stops_learning_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 32, 4)
     losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.1, weight_decay=5.0), blobs(0))
     assert tail_mean(losses) > 0.9 * math.log(4)
@@ -299,7 +300,7 @@ def test_an_evaluation_pass_with_grad_on_between_training_steps_is_not_eval_trai
 
 
 def test_training_in_eval_mode_switches_dropout_off_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch_mlp(8, 64, 64, 4, dropout=0.5)
     torch_fit(m, torch.optim.Adam(m.parameters(), lr=3e-3), blobs(0), eval_at_start=True,
               steps=20)

@@ -19,6 +19,7 @@ from chainrule.optim import SGD, Adam
 from test_doctor_healthy import (
     blobs,
     fit,
+    import_torch,
     loud,
     mlp,
     regression,
@@ -79,7 +80,7 @@ def test_a_functional_softmax_in_forward_is_named_by_the_layer_it_follows():
 
 
 def test_probabilities_fed_to_cross_entropy_are_held_above_the_floor_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     m = torch.nn.Sequential(torch_mlp(8, 32, 4), torch.nn.Softmax(dim=1))
     losses = torch_fit(m, torch.optim.Adam(m.parameters(), lr=1e-2), blobs(0))
     assert min(losses) > math.log1p(3 / math.e)
@@ -129,7 +130,7 @@ def test_a_regression_on_integer_counts_is_not_class_labels():
 
 
 def test_mse_on_class_indices_classifies_worse_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     x, y = sectors()
     m = torch_mlp(2, 32, 32, 1)
     torch_fit(m, torch.optim.Adam(m.parameters(), lr=1e-2), (x, y[:, None].astype(np.float32)),
@@ -164,7 +165,7 @@ def test_a_sigmoid_output_for_targets_beyond_one_is_named_output_range_mismatch(
 
 
 def test_a_sigmoid_output_cannot_reach_the_targets_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     x, y = regression(0)
     m = torch.nn.Sequential(torch_mlp(8, 32, 1), torch.nn.Sigmoid())
     losses = torch_fit(m, torch.optim.Adam(m.parameters(), lr=1e-2), (x, 5 + 3 * y),
@@ -196,7 +197,7 @@ def test_labels_that_do_not_match_the_inputs_are_named_loss_at_chance():
 
 
 def test_labels_that_do_not_match_the_inputs_stay_at_chance_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     x, y = blobs(0)
     y = np.random.default_rng(99).permutation(y)
     m = torch_mlp(8, 32, 4)
@@ -252,7 +253,7 @@ def test_a_loss_that_cycles_with_sorted_data_is_named_unshuffled_data():
 
 
 def test_sorted_batches_forget_the_first_class_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     x, y = blobs(0, spread=2.0)
     o = np.argsort(y, kind="stable")
     acc = {}
@@ -300,7 +301,7 @@ def test_a_missing_causal_mask_is_named_causal_leak_at_the_attention():
 
 
 def test_a_missing_causal_mask_lets_the_loss_fall_below_the_data_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
 
     class LM(torch.nn.Module):
         def __init__(self, causal, V=16, T=12, d=32):
@@ -372,7 +373,7 @@ def test_regression_targets_in_raw_units_are_named_target_not_normalized():
 
 
 def test_regression_targets_in_raw_units_diverge_in_pytorch_too():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     x, y = regression(0)
     m = torch_mlp(8, 32, 1)
     losses = torch_fit(m, torch.optim.SGD(m.parameters(), lr=0.01),
