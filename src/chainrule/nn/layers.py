@@ -507,8 +507,8 @@ class _Pool(Module):
                                                 "floating tensor")
 
 
-class MaxPool2d(_Pool):
-    """Maximum over kernel_size windows (stride defaults to kernel_size)."""
+class _MaxPoolNd(_Pool):
+    """The arguments of MaxPool1d and MaxPool2d (stride defaults to kernel_size)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
@@ -517,14 +517,18 @@ class MaxPool2d(_Pool):
         self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Maximum over kernel_size windows (stride defaults to kernel_size)."""
+
     def forward(self, x):
         self._check(x)
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                             self.ceil_mode, self.return_indices)
-
-    def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
 class AvgPool2d(_Pool):

@@ -12,6 +12,7 @@ import numpy as np
 from ..tensor import Tensor, as_dtype, float32
 from . import functional as F
 from . import init
+from .layers import _MaxPoolNd
 from .module import Module, module_error
 from .parameter import Parameter
 
@@ -119,15 +120,8 @@ class ConvTranspose1d(_ConvTransposeNd):
                                   self.dilation)
 
 
-class MaxPool1d(Module):
+class MaxPool1d(_MaxPoolNd):
     """Maximum over windows of (N, C, L)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-                 ceil_mode=False):
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.padding, self.dilation = padding, dilation
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def forward(self, x):
         return F.max_pool1d(x, self.kernel_size, self.stride, self.padding, self.dilation,
