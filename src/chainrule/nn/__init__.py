@@ -74,13 +74,17 @@ from .resample import AdaptiveAvgPool1d as AdaptiveAvgPool1d
 from .resample import AdaptiveMaxPool1d as AdaptiveMaxPool1d
 from .resample import AdaptiveMaxPool2d as AdaptiveMaxPool2d
 from .resample import AvgPool1d as AvgPool1d
+from .resample import AvgPool3d as AvgPool3d
+from .resample import Conv3d as Conv3d
 from .resample import ConvTranspose1d as ConvTranspose1d
 from .resample import ConvTranspose2d as ConvTranspose2d
+from .resample import ConvTranspose3d as ConvTranspose3d
 from .resample import Dropout1d as Dropout1d
 from .resample import Dropout2d as Dropout2d
 from .resample import Dropout3d as Dropout3d
 from .resample import Fold as Fold
 from .resample import MaxPool1d as MaxPool1d
+from .resample import MaxPool3d as MaxPool3d
 from .resample import PixelShuffle as PixelShuffle
 from .resample import PixelUnshuffle as PixelUnshuffle
 from .resample import Unfold as Unfold

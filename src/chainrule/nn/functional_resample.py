@@ -1,7 +1,8 @@
-"""More of chainrule.nn.functional: transposed convolutions, 1-d pooling, adaptive max
-pooling, channel dropout, interpolation (nearest, linear, bilinear), pixel (un)shuffle and
-unfold/fold. Re-exported by :mod:`chainrule.nn.functional`; all are compositions of
-differentiable ops, so their gradients (and second derivatives) come from those ops."""
+"""More of chainrule.nn.functional: 3-d convolution and pooling (:mod:`.conv.conv3d`),
+transposed convolutions, 1-d pooling, adaptive max pooling, channel dropout, interpolation
+(nearest, linear, bilinear, bicubic), grid sampling, pixel (un)shuffle and unfold/fold.
+Re-exported by :mod:`chainrule.nn.functional`; all are compositions of differentiable ops,
+so their gradients (and second derivatives) come from those ops."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from ..autograd import enable_grad
 from ..autograd import grad as _grad
 from ..tensor import Tensor
 from . import conv, fused
+from .conv.conv3d import avg_pool3d as avg_pool3d
+from .conv.conv3d import conv3d as conv3d
+from .conv.conv3d import conv_transpose3d as conv_transpose3d
+from .conv.conv3d import max_pool3d as max_pool3d
 from .conv.geometry import out_size
 from .conv.transpose import conv_transpose2d_nchw
 
@@ -394,7 +399,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 
 
 __all__ = [
-    "conv_transpose1d", "conv_transpose2d", "max_pool1d", "avg_pool1d",
+    "conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "conv_transpose1d",
+    "conv_transpose2d", "max_pool1d", "avg_pool1d",
     "adaptive_max_pool2d", "adaptive_max_pool1d", "adaptive_avg_pool1d", "dropout1d",
     "dropout2d", "dropout3d", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle",
     "unfold", "fold",

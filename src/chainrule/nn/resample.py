@@ -1,4 +1,5 @@
-"""Layers over :mod:`chainrule.nn.functional_resample`: ConvTranspose1d/2d, MaxPool1d,
+"""Layers over :mod:`chainrule.nn.functional_resample`: Conv3d, ConvTranspose1d/2d/3d,
+MaxPool3d, AvgPool3d, MaxPool1d,
 AvgPool1d, AdaptiveMaxPool1d/2d, AdaptiveAvgPool1d, Dropout1d/2d/3d, Upsample (and
 UpsamplingNearest2d, UpsamplingBilinear2d), PixelShuffle, PixelUnshuffle, Unfold, Fold, with
 PyTorch's arguments, weight layouts and initialization."""
@@ -12,7 +13,7 @@ import numpy as np
 from ..tensor import Tensor, as_dtype, float32
 from . import functional as F
 from . import init
-from .layers import _MaxPoolNd
+from .layers import _ConvNd, _MaxPoolNd
 from .module import Module, module_error
 from .parameter import Parameter
 
@@ -118,6 +119,66 @@ class ConvTranspose1d(_ConvTransposeNd):
         return F.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding,
                                   self._output_padding(input, output_size), self.groups,
                                   self.dilation)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-d transposed convolution, weight (in_channels, out_channels / groups, kd, kh, kw)."""
+
+    _nd = 3
+
+    def forward(self, input, output_size=None):
+        self._check(input)
+        return F.conv_transpose3d(input, self.weight, self.bias, self.stride, self.padding,
+                                  self._output_padding(input, output_size), self.groups,
+                                  self.dilation)
+
+
+class Conv3d(_ConvNd):
+    """3-d convolution (cross-correlation) over (N, C, D, H, W) with weight
+    (out_channels, in_channels / groups, kd, kh, kw)."""
+
+    _nd = 3
+
+    def _check(self, x):
+        w = self.weight._data
+        if (not isinstance(x, Tensor) or x._data.ndim not in (4, 5)
+                or x._data.shape[-4] != self.in_channels or x._data.dtype != w.dtype):
+            got = (f"input of shape {tuple(x.shape)} and dtype {x.dtype}"
+                   if isinstance(x, Tensor) else f"input of type {type(x).__name__}")
+            raise module_error(self, ValueError, f"{got} received, expected (N, "
+                               f"{self.in_channels}, D, H, W) or ({self.in_channels}, D, H, W) "
+                               f"of dtype {as_dtype(w.dtype)} (C = in_channels)")
+
+    def forward(self, x):
+        self._check(x)
+        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+class MaxPool3d(_MaxPoolNd):
+    """Maximum over (kd, kh, kw) windows of (N, C, D, H, W) (stride defaults to kernel_size)."""
+
+    def forward(self, x):
+        return F.max_pool3d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool3d(Module):
+    """Mean over (kd, kh, kw) windows of (N, C, D, H, W) (stride defaults to kernel_size)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x):
+        return F.avg_pool3d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxPool1d(_MaxPoolNd):
