@@ -246,25 +246,42 @@ def _index(xp, idx):
     return Tensor._wrap(xp.asarray(idx, dtype=xp.int64))
 
 
+def _cubic_weights(t, A=-0.75):
+    """Keys' cubic convolution weights (A = -0.75, as PyTorch) of the four taps at offsets
+    -1, 0, 1, 2 from floor(src), for the fraction t = src - floor(src)."""
+
+    def near(x):  # |x| <= 1
+        return ((A + 2) * x - (A + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
     """Resample the spatial dims of (N, C, *): 'nearest', 'linear' (3-d), 'bilinear' (4-d),
-    'trilinear' (5-d), with PyTorch's source coordinates (``align_corners``)."""
+    'bicubic' (4-d), 'trilinear' (5-d), with PyTorch's source coordinates (``align_corners``).
+    Each dim is resampled in turn (the kernels are separable): linear blends the two taps
+    around the source coordinate, bicubic four, with Keys' weights (A = -0.75) and the taps
+    clamped to the input's edge."""
     op = "interpolate"
     _float(input, op)
-    modes = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear")
+    modes = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear")
     if mode not in modes:
         raise NotImplementedError(f"{op}: mode {mode!r}; supported: {', '.join(modes)}")
     nd = input.ndim - 2
     if nd < 1:
         raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
                          "(N, C, *spatial)")
-    linear = mode in ("linear", "bilinear", "trilinear")
-    if linear and mode != ("linear", "bilinear", "trilinear")[min(nd, 3) - 1]:
-        raise ValueError(f"{op}: mode {mode!r} needs a {modes.index(mode) - 0}-d input of "
-                         f"the matching rank, got shape {tuple(input.shape)}")
+    linear = mode in ("linear", "bilinear", "bicubic", "trilinear")
+    need = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}.get(mode)
+    if linear and need != min(nd, 3):
+        raise ValueError(f"{op}: mode {mode!r} needs a {need + 2}-d input (N, C and {need} "
+                         f"spatial dims), got shape {tuple(input.shape)}")
     if not linear and align_corners is not None:
-        raise ValueError(f"{op}: align_corners applies to the linear modes only")
+        raise ValueError(f"{op}: align_corners applies to the linear and cubic modes only")
     if (size is None) == (scale_factor is None):
         raise ValueError(f"{op}: pass exactly one of size and scale_factor")
     ins = tuple(input.shape[2:])
@@ -293,17 +310,153 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         if align_corners:
             src = i * ((n - 1) / (o - 1)) if o > 1 else xp.zeros(o)
         else:
-            src = xp.maximum((i + 0.5) * ratio - 0.5, 0.0)
-        i0 = xp.minimum(xp.floor(src).astype(xp.int64), n - 1)
-        i1 = xp.minimum(i0 + 1, n - 1)
-        lam = (src - i0).astype(input._data.dtype)
+            src = (i + 0.5) * ratio - 0.5
+            if mode != "bicubic":  # the linear modes clamp at 0; cubic reads clamped taps
+                src = xp.maximum(src, 0.0)
         shape = [1] * y.ndim
         shape[dim] = o
+        base = xp.floor(src)
+        if mode == "bicubic":
+            taps = base.astype(xp.int64)
+            ws = _cubic_weights(src - base)
+            acc = None
+            for off, w in zip((-1, 0, 1, 2), ws):
+                idx = xp.clip(taps + off, 0, n - 1)
+                term = P.index_select(y, dim, _index(xp, idx)) * Tensor._wrap(
+                    w.astype(input._data.dtype).reshape(shape))
+                acc = term if acc is None else acc + term
+            y = acc
+            continue
+        i0 = xp.minimum(base.astype(xp.int64), n - 1)
+        i1 = xp.minimum(i0 + 1, n - 1)
+        lam = (src - i0).astype(input._data.dtype)
         lam = Tensor._wrap(lam.reshape(shape))
         a = P.index_select(y, dim, _index(xp, i0))
         b = P.index_select(y, dim, _index(xp, i1))
         y = a + (b - a) * lam
     return y
+
+
+# ----------------------------------------------------------------------------- grid sampling
+
+
+def affine_grid(theta, size, align_corners=None):
+    """The sampling grid of the affine maps ``theta``: (N, 2, 3) for size (N, C, H, W) gives
+    (N, H, W, 2), (N, 3, 4) for (N, C, D, H, W) gives (N, D, H, W, 3); grid = theta [x, y,
+    (z,) 1] at the normalized coordinates of each output pixel (-1 and 1 the corner pixels'
+    centres with ``align_corners``, else their outer edges)."""
+    op = "affine_grid"
+    _float(theta, op, "theta")
+    size = tuple(int(v) for v in size)
+    nd = len(size) - 2
+    if nd not in (2, 3) or tuple(theta.shape) != (size[0], nd, nd + 1):
+        raise ValueError(f"{op}: theta of shape {tuple(theta.shape)} and size {size} received, "
+                         "expected theta (N, 2, 3) with size (N, C, H, W), or (N, 3, 4) with "
+                         "(N, C, D, H, W)")
+    xp, dt = theta.xp, theta._data.dtype
+
+    def axis(n):
+        if n <= 1:
+            return xp.zeros(n, dtype=dt)
+        lin = xp.linspace(-1.0, 1.0, n, dtype=dt)
+        return lin if align_corners else lin * ((n - 1) / n)
+
+    spatial = size[2:]
+    coords = []
+    for k in reversed(range(nd)):  # x (the last dim, width) first
+        shape = [1] * nd
+        shape[k] = spatial[k]
+        coords.append(xp.broadcast_to(axis(spatial[k]).reshape(shape), spatial))
+    base = xp.stack(coords + [xp.ones(spatial, dtype=dt)], -1)  # (*spatial, nd + 1)
+    base = Tensor._wrap(base.reshape(1, -1, nd + 1))
+    grid = base @ theta.transpose(1, 2)  # (N, prod(spatial), nd)
+    return grid.reshape(size[:1] + size[2:] + (nd,))
+
+
+def _unnormalize(c, n, align_corners):
+    """Normalized [-1, 1] coordinates to pixel ones: -1 and 1 are the corner pixels' centres
+    (align_corners) or their outer edges."""
+    return (c + 1) * ((n - 1) / 2) if align_corners else ((c + 1) * n - 1) / 2
+
+
+def _reflect(c, twice_lo, twice_hi):
+    """c reflected into [lo, hi] off both ends, as often as needed (PyTorch's
+    reflect_coordinates); differentiable in c (slope +-1)."""
+    if twice_lo == twice_hi:
+        return c * 0.0
+    lo, span = twice_lo / 2, (twice_hi - twice_lo) / 2
+    c = P.abs(c - lo)
+    flips = c.xp.floor(c._data / span)
+    extra = c - Tensor._wrap(flips * span)
+    even = Tensor._wrap((flips % 2) == 0)
+    return P.where(even, extra + lo, span - extra + lo)
+
+
+def _source(c, n, padding_mode, align_corners):
+    """The pixel coordinate that a grid coordinate reads along a dim of size n."""
+    c = _unnormalize(c, n, align_corners)
+    if padding_mode == "reflection":
+        c = _reflect(c, 0, 2 * (n - 1)) if align_corners else _reflect(c, -1, 2 * n - 1)
+    if padding_mode in ("border", "reflection"):
+        c = P.clamp(c, 0, n - 1)
+    return c
+
+
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
+    """Sample (N, C, H, W) at the normalized (x, y) points of grid (N, Ho, Wo, 2) (-1 the left
+    or top edge, 1 the right or bottom): 'bilinear' blends the four pixels around each point,
+    'nearest' takes the closest (ties to even); points outside read zeros, the border pixel
+    ('border') or the image reflected at its edges ('reflection'). Differentiable in input
+    and (bilinear) in grid, through the blend weights."""
+    op = "grid_sample"
+    _float(input, op)
+    _float(grid, op, "grid")
+    if mode not in ("bilinear", "nearest"):
+        raise NotImplementedError(f"{op}: mode {mode!r}; supported: 'bilinear', 'nearest'")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"{op}: padding_mode must be 'zeros', 'border' or 'reflection', got "
+                         f"{padding_mode!r}")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or \
+            grid.shape[0] != input.shape[0]:
+        raise ValueError(f"{op}: input {tuple(input.shape)} and grid {tuple(grid.shape)} "
+                         "received, expected (N, C, H, W) and (N, Ho, Wo, 2) (volumetric "
+                         "inputs are not supported)")
+    if grid._data.dtype != input._data.dtype:
+        raise TypeError(f"{op}: grid dtype {grid.dtype} differs from input dtype "
+                        f"{input.dtype}")
+    N, C, H, W = input.shape
+    Ho, Wo = grid.shape[1], grid.shape[2]
+    xp = input.xp
+    ix = _source(grid[..., 0], W, padding_mode, bool(align_corners))  # (N, Ho, Wo)
+    iy = _source(grid[..., 1], H, padding_mode, bool(align_corners))
+    flat = input.reshape(N, C, H * W)
+
+    def read(xc, yc):
+        """input at integer pixels (xc, yc) (N, Ho, Wo), as (N, C, Ho, Wo), and the 0/1 mask of
+        those inside the image."""
+        inside = (xc >= 0) & (xc < W) & (yc >= 0) & (yc < H)
+        idx = xp.clip(yc, 0, H - 1) * W + xp.clip(xc, 0, W - 1)
+        idx = xp.broadcast_to(idx.reshape(N, 1, Ho * Wo), (N, C, Ho * Wo))
+        vals = P.gather(flat, 2, Tensor._wrap(idx)).reshape(N, C, Ho, Wo)
+        return vals, inside
+
+    if mode == "nearest":
+        xn = xp.rint(ix._data).astype(xp.int64)
+        yn = xp.rint(iy._data).astype(xp.int64)
+        vals, inside = read(xn, yn)
+        return vals * Tensor._wrap(inside.astype(input._data.dtype).reshape(N, 1, Ho, Wo))
+    x0f, y0f = xp.floor(ix._data), xp.floor(iy._data)
+    tx, ty = ix - Tensor._wrap(x0f), iy - Tensor._wrap(y0f)
+    x0, y0 = x0f.astype(xp.int64), y0f.astype(xp.int64)
+    out = None
+    for dx, dy, wgt in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)),
+                        (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+        vals, inside = read(x0 + dx, y0 + dy)
+        if not inside.all():
+            wgt = wgt * Tensor._wrap(inside.astype(input._data.dtype))
+        term = vals * wgt.unsqueeze(1)
+        out = term if out is None else out + term
+    return out
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
@@ -402,6 +555,6 @@ __all__ = [
     "conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "conv_transpose1d",
     "conv_transpose2d", "max_pool1d", "avg_pool1d",
     "adaptive_max_pool2d", "adaptive_max_pool1d", "adaptive_avg_pool1d", "dropout1d",
-    "dropout2d", "dropout3d", "interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle",
-    "unfold", "fold",
+    "dropout2d", "dropout3d", "interpolate", "upsample", "affine_grid", "grid_sample",
+    "pixel_shuffle", "pixel_unshuffle", "unfold", "fold",
 ]
