@@ -18,13 +18,26 @@ from . import functional_resample as _resample
 from .functional_extra import *  # noqa: F403  (batch/instance/group norm, more activations)
 from .functional_resample import *  # noqa: F403  (transposed conv, resampling, unfold/fold)
 
-# activations and softmax: the op library's fused ops, re-exported under F
-relu = P.relu
-silu = P.silu
+# activations and softmax: the op library's fused ops, under F. ``inplace=`` is PyTorch's
+# keyword; the result is a new tensor (chainrule changes no tensor inside the graph in place).
 tanh = P.tanh
 sigmoid = P.sigmoid
-leaky_relu = P.leaky_relu
 softplus = P.softplus
+
+
+def relu(input, inplace=False):
+    """y = max(x, 0)."""
+    return P.relu(input)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """y = x if x > 0 else negative_slope x."""
+    return P.leaky_relu(input, negative_slope)
+
+
+def silu(input, inplace=False):
+    """y = x sigmoid(x)."""
+    return P.silu(input)
 softmax = P.softmax
 log_softmax = P.log_softmax
 pad = P.pad
@@ -650,7 +663,30 @@ def kl_div(input, target, reduction="mean", log_target=False):
     return _reduce(loss, reduction)
 
 
+def _in_place(f, name):
+    def f_(input, *args, **kwargs):
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: expected a Tensor, got {type(input).__name__}")
+        return input._inplace(f(input, *args, **kwargs), name)
+
+    f_.__name__ = f_.__qualname__ = name
+    f_.__doc__ = f"{f.__name__}, written into the input (outside the graph, as every in-place op)."
+    return f_
+
+
+# PyTorch's in-place activations: the input changed and returned
+relu_ = _in_place(relu, "relu_")
+leaky_relu_ = _in_place(leaky_relu, "leaky_relu_")
+elu_ = _in_place(_extra.elu, "elu_")
+celu_ = _in_place(_extra.celu, "celu_")
+selu_ = _in_place(_extra.selu, "selu_")
+hardtanh_ = _in_place(_extra.hardtanh, "hardtanh_")
+threshold_ = _in_place(_extra.threshold, "threshold_")
+rrelu_ = _in_place(_extra.rrelu, "rrelu_")
+
+
 __all__ = [
+    "relu_", "leaky_relu_", "elu_", "celu_", "selu_", "hardtanh_", "threshold_", "rrelu_",
     "linear", "relu", "gelu", "silu", "tanh", "sigmoid", "leaky_relu", "softplus", "softmax",
     "log_softmax", "pad", "dropout", "embedding", "layer_norm", "rms_norm",
     "scaled_dot_product_attention", "cross_entropy", "conv1d", "conv2d", "max_pool2d",

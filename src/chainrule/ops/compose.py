@@ -11,6 +11,7 @@ from ._methods import tensor_method
 from .arithmetic import add, mul, sub
 from .index import gather, getitem, index_select
 from .layout import repeat
+from .nograd import _stable_order
 from .shape import reshape
 
 
@@ -53,7 +54,7 @@ def sort(x, dim=-1, descending=False, stable=True):
     x = _t(x, "sort")
     d = _dim1(x, dim, "sort")
     a, xp = x._data, x.xp
-    idx = xp.argsort(-a if descending else a, axis=d, kind="stable") if x.ndim else xp.asarray(0)
+    idx = _stable_order(xp, a, d, descending) if x.ndim else xp.asarray(0)
     return _ValuesIndices((gather(x, d, idx) if x.ndim else x, Tensor._wrap(idx)))
 
 

@@ -1,4 +1,4 @@
-"""Layout: pad (constant), tril/triu, flip, roll, and repeat (torch.repeat: whole copies of
+"""Layout: pad (constant, reflect, replicate, circular), tril/triu, flip, roll, and repeat (torch.repeat: whole copies of
 the tensor along each dim)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import builtins
 from ..autograd import Op
 from ._args import DimError, _dim1, _dims, _shape_arg, _t
 from ._methods import tensor_method
+from ..tensor import Tensor
+from .index import index_select
 from .shape import flatten, reshape
 
 
@@ -90,11 +92,64 @@ class TriMask(Op):
 # ----------------------------------------------------------------------------- functions
 
 
-def pad(x, pad, mode="constant", value=0.0):
-    if mode != "constant":
-        raise NotImplementedError(f"pad: mode {mode!r}; only 'constant' is supported")
+def _edge_index(n, lo, hi, mode):
+    """Source positions, in a dim of size n, of the n + lo + hi outputs of a reflect,
+    replicate or circular pad (lo, hi >= 0)."""
+    out = []
+    for j in range(-lo, n + hi):
+        if mode == "reflect":  # mirror about the edge elements, which are not repeated
+            j = -j if j < 0 else (2 * (n - 1) - j if j >= n else j)
+        elif mode == "replicate":
+            j = builtins.min(builtins.max(j, 0), n - 1)
+        else:  # circular
+            j %= n
+        out.append(j)
+    return out
+
+
+def _pad_edges(x, pad, mode):
+    """Pad the last len(pad)//2 dims by reflection, replication or wrapping around, as index
+    selections (so the gradient sums each output back into the element it copies). Negative
+    pads crop first, as in PyTorch."""
+    k = len(pad) // 2
+    if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
+        raise NotImplementedError(
+            f"pad: mode {mode!r} with a pad of {len(pad)} values is supported for inputs of "
+            f"{k + 1} or {k + 2} dims (padding the last {k}), got shape {tuple(x.shape)}; only "
+            "mode 'constant' pads any dims"
+        )
+    crop = tuple(builtins.min(p, 0) for p in pad)
+    if any(crop):
+        x = Pad.apply(x, pad=crop, value=0.0)
+    for i in range(k):
+        d, lo, hi = x.ndim - 1 - i, builtins.max(pad[2 * i], 0), builtins.max(pad[2 * i + 1], 0)
+        n = x._data.shape[d]
+        if not (lo or hi):
+            continue
+        limit = n - 1 if mode == "reflect" else n
+        if lo > limit or hi > limit or n == 0:
+            raise ValueError(
+                f"pad: mode {mode!r} pads dim {d} of size {n} by ({lo}, {hi}); each side must "
+                f"be at most {limit} (tensor of shape {tuple(x.shape)})"
+            )
+        idx = x.xp.asarray(_edge_index(n, lo, hi, mode), dtype="int64")
+        x = index_select(x, d, Tensor._wrap(idx))
+    return x
+
+
+def pad(x, pad, mode="constant", value=None):
+    """PyTorch's F.pad: ``pad`` is (last_lo, last_hi, prev_lo, prev_hi, ...); mode 'constant'
+    (fill ``value``, 0 by default), 'reflect', 'replicate' or 'circular'."""
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', "
+                         f"got {mode!r}")
     x = _t(x, "pad")
     pad = tuple(builtins.int(p) for p in pad)
+    if mode != "constant":
+        if value:
+            raise ValueError(f"pad: mode {mode!r} takes no fill value, got value={value}")
+        return _pad_edges(x, pad, mode)
+    value = 0.0 if value is None else value
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(
             f"pad: pad {pad} must have an even length of at most 2*{x.ndim} (a (before, after) "

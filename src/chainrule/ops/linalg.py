@@ -119,11 +119,6 @@ class Einsum(Op):
 
     def forward(self, *xs, subscripts=""):
         self.ins, self.out = parse_einsum(subscripts, [x.shape for x in xs])
-        for sub in self.ins:
-            if len(set(sub)) != len(sub):
-                raise NotImplementedError(
-                    f"einsum: repeated index within one operand ('{sub}') has no gradient here"
-                )
         self.save(*xs)
         spec = ",".join(self.ins) + "->" + self.out
         return self.xp.einsum(spec, *xs, optimize=len(xs) > 2)
@@ -138,14 +133,35 @@ class Einsum(Op):
                 continue
             others = [(s, o) for j, (s, o) in enumerate(zip(self.ins, xs)) if j != i]
             avail = set(self.out).union(*[set(s) for s, _ in others])
-            target = "".join(c for c in sub if c in avail)
+            size = dict(zip(sub, x.shape))
+            once = "".join(dict.fromkeys(sub))  # 'bii' -> 'bi': the operand's diagonal
+            target = "".join(c for c in once if c in avail)
             spec = ",".join([self.out] + [s for s, _ in others]) + "->" + target
             gi = xp.einsum(spec, g, *[o for _, o in others])
-            if target != sub:  # indices only this operand has: the gradient is constant there
-                shape = tuple(n if c in avail else 1 for c, n in zip(sub, x.shape))
-                gi = xp.broadcast_to(gi.reshape(shape), x.shape)
+            if target != once:  # indices only this operand has: the gradient is constant there
+                shape = tuple(size[c] if c in avail else 1 for c in once)
+                gi = xp.broadcast_to(gi.reshape(shape), tuple(size[c] for c in once))
+            if once != sub:
+                gi = self._undiagonal(gi, once, sub, size, x.dtype)
             grads.append(gi)
         return tuple(grads)
+
+
+    def _undiagonal(self, gi, once, sub, size, dtype):
+        """The gradient on an operand with a repeated index ('bii'): its gradient on the
+        diagonal ('bi') placed back on the diagonal, zero elsewhere, as
+        einsum('bi,ij->bij', gi, eye) with a fresh letter for each repeat."""
+        free = iter(c for c in string.ascii_letters if c not in sub)
+        spread, deltas = "", []
+        for k, c in enumerate(sub):
+            if c in sub[:k]:
+                fresh = next(free)
+                spread += fresh
+                deltas.append((c + fresh, self.xp.eye(size[c], dtype=dtype)))
+            else:
+                spread += c
+        spec = ",".join([once] + [d for d, _ in deltas]) + "->" + spread
+        return self.xp.einsum(spec, gi, *[e for _, e in deltas])
 
 
 # ----------------------------------------------------------------------------- functions

@@ -116,11 +116,25 @@ def argmin(x, dim=None, keepdim=False):
     return _nograd(lambda xp, a: xp.argmin(a, axis=d, keepdims=keepdim), x)
 
 
+def _stable_order(xp, a, d, descending):
+    """Indices sorting ``a`` along ``d``, ties in their original order. Descending is the
+    ascending order of the reversed array, reversed: no negation, so unsigned and bool inputs
+    sort right, and NaN (last ascending) comes first, as in PyTorch."""
+    if not descending:
+        return xp.argsort(a, axis=d, kind="stable")
+    idx = xp.flip(xp.argsort(xp.flip(a, axis=d), axis=d, kind="stable"), axis=d)
+    return (a.shape[d] - 1) - idx
+
+
 @tensor_method()
-def argsort(x, dim=-1, descending=False):
+def argsort(x, dim=-1, descending=False, stable=False):
+    """Indices sorting ``x`` along ``dim``; always stable (``stable=`` is PyTorch's keyword,
+    and a stable order is one of the orders an unstable sort may give)."""
     x = _t(x, "argsort")
+    if x.ndim == 0:
+        return _nograd(lambda xp, a: xp.zeros((), dtype="int64"), x)
     d = _dim1(x, dim, "argsort")
-    return _nograd(lambda xp, a: xp.argsort(-a if descending else a, axis=d, kind="stable"), x)
+    return _nograd(lambda xp, a: _stable_order(xp, a, d, descending), x)
 
 
 # ----------------------------------------------------------------------------- whole-tensor tests

@@ -258,10 +258,13 @@ def sum(x, dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
 
 
 @tensor_method()
-def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+def mean(x, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
     x = _t(x, "mean")
+    if dtype is not None:
+        x = x.type(dtype)
     if x._data.dtype.kind != "f":
-        raise TypeError(f"mean: needs a floating tensor, got dtype {x.dtype}; call .float() first")
+        raise TypeError(f"mean: needs a floating tensor, got dtype {x.dtype}; call .float() first "
+                        "or pass dtype=")
     keepdim = keepdim if keepdims is None else keepdims
     return Mean.apply(x, dims=_dims(x, _reduce_dims(dim, axis), "mean"), keepdim=keepdim)
 
@@ -328,14 +331,18 @@ def logsumexp(x, dim=None, keepdim=False):
 
 
 @tensor_method()
-def prod(x, dim=None, keepdim=False):
+def prod(x, dim=None, keepdim=False, *, dtype=None):
     x = _t(x, "prod")
+    if dtype is not None:
+        x = x.type(dtype)
     return Prod.apply(x, dim=None if dim is None else _dim1(x, dim, "prod"), keepdim=keepdim)
 
 
 @tensor_method()
-def cumsum(x, dim):
+def cumsum(x, dim, *, dtype=None):
     x = _t(x, "cumsum")
+    if dtype is not None:
+        x = x.type(dtype)
     d = _dim1(x, dim, "cumsum")
     if x.ndim == 0:
         return _as_1d(x, lambda v: Cumsum.apply(v, dim=0))
@@ -344,9 +351,10 @@ def cumsum(x, dim):
 
 @tensor_method()
 def norm(x, p="fro", dim=None, keepdim=False):
-    """Vector p-norm over ``dim`` (all elements by default); 'fro' is the 2-norm."""
+    """Vector p-norm over ``dim`` (all elements by default); 'fro' is the 2-norm, inf / -inf
+    the largest / smallest |x|, 0 the count of non-zeros (no gradient)."""
     x = _need_float(x, "norm")
-    if not (p in ("fro", "inf") or isinstance(p, numbers.Real)):
+    if not (p in ("fro", "inf", "-inf") or isinstance(p, numbers.Real)):
         raise ValueError(f"norm: p must be a number, 'fro' or inf, got {p!r}")
     if p in ("fro", 2):
         return Norm.apply(x, dims=_dims(x, dim, "norm"), keepdim=keepdim)
@@ -354,6 +362,10 @@ def norm(x, p="fro", dim=None, keepdim=False):
         return sum(abs(x), dim, keepdim)
     if p in (float("inf"), "inf"):
         return amax(abs(x), dim, keepdim)
+    if p in (float("-inf"), "-inf"):
+        return amin(abs(x), dim, keepdim)
+    if p == 0:
+        return sum((x.detach() != 0).type(x.dtype), dim, keepdim)
     return pow(sum(pow(abs(x), p), dim, keepdim), 1.0 / p)
 
 

@@ -43,6 +43,10 @@ def zeros(shape, dtype=None):
     return Tensor._wrap(numpy_ns.zeros(shape, dtype=dtype))
 
 
+def eye(n, dtype=None):
+    return Tensor._wrap(numpy_ns.eye(n, dtype=dtype))
+
+
 def asarray(x, dtype=None):
     return x if isinstance(x, Tensor) else Tensor._wrap(numpy_ns.asarray(x, dtype=dtype))
 

@@ -1,0 +1,231 @@
+"""PyTorch's keywords and results on the ops: dtype= on reductions, inplace= and the in-place
+activations, stable= sorts, F.pad's reflect/replicate/circular modes, einsum with an index
+repeated in one operand; against PyTorch where it is installed and written-out values
+otherwise."""
+
+import math
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # pragma: no cover - torch is optional
+    torch = TF = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+
+
+def _vjp(lib, f, arrays, u=None, seed=0):
+    """f(*tensors), and the gradients of sum(u * f) for a fixed random u, as arrays."""
+    xs = [lib.tensor(a, requires_grad=True) for a in arrays]
+    y = f(*xs)
+    if u is None:
+        u = np.random.default_rng(seed).standard_normal(tuple(y.shape))
+    (y * lib.tensor(u)).sum().backward()
+    return y.detach().numpy(), [x.grad.numpy() for x in xs]
+
+
+# ----------------------------------------------------------------------------- dtype=
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda m, x: m.cumsum(x, 0, dtype=m.float64), [1.0, 3.0, 6.0]),
+    (lambda m, x: x.cumsum(dim=0, dtype=m.float64), [1.0, 3.0, 6.0]),
+    (lambda m, x: m.cumprod(x, 0, dtype=m.float64), [1.0, 2.0, 6.0]),
+    (lambda m, x: m.prod(x, dtype=m.float64), 6.0),
+    (lambda m, x: x.prod(0, dtype=m.float64), 6.0),
+    (lambda m, x: m.sum(x, dtype=m.float64), 6.0),
+    (lambda m, x: m.mean(x, dtype=m.float64), 2.0),
+    (lambda m, x: x.mean(0, dtype=m.float64), 2.0),
+    (lambda m, x: x.mean(dim=0, keepdim=True, dtype=m.float64), [2.0]),
+])
+def test_reductions_take_dtype(call, expected):
+    y = call(cr, cr.tensor([1, 2, 3]))
+    assert y.dtype == cr.float64 and y.tolist() == expected
+    if torch is not None:
+        t = call(torch, torch.tensor([1, 2, 3]))
+        assert t.dtype == torch.float64 and t.tolist() == expected
+
+
+def test_mean_of_integers_without_dtype_still_refuses():
+    with pytest.raises(TypeError, match="mean: needs a floating tensor.*dtype="):
+        cr.mean(cr.tensor([1, 2]))
+
+
+def test_cumsum_dtype_is_differentiable():
+    x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    cr.cumsum(x, 0, dtype=cr.float64).sum().backward()
+    assert x.grad.dtype == cr.float32 and x.grad.tolist() == [3.0, 2.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- inplace=
+
+@pytest.mark.parametrize("name, args", [
+    ("relu", ()), ("leaky_relu", (0.2,)), ("silu", ()), ("elu", (1.0,)), ("selu", ()),
+    ("celu", (1.0,)), ("hardtanh", (-1.0, 1.0)), ("relu6", ()), ("hardsigmoid", ()),
+    ("hardswish", ()), ("mish", ()), ("threshold", (0.1, 20.0)), ("rrelu", (0.1, 0.3, False)),
+    ("dropout", (0.5, False)),
+])
+def test_activations_take_inplace(name, args):
+    x = np.array([-2.0, -0.5, 0.0, 0.3, 1.5], np.float32)
+    got = getattr(F, name)(cr.tensor(x), *args, inplace=True).numpy()
+    plain = getattr(F, name)(cr.tensor(x), *args).numpy()
+    np.testing.assert_array_equal(got, plain)
+    if torch is not None:
+        want = getattr(TF, name)(torch.tensor(x), *args, inplace=True).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name, args, expected", [
+    ("relu_", (), [0.0, 0.0, 0.0, 0.3, 1.5]),
+    ("leaky_relu_", (0.1,), [-0.2, -0.05, 0.0, 0.3, 1.5]),
+    ("hardtanh_", (-1.0, 1.0), [-1.0, -0.5, 0.0, 0.3, 1.0]),
+    ("threshold_", (0.2, 9.0), [9.0, 9.0, 9.0, 0.3, 1.5]),
+    ("elu_", (), [math.expm1(-2.0), math.expm1(-0.5), 0.0, 0.3, 1.5]),
+    ("celu_", (2.0,), [2 * math.expm1(-1.0), 2 * math.expm1(-0.25), 0.0, 0.3, 1.5]),
+    ("selu_", (), [1.0507009873554805 * 1.6732632423543772 * math.expm1(v) if v < 0
+                   else 1.0507009873554805 * v for v in (-2.0, -0.5, 0.0, 0.3, 1.5)]),
+    ("rrelu_", (0.1, 0.3), [-0.4, -0.1, 0.0, 0.3, 1.5]),
+])
+def test_in_place_activations_change_their_input(name, args, expected):
+    for lib, f in ((cr, F), (torch, TF)):
+        if lib is None:
+            continue
+        x = lib.tensor([-2.0, -0.5, 0.0, 0.3, 1.5])
+        y = getattr(f, name)(x, *args)
+        assert y is x
+        np.testing.assert_allclose(x.numpy(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_in_place_activation_of_a_leaf_that_requires_grad_is_refused():
+    x = cr.tensor([1.0, -1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="relu_: in-place change of a leaf"):
+        F.relu_(x)
+    with cr.no_grad():
+        F.relu_(x)
+    assert x.tolist() == [1.0, 0.0]
+
+
+# ----------------------------------------------------------------------------- stable=
+
+@pytest.mark.parametrize("values, dtype", [
+    ([3.0, 1.0, 2.0, 1.0, float("nan"), 3.0, -0.0, 0.0], "float32"),
+    ([True, False, True, False], "bool"),
+    ([200, 3, 200, 0, 3], "uint8"),
+    ([-(2**63), 5, -(2**63), 5], "int64"),
+])
+@pytest.mark.parametrize("descending", [False, True])
+def test_stable_sorts_keep_ties_in_order(values, dtype, descending):
+    a = cr.tensor(values, dtype=getattr(cr, dtype) if dtype != "bool" else cr.bool)
+    vals, idx = cr.sort(a, descending=descending, stable=True)
+    order = cr.argsort(a, descending=descending, stable=True).tolist()
+    assert idx.tolist() == order == a.argsort(stable=True, descending=descending).tolist()
+    # written out: stable order by value (NaN largest), ties by position
+    key = [(math.inf if isinstance(v, float) and math.isnan(v) else v) for v in values]
+    want = sorted(range(len(values)), key=lambda i: (-key[i] if descending else key[i], i))
+    if dtype in ("uint8", "int64", "bool"):  # no NaN: the key negates exactly in Python ints
+        want = sorted(range(len(values)), key=lambda i: (-int(key[i]) if descending
+                                                           else int(key[i]), i))
+    assert order == want
+    np.testing.assert_array_equal(vals.numpy(), a.numpy()[order])
+    if torch is not None:
+        t = torch.tensor(values, dtype=getattr(torch, dtype))
+        assert torch.argsort(t, descending=descending, stable=True).tolist() == order
+        assert torch.sort(t, descending=descending, stable=True).indices.tolist() == order
+
+
+def test_argsort_of_a_scalar_is_zero():
+    assert cr.argsort(cr.tensor(3.0)).tolist() == 0 and cr.argsort(cr.tensor(3.0)).dtype == cr.int64
+
+
+# ----------------------------------------------------------------------------- F.pad modes
+
+def test_pad_modes_written_out():
+    x = cr.arange(6.0).reshape(1, 2, 3)
+    assert F.pad(x, (2, 1), mode="reflect").tolist() == [[[2, 1, 0, 1, 2, 1], [5, 4, 3, 4, 5, 4]]]
+    assert F.pad(x, (2, 1), mode="replicate").tolist() == [[[0, 0, 0, 1, 2, 2],
+                                                            [3, 3, 3, 4, 5, 5]]]
+    assert F.pad(x, (2, 1), mode="circular").tolist() == [[[1, 2, 0, 1, 2, 0],
+                                                           [4, 5, 3, 4, 5, 3]]]
+    assert F.pad(x, (-1, 1), mode="reflect").tolist() == [[[1, 2, 1], [4, 5, 4]]]
+    # the gradient sums every copy back into its source: d sum(reflect(x)) / dx
+    v = cr.tensor([[[0.0, 1.0, 2.0, 3.0]]], requires_grad=True)
+    F.pad(v, (2, 2), mode="reflect").sum().backward()
+    assert v.grad.tolist() == [[[1.0, 3.0, 3.0, 1.0]]]
+    w = cr.tensor([[[0.0, 1.0, 2.0]]], requires_grad=True)
+    F.pad(w, (2, 1), mode="replicate").sum().backward()
+    assert w.grad.tolist() == [[[3.0, 1.0, 2.0]]]
+
+
+@pytest.mark.parametrize("shape, pad", [
+    ((2, 5), (2, 1)), ((1, 2, 5), (2, 3)), ((1, 2, 4, 5), (1, 2, 3, 0)), ((2, 4, 5), (1, 1, 2, 2)),
+    ((1, 1, 3, 4, 5), (1, 2, 0, 3, 2, 1)), ((2, 3, 4, 5), (1, 1, 1, 1, 1, 1)),
+    ((1, 2, 5), (-1, 2)), ((1, 3, 5), (2, -2)),
+])
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@needs_torch
+def test_pad_modes_match_torch_with_gradients(shape, pad, mode):
+    x = np.random.default_rng(1).standard_normal(shape)
+    y, (g,) = _vjp(cr, lambda t: F.pad(t, pad, mode=mode), [x])
+    ty, (tg,) = _vjp(torch, lambda t: TF.pad(t, pad, mode=mode), [x])
+    np.testing.assert_allclose(y, ty, rtol=1e-12)
+    np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-12)
+
+
+def test_pad_mode_errors_name_the_limits():
+    x = cr.zeros(1, 2, 3)
+    with pytest.raises(ValueError, match=r"pad: mode 'reflect' pads dim 2 of size 3 by \(3, 0\)"):
+        F.pad(x, (3, 0), mode="reflect")
+    with pytest.raises(ValueError, match="at most 3"):
+        F.pad(x, (4, 0), mode="circular")
+    with pytest.raises(NotImplementedError, match="inputs of 2 or 3 dims"):
+        F.pad(cr.zeros(3), (1, 1), mode="replicate")
+    with pytest.raises(ValueError, match="mode must be 'constant', 'reflect'"):
+        F.pad(x, (1, 1), mode="wrap")
+    with pytest.raises(ValueError, match="takes no fill value"):
+        F.pad(x, (1, 1), mode="reflect", value=2.0)
+    assert F.pad(x, (1, 1), value=2.0).tolist()[0][0] == [2.0, 0.0, 0.0, 0.0, 2.0]
+
+
+# ----------------------------------------------------------------------------- einsum
+
+def test_einsum_traces_and_diagonals_written_out():
+    a = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    assert cr.einsum("ii->", a).item() == 5.0 and cr.einsum("ii", a).item() == 5.0
+    assert cr.einsum("ii->i", a).tolist() == [1.0, 4.0]
+    cr.einsum("ii->", a).backward()
+    assert a.grad.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    b = cr.arange(8.0).reshape(2, 2, 2).requires_grad_()
+    assert cr.einsum("bii->bi", b).tolist() == [[0.0, 3.0], [4.0, 7.0]]
+    cr.einsum("bii->bi", b).backward(cr.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert b.grad.tolist() == [[[1.0, 0.0], [0.0, 2.0]], [[3.0, 0.0], [0.0, 4.0]]]
+
+
+@pytest.mark.parametrize("spec, shapes", [
+    ("ii->", [(4, 4)]), ("ii->i", [(4, 4)]), ("bii->bi", [(2, 3, 3)]), ("bii->b", [(2, 3, 3)]),
+    ("ii", [(3, 3)]), ("iii->i", [(3, 3, 3)]), ("iij,jk->ik", [(3, 3, 2), (2, 4)]),
+    ("ibi->bi", [(3, 2, 3)]), ("iijj->ij", [(2, 2, 3, 3)]), ("ij,jj->i", [(2, 3), (3, 3)]),
+    ("ii,i->i", [(3, 3), (3,)]), ("bjj,bj->b", [(2, 3, 3), (1, 3)]), ("...ii->...i", [(2, 3, 3)]),
+])
+@needs_torch
+def test_einsum_repeated_index_matches_torch(spec, shapes):
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal(s) for s in shapes]
+    y, gs = _vjp(cr, lambda *t: cr.einsum(spec, *t), xs)
+    ty, tgs = _vjp(torch, lambda *t: torch.einsum(spec, *t), xs)
+    np.testing.assert_allclose(y, ty, rtol=1e-12, atol=1e-12)
+    for g, tg in zip(gs, tgs):
+        np.testing.assert_allclose(g, tg, rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_diagonal_second_order():
+    # f = sum(diag(x)^2) * ... : grad 2 diag(x) on the diagonal; sum(grad^2) = 4 sum(diag^2);
+    # its gradient: 8 diag(x) on the diagonal
+    x = cr.tensor([[1.0, 2.0], [3.0, -4.0]], requires_grad=True)
+    (g,) = cr.autograd.grad((cr.einsum("ii->i", x) ** 2).sum(), x, create_graph=True)
+    (h,) = cr.autograd.grad((g ** 2).sum(), x)
+    assert h.tolist() == [[8.0, 0.0], [0.0, -32.0]]
