@@ -562,7 +562,7 @@ def table(rows: list, engines: list) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="chainrule against PyTorch eager: training "
                                                  "steps of common models on the CPU")
-    parser.add_argument("--threads", type=int, default=2, choices=(1, 2),
+    parser.add_argument("--threads", type=int, default=2,
                         help="BLAS/OpenMP threads of each engine (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of all engines")
     parser.add_argument("--steps", type=int, default=None,
@@ -582,6 +582,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--only: unknown workload(s) {', '.join(unknown)}; expected names "
                      f"from {', '.join(WORKLOADS)}")
+    for flag, value, least in (("--threads", args.threads, 1), ("--repeats", args.repeats, 1),
+                               ("--steps", args.steps, 1), ("--warmup", args.warmup, 0)):
+        if value is not None and value < least:
+            parser.error(f"{flag}: got {value}, expected an integer >= {least}")
     if args.worker:
         print(json.dumps(worker(args.worker, names[0], args.steps, args.warmup, args.threads)))
         return 0
@@ -609,7 +613,7 @@ def main(argv=None) -> int:
         for engine, results in runs.items():
             for res in results:
                 if "error" in res:
-                    print(f"{name}: {engine} failed: {res['error']}", file=sys.stderr)
+                    print(f"{name}: {engine} failed: {res['error']}")
         raw[name] = runs
         rows.append(summarize(name, runs))
         print(f"{name}: done", flush=True)
