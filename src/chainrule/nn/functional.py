@@ -15,6 +15,7 @@ from ..tensor import Tensor
 from . import conv, fused
 from . import functional_extra as _extra
 from . import functional_resample as _resample
+from .ctc import ctc_loss as ctc_loss
 from .functional_extra import *  # noqa: F403  (batch/instance/group norm, more activations)
 from .functional_resample import *  # noqa: F403  (transposed conv, resampling, unfold/fold)
 
@@ -692,5 +693,5 @@ __all__ = [
     "scaled_dot_product_attention", "cross_entropy", "conv1d", "conv2d", "max_pool2d",
     "avg_pool2d", "adaptive_avg_pool2d", "one_hot", "nll_loss", "mse_loss", "l1_loss",
     "smooth_l1_loss", "huber_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-    "kl_div",
+    "kl_div", "ctc_loss",
 ] + _extra.__all__ + _resample.__all__
