@@ -30,6 +30,9 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of ``data`` (floats default to float32, ints to int64)."""
     if isinstance(data, Tensor):
         data = data._data
+    if backend.is_device_array(data):  # a copy on the same device (unless told otherwise)
+        return Tensor(data.copy(), dtype=dtype, requires_grad=requires_grad,
+                      device="cuda" if device is None else device)
     return Tensor(backend.to_numpy(data).copy() if hasattr(data, "dtype") else data,
                   dtype=dtype, requires_grad=requires_grad, device=device)
 
@@ -151,7 +154,8 @@ def randperm(n, dtype=None, device=None, generator=None):
 def multinomial(probs, num_samples=1, replacement=False, generator=None):
     """Draw indices from each row of ``probs`` (non-negative weights)."""
     rng = generator or _rng()
-    p = backend.to_numpy(probs._data if isinstance(probs, Tensor) else probs).astype(np.float64)
+    arr = probs._data if isinstance(probs, Tensor) else probs
+    p = backend.to_numpy(arr).astype(np.float64)  # drawn on the host, given back on probs' device
     flat = p.reshape(-1, p.shape[-1])
     out = np.empty((flat.shape[0], num_samples), dtype=np.int64)
     for i, row in enumerate(flat):
@@ -159,7 +163,8 @@ def multinomial(probs, num_samples=1, replacement=False, generator=None):
         if not np.isfinite(s) or s <= 0 or (row < 0).any():
             raise ValueError("multinomial: probabilities must be finite, non-negative, sum > 0")
         out[i] = rng.choice(row.shape[0], size=num_samples, replace=replacement, p=row / s)
-    return Tensor._wrap(out.reshape(p.shape[:-1] + (num_samples,)))
+    return Tensor._wrap(backend.to_device(out.reshape(p.shape[:-1] + (num_samples,)),
+                                          backend.device_of(arr)))
 
 __all__ = [
     "tensor",

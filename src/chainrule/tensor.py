@@ -506,7 +506,7 @@ class Tensor:
         return self / other if self._in_graph() else self.div_(other)
 
     def __setitem__(self, index, value):
-        index = _index_arrays(index)
+        index = _index_arrays(index, backend.device_of(self._data))
         if self.requires_grad and _autograd._state.grad_enabled:
             raise RuntimeError(
                 "__setitem__ on a tensor that requires grad is not differentiable here; build the "

@@ -107,7 +107,7 @@ class Op:
             op.shapes = (ax.shape if px is not None else (), ay.shape if py is not None else ())
             op.needs = (px is not None, py is not None)
             if backend._cupy is not None:
-                op.xp = backend.array_module(ax)
+                op.xp = backend.common_module((ax, ay), cls.__name__)
             out = op.forward(ax, ay, **params) if params else op.forward(ax, ay)
             return op._recorded(out, (ax, ay), inputs)
         if n == 1:
@@ -143,7 +143,7 @@ class Op:
         op.shapes = [a.shape if p is not None else () for a, p in zip(arrays, parents)]
         op.needs = [p is not None for p in parents]
         if backend._cupy is not None and arrays:
-            op.xp = backend.array_module(arrays[0])
+            op.xp = backend.common_module(arrays, cls.__name__)
         return op._recorded(op.forward(*arrays, **params), arrays, inputs)
 
     @classmethod
@@ -175,7 +175,7 @@ class Op:
     def _recorded(self, out, arrays, inputs):
         """The output tensor of a recorded op, with the bookkeeping of what forward saved."""
         saved = self.saved
-        if type(out) is not _ndarray:
+        if type(out) is not _ndarray and not backend.is_device_array(out):
             raw, out = out, self.xp.asarray(out)
             if saved:  # a 0-d ufunc result is a NumPy scalar: keep the saved output linked
                 self.saved = saved = tuple(out if s is raw else s for s in saved)
@@ -219,14 +219,14 @@ class Op:
     def _unrecorded(self, arrays, params, inputs):
         """Forward without recording: a bare tensor, nothing kept."""
         if backend._cupy is not None and arrays:
-            self.xp = backend.array_module(arrays[0])
+            self.xp = backend.common_module(arrays, type(self).__name__)
         if params:
             out = self.forward(*arrays, **params)
         elif len(arrays) == 2:
             out = self.forward(arrays[0], arrays[1])
         else:
             out = self.forward(*arrays)
-        if type(out) is not _ndarray:
+        if type(out) is not _ndarray and not backend.is_device_array(out):
             out = self.xp.asarray(out)
         if _observers:
             for hook in _observers:

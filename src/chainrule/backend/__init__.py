@@ -14,7 +14,8 @@ implement one interface:
 The interface is the list :data:`API`: NumPy's own names for what NumPy has (``exp``,
 ``einsum``, ``zeros``, ``add.at``, ...), and named functions for what it lacks (``EXTENSIONS``:
 scatter-adds, ``erf``) or does slowly (``KERNELS``: fused passes such as GELU, the softmax of
-attention, layer norm, max pooling and the Adam step). An op that needs something new adds a
+attention, layer norm, max pooling and the Adam step), and the random draws made where the
+arrays live (``RANDOM``: dropout masks). An op that needs something new adds a
 named function here, implemented in each namespace, never a ``hasattr(xp, ...)`` or an
 ``xp is numpy`` test inside the op. ``tests/test_architecture.py`` holds each namespace to the
 list and keeps NumPy out of the op files.
@@ -23,6 +24,9 @@ This package is the only place that imports CuPy, and ``import chainrule`` never
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
 
 import numpy
 
@@ -34,24 +38,38 @@ from .compiled import use_native as use_native
 from .numpy_ns import EXTENSIONS as EXTENSIONS
 from .numpy_ns import KERNELS as KERNELS
 from .numpy_ns import NUMPY_NAMES as NUMPY_NAMES
+from .numpy_ns import RANDOM as RANDOM
 
-API = tuple(NUMPY_NAMES) + tuple(EXTENSIONS) + tuple(KERNELS)
+API = tuple(NUMPY_NAMES) + tuple(EXTENSIONS) + tuple(KERNELS) + tuple(RANDOM)
 """Every name an array namespace provides (see the module docstring)."""
 
 ndarray = numpy.ndarray
-_cupy = None  # the cupy module once loaded; None while no CUDA array exists
+_cupy = None  # the module of CUDA arrays once loaded (cupy, or the stand-in); None before
 _cupy_ns = None
+_fake = None  # fake_cuda()'s choice; None: the environment's (CHAINRULE_FAKE_CUDA=1)
 
+
+def _stand_in_wanted() -> bool:
+    return _fake if _fake is not None else os.environ.get("CHAINRULE_FAKE_CUDA") == "1"
 
 
 def _load_cupy():
+    """The module of CUDA arrays, loaded on first use: CuPy, or the CPU stand-in
+    (:mod:`chainrule.backend.strict_ns`) where ``CHAINRULE_FAKE_CUDA=1`` or inside
+    :func:`fake_cuda`."""
     global _cupy, _cupy_ns
     if _cupy is None:
+        if _stand_in_wanted():
+            from . import strict_ns
+
+            _cupy = _cupy_ns = strict_ns
+            return _cupy
         try:
             import cupy
         except ImportError as e:  # pragma: no cover - depends on the machine
             raise RuntimeError(
-                "device 'cuda' needs CuPy and an NVIDIA GPU: pip install 'chainrule[cuda]'"
+                "device 'cuda' needs CuPy and an NVIDIA GPU: pip install 'chainrule[cuda12]' "
+                "(or 'chainrule[cuda13]' for CUDA 13)"
             ) from e
         from . import cupy_ns
 
@@ -59,10 +77,34 @@ def _load_cupy():
     return _cupy
 
 
+def cuda_is_stand_in() -> bool:
+    """True when device 'cuda' is the CPU stand-in (tests only; see :func:`fake_cuda`)."""
+    return _cupy is not None and _cupy is _cupy_ns
+
+
+@contextlib.contextmanager
+def fake_cuda(enabled: bool = True):
+    """Within the block, device 'cuda' is the CPU stand-in (:mod:`.strict_ns`: arrays that
+    refuse implicit host conversion, as CuPy's do, computed by NumPy), or with
+    ``enabled=False`` the real one; for tests. Arrays made inside belong to the block."""
+    global _cupy, _cupy_ns, _fake
+    before = _cupy, _cupy_ns, _fake
+    _cupy = _cupy_ns = None
+    _fake = bool(enabled)
+    try:
+        if enabled:
+            _load_cupy()
+        yield
+    finally:
+        _cupy, _cupy_ns, _fake = before
+
+
 def cuda_is_available() -> bool:
-    """True when CuPy imports and sees at least one GPU."""
+    """True when CuPy imports and sees at least one GPU (or the stand-in is on)."""
     try:
         cp = _load_cupy()
+        if cp is _cupy_ns:
+            return True
         return cp.cuda.runtime.getDeviceCount() > 0
     except Exception:
         return False
@@ -92,6 +134,31 @@ def array_module(a):
     if _cupy is not None and isinstance(a, _cupy.ndarray):
         return _cupy_ns
     return numpy_ns
+
+
+def common_module(arrays, name: str):
+    """The namespace of an op's array inputs, which must sit on one device: a RuntimeError
+    naming the op ``name`` and the two devices otherwise (scalars go anywhere)."""
+    dev = first = None
+    for i, a in enumerate(arrays):
+        if isinstance(a, _cupy.ndarray):
+            d = "cuda"
+        elif isinstance(a, numpy.ndarray):
+            d = "cpu"
+        else:
+            continue
+        if dev is None:
+            dev, first = d, i
+        elif d != dev:
+            raise RuntimeError(
+                f"{name}: expected all tensors on one device, but input {first} is on {dev} "
+                f"and input {i} on {d}; move them with .to('{dev}') (or .to('{d}'))")
+    return _cupy_ns if dev == "cuda" else numpy_ns
+
+
+def is_device_array(a) -> bool:
+    """True for an array of device 'cuda' (a CuPy array, or the stand-in's)."""
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 
 def device_of(a) -> str:

@@ -11,7 +11,8 @@ Three parts, listed in ``NUMPY_NAMES``, ``EXTENSIONS`` and ``KERNELS`` (their un
   float32 code where it applies and run NumPy code otherwise.
 
 The Tensor namespace (``chainrule.ops.tensor_ns``) and the CuPy one (``cupy_ns``) provide the
-same names.
+same names. ``RANDOM`` lists the random draws (``random_uniform``: dropout masks drawn where the
+array lives), which no backward rule calls, so the Tensor namespace has none.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ NUMPY_NAMES = tuple(n for n in dir() if not n.startswith("_") and n not in (
 EXTENSIONS = ("erf", "index_put_add", "scatter_add_zeros", "put_along_dim",
               "sliding_window_view", "is_basic_index")
 KERNELS = tuple(numpy_kernels.__all__)
+RANDOM = ("random_uniform",)
 NUMPY_NAMES = tuple(n for n in NUMPY_NAMES if n not in KERNELS)
 
 _erf = numpy.frompyfunc(math.erf, 1, 1)
@@ -210,6 +212,13 @@ def erf(x):
             -0.82215223 + t * 0.17087277))))))))
     r = 1 - t * exp(poly)
     return r * sign(x)  # erf is odd (and sign(0) = 0 gives erf(0) = 0 exactly)
+
+
+def random_uniform(generator, shape, float_dtype):
+    """Values uniform in [0, 1) of ``float_dtype`` (float32 or float64) from ``generator``,
+    chainrule's NumPy generator, on this namespace's device: here ``generator.random``; a
+    device namespace draws its seed from the generator and the values on the device."""
+    return generator.random(shape, dtype=float_dtype)
 
 
 def is_basic_index(index) -> bool:

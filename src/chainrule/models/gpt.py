@@ -49,11 +49,11 @@ class KVCache:
     """Keys and values of every layer for the positions seen so far, preallocated to
     ``block_size`` so that appending a token writes one position instead of copying all."""
 
-    def __init__(self, config: GPTConfig, batch: int, dtype):
+    def __init__(self, config: GPTConfig, batch: int, dtype, device=None):
         hs = config.n_embd // config.n_head
         shape = (batch, config.n_head, config.block_size, hs)
-        self.k = [cr.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [cr.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.k = [cr.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.v = [cr.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.length = 0  # positions filled (in every layer, after a full forward)
 
     def append(self, layer: int, k, v):
@@ -169,7 +169,7 @@ class GPT(nn.Module):
         if t0 + T > self.config.block_size:
             raise ValueError(f"GPT: a sequence of {t0 + T} tokens is longer than block_size "
                              f"{self.config.block_size}")
-        pos = cr.arange(t0, t0 + T, dtype=cr.int64)  # (T,)
+        pos = cr.arange(t0, t0 + T, dtype=cr.int64, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, cache, i)
@@ -224,17 +224,18 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         bs = self.config.block_size
+        dev = self.wte.weight.device  # the tokens so far stay on the host; each window moves
         cache = None
         try:
             for _ in range(max_new_tokens):
                 if not use_cache:
-                    x = self._hidden(cr.tensor(out[:, -bs:]))
+                    x = self._hidden(cr.tensor(out[:, -bs:], device=dev))
                 elif cache is None or cache.length >= bs:
-                    cache = KVCache(self.config, out.shape[0], self.wte.weight.dtype)
-                    x = self._hidden(cr.tensor(out[:, -bs:]), cache)
+                    cache = KVCache(self.config, out.shape[0], self.wte.weight.dtype, dev)
+                    x = self._hidden(cr.tensor(out[:, -bs:], device=dev), cache)
                 else:
-                    x = self._hidden(cr.tensor(out[:, -1:]), cache)
-                logits = self._logits(x[:, -1, :]).numpy()  # (B, V): only the last position
+                    x = self._hidden(cr.tensor(out[:, -1:], device=dev), cache)
+                logits = self._logits(x[:, -1, :]).cpu().numpy()  # (B, V): the last position
                 nxt = sample_next(logits, temperature, top_k, top_p, generator)
                 out = np.concatenate([out, nxt[:, None]], axis=1)
         finally:

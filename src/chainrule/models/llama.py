@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import nn
+from .. import backend, nn
 from ..autograd import Op, no_grad
 from ..nn import functional as F
 from ..random import _rng
@@ -94,8 +94,9 @@ class Rotary(Op):
 
 def apply_rotary(x: Tensor, cos, sin) -> Tensor:
     """Rotate ``x`` (..., T, d) by the tables from :func:`rope_tables` (half-split pairs)."""
-    return Rotary.apply(x, cos.astype(x._data.dtype, copy=False), sin.astype(x._data.dtype,
-                                                                              copy=False))
+    dev = backend.device_of(x._data)  # the tables are made on the host: moved to x's device
+    cos, sin = (backend.to_device(t, dev).astype(x._data.dtype, copy=False) for t in (cos, sin))
+    return Rotary.apply(x, cos, sin)
 
 
 class KVCache:

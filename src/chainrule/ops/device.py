@@ -41,6 +41,7 @@ class Cast(Op):
 
 
 def to_device(x, device):
+    backend.xp_for_device(device)  # loads the device's namespace before the op is applied
     return ToDevice.apply(x, device=device)
 
 

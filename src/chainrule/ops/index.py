@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 
+from .. import backend
 from ..autograd import Op
 from ..dtypes import bool_
 from ..tensor import Tensor
@@ -115,20 +116,22 @@ class MaskedFill(Op):
 # ----------------------------------------------------------------------------- functions
 
 
-def _index_arrays(index):
-    """Tensors inside an index become arrays (integer or bool)."""
-    if isinstance(index, Tensor):
-        return index._data
+def _index_arrays(index, device):
+    """Tensors inside an index become arrays (integer or bool), on the indexed tensor's
+    ``device`` (an index array from the host is copied there, as PyTorch allows)."""
     if isinstance(index, tuple):
-        return tuple(i._data if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        return _array(index)
-    return index
+        return tuple(_index_arrays(i, device) if isinstance(i, (Tensor, list))
+                     or getattr(i, "ndim", 0) else i for i in index)
+    if isinstance(index, Tensor):
+        index = index._data
+    elif isinstance(index, list):
+        index = _array(index)
+    return backend.to_device(index, device) if getattr(index, "ndim", 0) else index
 
 
 def getitem(x, index):
     x = _t(x, "getitem")
-    index = _index_arrays(index)
+    index = _index_arrays(index, backend.device_of(x._data))
     try:
         return GetItem.apply(x, index=index)
     except IndexError as e:

@@ -57,10 +57,10 @@ class AttentionOp(Op):
         self.A = S
         self.D = None
         if dropout_p > 0:
-            keep = _rng().random(S.shape, dtype=float32) >= dropout_p
+            keep = xp.random_uniform(_rng(), S.shape, float32) >= dropout_p
             D = keep.astype(S.dtype)
             D *= 1.0 / (1.0 - dropout_p)
-            self.D = xp.asarray(D)
+            self.D = D
             S = S * self.D
         return S @ v
 

@@ -12,10 +12,10 @@ class DropoutOp(Op):
     dx = g m / (1 - p)."""
 
     def forward(self, x, p=0.5):
-        keep = _rng().random(x.shape, dtype=float32) >= p
+        keep = self.xp.random_uniform(_rng(), x.shape, float32) >= p  # drawn where x lives
         mask = keep.astype(x.dtype)
         mask *= 1.0 / (1.0 - p)
-        self.mask = self.xp.asarray(mask)
+        self.mask = mask
         return x * self.mask
 
     def backward(self, g):
