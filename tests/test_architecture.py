@@ -159,3 +159,70 @@ def test_helpers_find_what_they_look_for(tmp_path):
     assert [line for line, _ in numpy_imports(str(src))] == [2, 3, 5]
     assert sorted(line for line, _ in namespace_tests(str(src))) == [6, 6, 7]
     assert sorted(name for _, name in namespace_calls(str(src))) == ["erf", "exp"]
+
+
+# ----------------------------------------------------------------------------- the CuPy namespace
+
+CUPY_NS = os.path.join(PKG_DIR, "backend", "cupy_ns.py")
+
+
+def _module_level_names(path):
+    """Names a module defines at its top level (functions, classes, assignments, imports),
+    those inside top-level ``if`` blocks and ``for`` loops too."""
+    names = set()
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            names.add(n.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, (ast.If, ast.For, ast.With, ast.Try)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+    visit(_tree(path).body)
+    return names
+
+
+def test_cupy_namespace_provides_the_interface_without_importing_cupy():
+    """cupy_ns (never imported here: no CuPy on most machines) takes NumPy's names from CuPy
+    in one loop over ``NUMPY_NAMES``, binds every kernel's NumPy code, and defines each
+    extension and random draw itself; its fused kernels take the CPU kernels' arguments."""
+    src = open(CUPY_NS, encoding="utf-8").read()
+    assert "for _name in numpy_ns.NUMPY_NAMES:" in src
+    assert "numpy_kernels.bind(sys.modules[__name__])" in src
+    defined = _module_level_names(CUPY_NS)
+    missing = [n for n in backend.EXTENSIONS + backend.RANDOM if n not in defined]
+    assert not missing, f"cupy_ns lacks the extensions {missing}"
+    from chainrule.backend import numpy_kernels
+
+    tree = _tree(CUPY_NS)
+    fused = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)
+             and n.name in backend.KERNELS}
+    assert {"gelu_forward", "gelu_backward", "attention_softmax", "layer_norm_forward",
+            "layer_norm_backward", "adam_step"} <= set(fused)
+    import inspect
+
+    for name, node in fused.items():
+        ours = [a.arg for a in node.args.args + node.args.kwonlyargs]
+        cpu = list(inspect.signature(getattr(numpy_kernels, name)).parameters)
+        assert ours == cpu, f"cupy_ns.{name} takes {ours}, the CPU kernel {cpu}"
+
+
+def test_import_chainrule_never_imports_cupy():
+    import subprocess
+    import sys
+
+    code = ("import sys, chainrule, chainrule.cuda, chainrule.nn, chainrule.optim; "
+            "import chainrule.backend as b; chainrule.cuda.memory_allocated(); "
+            "print(any(m == 'cupy' or m.startswith('cupy.') or m.endswith('cupy_ns') "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "CHAINRULE_FAKE_CUDA": "0"})
+    assert out.stdout.strip() == "False"

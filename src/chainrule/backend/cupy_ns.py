@@ -1,14 +1,25 @@
 """The CuPy array namespace (``device="cuda"``): the names of
-:mod:`chainrule.backend.numpy_ns`, taken from CuPy, with the extensions written for CuPy arrays
-and each kernel in the NumPy-code form it has on the CPU. Imported only once a CUDA array
-exists (``chainrule.backend._load_cupy``)."""
+:mod:`chainrule.backend.numpy_ns`, taken from CuPy, with the extensions written for CuPy arrays,
+each kernel in the NumPy-code form it has on the CPU (``numpy_kernels.bind``) and, where a
+fused pass is simple, a real CUDA kernel in its place (``ElementwiseKernel`` /
+``ReductionKernel``): GELU forward and backward in both forms, the row softmax of attention,
+layer norm's forward and backward, the Adam/AdamW step, and dropout's uniform draws. Imported
+only once a CUDA array exists (``chainrule.backend._load_cupy``); ``import chainrule`` never
+imports it.
+
+The fused kernels keep the contracts of ``numpy_kernels``: a forward kernel returns
+``(out, saved)`` and its backward takes ``saved`` back; ``adam_step`` returns True when it
+updated the arrays (False: the optimizer runs its own code).
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 
 import cupy
 import cupyx
+import numpy
 
 from . import numpy_kernels, numpy_ns
 
@@ -18,16 +29,63 @@ for _name in numpy_ns.NUMPY_NAMES:
         globals()[_name] = getattr(cupy, _name)
     else:  # pragma: no cover - depends on the CuPy version
         _missing.append(_name)
-if "errstate" in _missing:  # CuPy does not trap floating-point errors: a no-op context
-    errstate = numpy_ns.errstate
+for _name in ("errstate", "generic", "finfo", "iinfo", "dtype", "can_cast", "promote_types",
+              "broadcast_shapes"):
+    # NumPy's own objects where CuPy lacks them (CuPy takes NumPy's dtypes; CuPy does not
+    # trap floating-point errors, so errstate is a no-op context there)
+    if _name in _missing:
+        globals()[_name] = getattr(numpy_ns, _name)
+        _missing.remove(_name)
+ndarray = cupy.ndarray
 sliding_window_view = cupy.lib.stride_tricks.sliding_window_view
 is_basic_index = numpy_ns.is_basic_index
 
 
-def erf(x):
-    import cupyx.scipy.special
+class _AddWithAt:
+    """``cupy.add`` with ``.at`` (NumPy's unbuffered scatter-add) where this CuPy's ufunc
+    lacks it: ``cupyx.scatter_add``."""
 
-    return cupyx.scipy.special.erf(x)
+    def __init__(self, uf):
+        self._uf = uf
+        self.__name__ = "add"
+
+    def __call__(self, *args, **kwargs):
+        return self._uf(*args, **kwargs)
+
+    def at(self, a, indices, b):
+        cupyx.scatter_add(a, indices, b)
+
+    def __getattr__(self, name):
+        return getattr(self._uf, name)
+
+
+if not hasattr(cupy.add, "at"):  # pragma: no cover - depends on the CuPy version
+    add = _AddWithAt(cupy.add)
+if "put_along_axis" in _missing:  # pragma: no cover - depends on the CuPy version
+
+    def put_along_axis(arr, indices, values, axis):
+        arr[numpy_kernels_index(arr, indices, axis)] = values
+
+    _missing.remove("put_along_axis")
+
+
+def numpy_kernels_index(arr, indices, axis):
+    """The advanced index tuple that addresses ``arr`` at ``indices`` along ``axis``."""
+    grids = list(cupy.indices(indices.shape, sparse=True))
+    grids[axis] = indices
+    return tuple(grids)
+
+
+# ----------------------------------------------------------------------------- extensions
+
+_erf_kernel = cupy.ElementwiseKernel("T x", "T y", "y = erf(x)", "chainrule_erf")
+
+
+def erf(x):
+    """erf elementwise (CUDA's erf: correctly rounded to within 2 ulp in float32/float64)."""
+    if x.dtype.kind != "f":
+        x = x.astype(cupy.float64)
+    return _erf_kernel(x)
 
 
 def index_put_add(shape, index, g):
@@ -47,9 +105,214 @@ def scatter_add_zeros(shape, index, src):
 
 def put_along_dim(shape, idx, g, dim):
     out = cupy.zeros(shape, dtype=g.dtype)
-    cupy.put_along_axis(out, idx, g, axis=dim)
+    put_along_axis(out, idx, g, axis=dim)
     return out
 
 
-# the NumPy-code form of each kernel, bound to this namespace, runs on CuPy arrays
+# ----------------------------------------------------------------------------- random draws
+
+# splitmix64 of (seed + i * golden ratio): a counter-based generator, one 64-bit value per
+# element from the element's index, so one launch draws a whole mask
+_SPLITMIX = """
+    unsigned long long z = seed + (unsigned long long)i * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+"""
+_uniform32 = cupy.ElementwiseKernel(
+    "uint64 seed", "float32 y", _SPLITMIX + "y = (float)(z >> 40) * (1.0f / 16777216.0f);",
+    "chainrule_uniform32")
+_uniform64 = cupy.ElementwiseKernel(
+    "uint64 seed", "float64 y", _SPLITMIX + "y = (double)(z >> 11) * (1.0 / 9007199254740992.0);",
+    "chainrule_uniform64")
+
+
+def random_uniform(generator, shape, float_dtype):
+    """Values uniform in [0, 1) drawn on the GPU: the seed is one draw from ``generator``
+    (chainrule's generator, so ``manual_seed`` fixes every mask and a resumed run continues
+    the same stream), the values a counter-based generator of that seed."""
+    seed = numpy.uint64(generator.integers(0, 2**63 - 1, dtype=numpy.int64))
+    out = cupy.empty(shape, dtype=float_dtype)
+    if out.size:
+        (_uniform32 if out.dtype == cupy.float32 else _uniform64)(seed, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- kernels
+
+# the NumPy-code form of each kernel, bound to this namespace, runs on CuPy arrays; the fused
+# kernels below replace the ones where one CUDA pass is simple to write
 globals().update(numpy_kernels.bind(sys.modules[__name__]))
+
+_SQRT_HALF = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+_gelu_fwd = cupy.ElementwiseKernel(
+    "T x", "T y, T cdf",
+    f"cdf = (T)0.5 * erfc(-x * (T){_SQRT_HALF!r}); y = x * cdf;",
+    "chainrule_gelu_forward")
+_gelu_bwd = cupy.ElementwiseKernel(
+    "T x, T g, T cdf", "T dx",
+    f"dx = g * (cdf + x * (T){_INV_SQRT_2PI!r} * exp((T)-0.5 * x * x));",
+    "chainrule_gelu_backward")
+_gelu_tanh_fwd = cupy.ElementwiseKernel(
+    "T x", "T y, T t",
+    f"t = tanh((T){_SQRT_2_OVER_PI!r} * (x + (T)0.044715 * x * x * x));"
+    "y = (T)0.5 * x * ((T)1 + t);",
+    "chainrule_gelu_tanh_forward")
+_gelu_tanh_bwd = cupy.ElementwiseKernel(
+    "T x, T g, T t", "T dx",
+    f"T du = (T){_SQRT_2_OVER_PI!r} * ((T)1 + (T)(3 * 0.044715) * x * x);"
+    "dx = g * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);",
+    "chainrule_gelu_tanh_backward")
+
+
+def gelu_forward(x, approximate="none", *, xp=None):
+    """y = x Phi(x) ('none') or x (1 + tanh u) / 2 ('tanh'), one kernel; ``(y, saved)`` with
+    saved holding Phi(x) (or tanh u), as the CPU kernel's."""
+    if x.dtype.kind != "f":
+        x = x.astype(cupy.float64)
+    if approximate == "tanh":
+        y, t = _gelu_tanh_fwd(x)
+        return y, (None, t)
+    y, cdf = _gelu_fwd(x)
+    return y, (None, cdf)
+
+
+def gelu_backward(x, g, saved, approximate="none", *, xp=None):
+    """dx from ``gelu_forward``'s saved Phi (or tanh u), one kernel."""
+    _, a = saved
+    g = cupy.asarray(g, dtype=x.dtype)
+    if approximate == "tanh":
+        return _gelu_tanh_bwd(x, g, a)
+    return _gelu_bwd(x, g, a)
+
+
+def _row_softmax_inplace(S):
+    """softmax over the last dim of S, in place, in three CuPy passes (max, exp-sum, scale)."""
+    S -= S.max(axis=-1, keepdims=True)
+    cupy.exp(S, out=S)
+    S /= S.sum(axis=-1, keepdims=True)
+    return S
+
+
+_causal_mask_kernel = cupy.ElementwiseKernel(
+    "T s, int64 L, int64 S, float64 scale", "T y",
+    "long long col = i % S; long long row = (i / S) % L;"
+    "y = col > row ? (T)(-__int_as_float(0x7f800000)) : (T)(s * scale);",
+    "chainrule_scale_causal")
+
+
+def attention_softmax(q, k, scale, causal=False, mask=None, *, xp=None):
+    """A = softmax(q k^T scale + mask) over the last dim (the causal part masked in the same
+    pass as the scaling); ``(A, None)``."""
+    S = cupy.matmul(q, cupy.swapaxes(k, -1, -2))
+    if causal and mask is None and S.flags.c_contiguous:
+        L, Sk = S.shape[-2], S.shape[-1]
+        S = _causal_mask_kernel(S, L, Sk, float(scale), S)
+    else:
+        S *= S.dtype.type(scale)
+        if mask is not None:
+            S += mask
+        if causal:
+            L, Sk = S.shape[-2], S.shape[-1]
+            S += cupy.triu(cupy.full((L, Sk), -cupy.inf, dtype=S.dtype), 1)
+    return _row_softmax_inplace(S), None
+
+
+_softmax_bwd = cupy.ElementwiseKernel(
+    "T gA, T A, T d", "T dS", "dS = A * (gA - d)", "chainrule_softmax_backward")
+
+
+def attention_softmax_backward(gA, A, scale, saved, *, xp=None):
+    """dS = A (gA - sum_rows(gA A)); ``(dS, scale)``: the scale left to the products."""
+    d = (gA * A).sum(axis=-1, keepdims=True)
+    dS = _softmax_bwd(gA, A, d, gA)
+    return dS, A.dtype.type(scale)
+
+
+_ln_mean_rstd = cupy.ReductionKernel(
+    "T x", "float64 s",  # the sums in float64, as the compiled CPU kernel keeps them
+    "(double)x", "a + b", "s = a", "0", "chainrule_row_sum", reduce_type="float64")
+_ln_norm = cupy.ElementwiseKernel(
+    "T x, T mu, T r", "T xh", "xh = (x - mu) * r", "chainrule_ln_normalize")
+_ln_affine = cupy.ElementwiseKernel(
+    "T xh, T w, T b", "T y", "y = xh * w + b", "chainrule_ln_affine")
+_ln_bwd = cupy.ElementwiseKernel(
+    "T gh, T xh, T r, T a, T c", "T dx", "dx = r * (gh - a - xh * c)", "chainrule_ln_backward")
+
+
+def layer_norm_forward(x, w=None, b=None, eps=1e-5, *, xp=None):
+    """Layer norm of the rows of x (R, n) with float64 statistics; ``(y, saved)`` with saved
+    holding xh and r (R, 1), as the CPU kernel's."""
+    n = x.shape[1]
+    mu = (_ln_mean_rstd(x, axis=1, keepdims=True) / n).astype(x.dtype)
+    d = x - mu
+    var = _ln_mean_rstd(d * d, axis=1, keepdims=True) / n
+    r = (1.0 / cupy.sqrt(var + eps)).astype(x.dtype)
+    xh = _ln_norm(x, mu, r)
+    if w is None:
+        y = xh.copy()
+    else:
+        bb = b.reshape(-1) if b is not None else cupy.zeros(n, dtype=x.dtype)
+        y = _ln_affine(xh, w.reshape(-1), bb)
+    return y, (None, xh, r)
+
+
+def layer_norm_backward(g, saved, w=None, need_x=True, need_w=False, need_b=False, *, xp=None):
+    """dx = r (gh - mean(gh) - xh mean(gh xh)), dw = sum_rows g xh, db = sum_rows g."""
+    _, xh, r = saved
+    n = xh.shape[1]
+    g = cupy.asarray(g, dtype=xh.dtype)
+    gw = (g * xh).sum(axis=0) if need_w else None
+    gb = g.sum(axis=0) if need_b else None
+    gx = None
+    if need_x:
+        gh = g * w.reshape(-1) if w is not None else g
+        a = gh.mean(axis=1, keepdims=True)
+        c = (gh * xh).sum(axis=1, keepdims=True) / n
+        gx = _ln_bwd(gh, xh, r, a, c)
+    return gx, gw, gb
+
+
+_adam = cupy.ElementwiseKernel(
+    "T g, float64 beta1, float64 beta2, float64 wd, float64 decay, float64 step_size, "
+    "float64 eps_hat, bool maximize",
+    "T p, T m, T v",
+    """
+    T gi = maximize ? -g : g;
+    if (wd != 0.0) gi += (T)wd * p;
+    m = (T)beta1 * m + (T)(1.0 - beta1) * gi;
+    v = (T)beta2 * v + (T)(1.0 - beta2) * gi * gi;
+    p = p * (T)decay - (T)step_size * m / (sqrt(v) + (T)eps_hat);
+    """,
+    "chainrule_adam_step")
+
+
+def adam_step(p, g, m, v, *, step, lr, beta1, beta2, eps, weight_decay, decoupled=False,
+              maximize=False, amsgrad=False, xp=None):
+    """One Adam (AdamW with ``decoupled``) update of p, m and v in place, one kernel over the
+    four arrays: True; False for AMSGrad or lr = 0 (the optimizer runs its own code).
+    p <- p decay - lr / c1 * m / (sqrt(v) / c2 + eps), written as step_size m / (sqrt v +
+    eps c2) with step_size = lr c2 / c1 (c1 = 1 - beta1^t, c2 = sqrt(1 - beta2^t))."""
+    if amsgrad or lr == 0 or not (p.dtype == g.dtype == m.dtype == v.dtype):
+        return False
+    c1, c2 = 1.0 - beta1**step, math.sqrt(1.0 - beta2**step)
+    decay = 1.0 - lr * weight_decay if decoupled else 1.0
+    _adam(g, beta1, beta2, 0.0 if decoupled else weight_decay, decay, lr * c2 / c1, eps * c2,
+          bool(maximize), p, m, v)
+    return True
+
+
+def _unavailable(name):
+    def f(*args, **kwargs):
+        raise NotImplementedError(f"xp.{name}: this CuPy version has no {name} (device 'cuda'); "
+                                  "upgrade CuPy (chainrule needs cupy>=13)")
+
+    f.__name__ = name
+    return f
+
+
+for _name in _missing:  # pragma: no cover - depends on the CuPy version
+    globals()[_name] = _unavailable(_name)
