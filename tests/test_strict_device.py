@@ -176,3 +176,14 @@ def test_every_op_on_the_stand_in_equals_the_cpu_in_value_and_gradient(fake, s, 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "gpt"])
 def test_training_on_the_stand_in_equals_the_cpu(fake, name):
     check_training_matches_cpu(name, fake, rtol=1e-6, atol=1e-7)
+
+
+def test_chainrule_train_on_the_stand_in_end_to_end_and_resumes(fake, tmp_path):
+    from chainrule import cli
+
+    args = ["train", "--device=cuda", f"--out_dir={tmp_path}", "--name=r", "--n_layer=1",
+            "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--max_iters=4",
+            "--eval_interval=2", "--eval_iters=1", "--log_interval=1", "--sample_tokens=10",
+            "--diagnose_interval=2", "--progress=false", "--dropout=0.1"]
+    assert cli.main(args) == 0
+    assert cli.main(["train", "--resume", str(tmp_path / "r"), "--max_iters=6"]) == 0

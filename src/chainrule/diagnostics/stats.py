@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from .. import backend
+
 # Activation kinds: how a module or op's output is judged.
 RELU_FAMILY = frozenset({"ReLU", "Relu", "ReLU6"})
 SATURATING = {"Tanh": (-1.0, 1.0), "Sigmoid": (0.0, 1.0), "Hardsigmoid": (0.0, 1.0),
@@ -39,7 +41,7 @@ def activation_kind(name: str) -> str:
 
 
 def _flat(a):
-    a = np.asarray(a)
+    a = to_host(a)
     return a.reshape(-1) if a.flags.c_contiguous else a.ravel()
 
 
@@ -114,7 +116,7 @@ class ActivationAccumulator:
         self.hist = None
 
     def add(self, y):
-        y = np.asarray(y)
+        y = to_host(y)
         if y.dtype.kind != "f" or y.size == 0:
             return
         x = _flat(y)
@@ -210,7 +212,7 @@ def rows_identical(w, rtol: float = 1e-4) -> bool:
     to ``rtol`` of the array's largest value (rounding in matrix products makes exact copies
     differ in the last bits): units that compute the same thing. Comparing the first two rows
     decides almost every case; only when they agree is the whole array compared."""
-    w = np.asarray(w)
+    w = to_host(w)
     if w.ndim < 2 or w.shape[0] < 2 or w.size == 0 or w.dtype.kind != "f":
         return False
     r = w.reshape(w.shape[0], -1)
@@ -235,7 +237,7 @@ def input_stats(a) -> dict:
     """What the model was fed: shape, scale (mean, std, rms, max |x|), the fraction of zeros,
     per-feature RMS (largest and smallest), and whether every example of the batch (the first
     axis) is the same. Integer inputs (token ids) get their range only."""
-    a = np.asarray(a)
+    a = to_host(a)
     out = {"shape": list(a.shape), "dtype": a.dtype.kind}
     if a.size == 0:
         return out
@@ -276,7 +278,7 @@ def logit_stats(x, rows: int = 256):
     the rows' softmax, the entropy of their average (what the model predicts regardless of
     the example). Returns (stats, sampled row indices, (argmax, max probability) per sampled
     row) for :func:`targets_from_grad`."""
-    x = np.asarray(x)
+    x = to_host(x)
     M, C = x.shape
     idx = np.arange(0, M, max(1, M // rows))[:rows]
     s = x[idx].astype(np.float64)
@@ -307,7 +309,7 @@ def targets_from_grad(dx, idx, pred) -> dict:
     ignored target, left out. Returns the label counts' entropy, the number of classes
     present, the share of the most common one (and which it is), the accuracy of the
     predictions (and the label counts, for up to 64 classes)."""
-    dx = np.asarray(dx)
+    dx = to_host(dx)
     if dx.ndim != 2 or pred is None:
         return {}
     argmax, pmax = pred
@@ -334,24 +336,23 @@ PROBE_TOL = 1e-4  # outputs that move by more than this share of their size have
 
 
 def to_host(a):
-    """A NumPy array of ``a`` (a CuPy array is copied to the host)."""
+    """A NumPy array of ``a`` (a device array is copied to the host, explicitly)."""
     if isinstance(a, np.ndarray):
         return a
-    get = getattr(a, "get", None)
-    return get() if get is not None else np.asarray(a)
+    return backend.to_numpy(a)
 
 
 def first_targets(dx, logits):
     """The targets of the first rows of a cross-entropy (as :func:`targets_from_grad`, with
     a row that has no negative entry taken as predicted right: its argmax)."""
     d = to_host(dx)[:len(logits)].astype(np.float64)
-    return np.where(d.min(axis=1) < 0, d.argmin(axis=1), np.asarray(logits).argmax(axis=1))
+    return np.where(d.min(axis=1) < 0, d.argmin(axis=1), to_host(logits).argmax(axis=1))
 
 
 def target_stats(t, sample: int = 4096) -> dict:
     """A regression target's range, mean, variance, and whether it holds only integers (and
     how many distinct values, up to 100), from at most ``sample`` of its values."""
-    t = np.asarray(t)
+    t = to_host(t)
     x = _flat(t)
     if x.size == 0 or x.dtype.kind != "f":
         return {}

@@ -33,6 +33,7 @@ def _copy_state_value(key, value, like):
     if key == "step":  # PyTorch keeps it as a 0-d tensor
         step = float(value.item())
         return int(step) if step.is_integer() else step
+    value = backend.to_device(value, backend.device_of(like._data))  # state follows its param
     arr = like.xp.array(value, dtype=like.dtype if value.dtype.kind == "f" else value.dtype)
     return Tensor._wrap(arr)
 

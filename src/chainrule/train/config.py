@@ -62,6 +62,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: str = ""  # the run folder's name; '' = a timestamp
     progress: bool = True  # a tqdm progress bar (when tqdm is installed)
+    device: str = "cpu"  # 'cpu' or 'cuda' (an NVIDIA GPU through CuPy: chainrule[cuda12])
 
     def model_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in MODEL_KEYS}
@@ -118,6 +119,8 @@ class TrainConfig:
         for k in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, k) < 1.0:
                 raise ConfigError(f"config: {k} must be in [0, 1), got {getattr(self, k)}")
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ConfigError(f"config: device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.tokenizer not in ("char", "bpe"):
             raise ConfigError(f"config: tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
         if self.tokenizer == "bpe" and self.bpe_vocab_size < 257:
@@ -335,6 +338,7 @@ _HELP = {
     "diagnose_interval": "training-doctor statistics every N steps (0 = off)",
     "seed": "random seed (init, batch and dropout streams)", "out_dir": "folder of run folders",
     "name": "run folder name ('' = a timestamp)", "progress": "show a progress bar",
+    "device": "'cpu' or 'cuda' (a GPU through CuPy)",
 }
 
 

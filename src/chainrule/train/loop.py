@@ -108,10 +108,11 @@ def new_run(cfg: TrainConfig) -> RunDir:
     return open_run_folder(os.path.join(os.path.expanduser(cfg.out_dir), name))
 
 
-def _model_and_optimizer(cfg: TrainConfig, vocab_size: int):
+def _model_and_optimizer(cfg: TrainConfig, vocab_size: int, device=None):
     from ..models.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=vocab_size, **cfg.model_kwargs()))
+    model.to(device or cfg.device)  # initialized on the host (same weights on every device)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     return model, opt
 
@@ -276,7 +277,8 @@ class Trainer:
 
     def compute_loss(self, x, y):
         """The model's loss on one micro-batch (a 0-d tensor with its graph)."""
-        return self.model(cr.tensor(x), cr.tensor(y))[1]
+        dev = self.cfg.device
+        return self.model(cr.tensor(x, device=dev), cr.tensor(y, device=dev))[1]
 
     def reduce_gradients(self) -> None:
         """Runs after the backward passes of a step and before clipping, with the step's
@@ -340,7 +342,8 @@ class Trainer:
             losses = []
             for _ in range(cfg.eval_iters):
                 x, y = self.data.batch(split, cfg.batch_size, cfg.block_size, rng)
-                losses.append(self.model(cr.tensor(x), cr.tensor(y))[1].item())
+                losses.append(self.model(cr.tensor(x, device=cfg.device),
+                                         cr.tensor(y, device=cfg.device))[1].item())
             out[split] = float(np.mean(losses))
         self.model.train()
         return out
@@ -724,7 +727,7 @@ def load_run(run_path: str):
     cfg = config_from_dict(dict(ckpt["config"]), f"{run_path} checkpoint").validate()
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
     check_model_state(ckpt["model"], cfg, tokenizer.vocab_size, f"{run_path}")
-    model, _ = _model_and_optimizer(cfg, tokenizer.vocab_size)
+    model, _ = _model_and_optimizer(cfg, tokenizer.vocab_size, device="cpu")
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, tokenizer, cfg
