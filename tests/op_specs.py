@@ -903,3 +903,56 @@ spec("Cumprod", lambda F, x, dim: F.cumprod(x, dim),
      case(arg(values=[[1.5, 0.0, 2.0, -1.0], [0.0, 0.5, 0.0, 3.0]]), 1, id="zeros"),
      case(arg((3, 2), transposed=True), 0, id="noncontiguous"),
      ref=lambda x, dim: np.cumprod(x, axis=dim))
+
+
+def _scatter_prod_ref(x, src, dim, index, include_self=True):
+    out = x.copy()
+    where = tuple(index if d == dim else np.indices(index.shape, sparse=True)[d]
+                  for d in range(index.ndim))
+    part = src[tuple(slice(0, n) for n in index.shape)]
+    if not include_self:
+        out[where] = 1.0
+    np.multiply.at(out, where, part)
+    return out
+
+
+spec("ScatterProd",
+     lambda F, x, src, dim, index, include_self=True:
+         x.scatter_reduce(dim, F.tensor(index), src, "prod", include_self=include_self),
+     case((3, 4), (3, 3), dim=1, index=_IDX, id="dim1-repeated"),
+     case((4, 4), (3, 3), dim=0, index=_IDX, include_self=False, id="dim0-without-self"),
+     case(arg(values=[[1.5, 0.0, 2.0, -1.0], [0.5, 1.2, 0.0, 3.0], [1.1, 0.9, 1.3, 0.7]]),
+          arg(values=[[0.0, 1.4, 0.8], [2.0, 0.0, 0.6], [1.2, 1.7, 0.9]]), dim=1, index=_IDX,
+          id="zeros"),
+     case(arg((3, 4), transposed=True), (3, 3), dim=1, index=_IDX, id="noncontiguous"),
+     gradgrad=False, why="the products of the other factors are read from the arrays",
+     ref=_scatter_prod_ref)
+
+
+_CTC_TARGETS = np.array([[1, 2, 2], [3, 1, 0]])
+
+
+def _ctc_ref(lp, targets=_CTC_TARGETS, in_len=(5, 4), tg_len=(3, 2), blank=0):
+    """-log of the summed probability of every path that collapses to the target (all C^T
+    paths enumerated: an independent reference for tiny T)."""
+    import itertools
+
+    out = []
+    for n in range(lp.shape[1]):
+        want = tuple(targets[n, :tg_len[n]])
+        total = 0.0
+        for path in itertools.product(range(lp.shape[2]), repeat=in_len[n]):
+            merged = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+            if tuple(c for c in merged if c != blank) == want:
+                total += np.exp(sum(lp[t, n, c] for t, c in enumerate(path)))
+        out.append(-np.log(total))
+    return np.array(out)
+
+
+spec("CTCLossOp",
+     lambda F, lp: F.nn.functional.ctc_loss(lp, F.tensor(_CTC_TARGETS), (5, 4), (3, 2),
+                                            reduction="none"),
+     case((5, 2, 4)), case(arg((5, 2, 4), transposed=True), id="noncontiguous"),
+     domain=(-2.0, 0.0), ref=_ctc_ref, torch=False,
+     why="PyTorch's gradient adds exp(log_probs) (see chainrule.nn.ctc); compared with "
+         "PyTorch after a log_softmax in tests/nn/test_nn_ctc.py")

@@ -24,8 +24,8 @@ OPS_NAMES = set("""
     tile to_device topk transpose tril triu true_divide trunc unbind unflatten unsqueeze var
     view where
     atan2 arctan2 hypot nonzero argwhere count_nonzero meshgrid unique searchsorted bucketize
-    nan_to_num masked_select var_mean std_mean median scatter cdist diff ravel isclose
-    cumprod bernoulli
+    nan_to_num masked_select var_mean std_mean median mode scatter scatter_reduce cdist diff
+    ravel isclose cumprod bernoulli
 """.split())
 
 PACKAGE_EXTRA = set("""
@@ -44,7 +44,8 @@ expand expand_as broadcast_to squeeze unsqueeze split chunk unbind gather scatte
 masked_fill tril triu flip roll repeat outer leaky_relu floor_divide remainder
 take_along_dim clamp_min clamp_max tile narrow select lerp sort topk repeat_interleave
 multiply subtract divide atan2 arctan2 hypot nonzero argwhere count_nonzero unique
-nan_to_num masked_select median scatter diff ravel isclose cumprod bernoulli""".split()
+nan_to_num masked_select median mode scatter scatter_reduce diff ravel isclose cumprod
+bernoulli""".split()
 
 # Methods without a free function of their own name.
 OTHER_METHODS = ["view_as", "reshape_as", "where", "type_as", "exp_", "unfold"]

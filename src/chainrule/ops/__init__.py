@@ -23,7 +23,8 @@ join            cat stack split chunk unbind
 compose         tile narrow select lerp sort topk repeat_interleave (written with the others)
 device          to_device cast clone clone_detach
 misc            atan2 hypot nonzero meshgrid unique searchsorted bucketize nan_to_num
-                masked_select var_mean std_mean median scatter cdist diff ravel isclose
+                masked_select var_mean std_mean median mode scatter scatter_reduce cdist
+                diff ravel isclose
 ==============  ===========================================================================
 
 This module only re-exports them; ``__all__`` is the families' ``__all__`` together.

@@ -1,7 +1,8 @@
 """More of the op library, with PyTorch's names: atan2 (its own op), and compositions and
 index-valued functions: hypot, nonzero, argwhere, count_nonzero, meshgrid, unique,
-searchsorted, bucketize, nan_to_num, masked_select, var_mean, std_mean, median, scatter,
-cdist, diff, ravel, isclose, cumprod (its own op), bernoulli, and Tensor.unfold."""
+searchsorted, bucketize, nan_to_num, masked_select, var_mean, std_mean, median, mode,
+scatter, scatter_reduce (prod its own op), cdist, diff, ravel, isclose, cumprod (its own
+op), bernoulli, and Tensor.unfold."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ..tensor import Tensor
 from ._args import _dim1, _t, _ValuesIndices
 from ._methods import tensor_method
 from .compose import narrow, select, sort
-from .index import getitem, scatter_add
+from .index import _scatter_index, gather, getitem, scatter_add
 from .join import stack
 from .math import sqrt
 from .nograd import isinf, isnan
@@ -21,7 +22,8 @@ from .shape import expand, reshape, unsqueeze
 __all__ = [
     "atan2", "arctan2", "hypot", "nonzero", "argwhere", "count_nonzero", "meshgrid", "unique",
     "searchsorted", "bucketize", "nan_to_num", "masked_select", "var_mean", "std_mean",
-    "median", "scatter", "cdist", "diff", "ravel", "isclose", "cumprod", "bernoulli",
+    "median", "mode", "scatter", "scatter_reduce", "cdist", "diff", "ravel", "isclose",
+    "cumprod", "bernoulli",
 ]
 
 
@@ -126,15 +128,21 @@ def meshgrid(*tensors, indexing="ij"):
 
 @tensor_method()
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
-    """The distinct values (sorted), with the inverse indices and counts if asked."""
+    """The distinct values (sorted), with the inverse indices and counts if asked; with
+    ``dim``, the distinct slices along it (sorted lexicographically), the inverse giving each
+    slice's place among them."""
     x = _t(input, "unique")
-    if dim is not None:
-        raise NotImplementedError("unique: dim= is not supported; unique over all elements")
     xp = x.xp
-    vals, inv, counts = xp.unique(x._data, return_inverse=True, return_counts=True)
+    if dim is not None:
+        d = _dim1(x, dim, "unique")
+        vals, inv, counts = xp.unique(x._data, return_inverse=True, return_counts=True, axis=d)
+        inv = inv.reshape(-1)
+    else:
+        vals, inv, counts = xp.unique(x._data, return_inverse=True, return_counts=True)
+        inv = inv.reshape(x._data.shape)
     out = [Tensor._wrap(vals)]
     if return_inverse:
-        out.append(Tensor._wrap(inv.reshape(x._data.shape).astype(xp.int64)))
+        out.append(Tensor._wrap(inv.astype(xp.int64)))
     if return_counts:
         out.append(Tensor._wrap(counts.astype(xp.int64)))
     return out[0] if len(out) == 1 else tuple(out)
@@ -244,9 +252,150 @@ def median(input, dim=None, keepdim=False):
 
 
 @tensor_method()
+def mode(input, dim=-1, keepdim=False):
+    """(values, indices): the most frequent value along ``dim`` (the smallest of equally
+    frequent ones) and the index of its last occurrence, as PyTorch; the gradient goes to that
+    element."""
+    x = _t(input, "mode")
+    xp = x.xp
+    d = _dim1(x, dim, "mode") if x.ndim else 0
+    a = x._data.reshape(1) if x.ndim == 0 else xp.moveaxis(x._data, d, -1)
+    n = a.shape[-1]
+    if n == 0:
+        raise ValueError(f"mode: dim {dim} of input of shape {tuple(x.shape)} is empty")
+    rows = a.reshape(-1, n)
+    order = xp.argsort(rows, axis=-1, kind="stable")  # equal values keep their order
+    s = xp.take_along_axis(rows, order, axis=-1)
+    pos = xp.arange(n)
+    new = xp.ones(s.shape, dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    start = xp.maximum.accumulate(xp.where(new, pos, 0), axis=-1)
+    # the first position reaching the longest run ends the smallest value's run, and (stable
+    # order) holds that value's last occurrence
+    end = xp.argmax(pos - start, axis=-1)
+    idx = order[xp.arange(rows.shape[0]), end].reshape(a.shape[:-1])
+    if x.ndim == 0:
+        return _ValuesIndices((x, Tensor._wrap(xp.asarray(0, dtype=xp.int64))))
+    idx_k = xp.expand_dims(idx, d).astype(xp.int64)
+    vals = gather(x, d, Tensor._wrap(idx_k))
+    idx_t = Tensor._wrap(idx_k)
+    if not keepdim:
+        vals, idx_t = vals.squeeze(d), idx_t.squeeze(d)
+    return _ValuesIndices((vals, idx_t))
+
+
+def _zeros_like(x):
+    return Tensor._wrap(x.xp.zeros(x._data.shape, dtype=x._data.dtype))
+
+
+def _src_part(src, idx):
+    """The part of src that index covers (src may be larger), or a scalar expanded."""
+    if src.ndim:
+        return getitem(src, tuple(slice(0, n) for n in idx.shape))
+    return expand(src, idx.shape)
+
+
+class ScatterProd(Op):
+    """y = base with each src element multiplied into the position index names along dim
+    (base = x, or 1 at those positions without ``include_self``). The derivative of y at a
+    position with respect to each of its factors is the product of the others: y / m for a
+    nonzero factor m when none is zero, the product of the nonzero ones for the only zero
+    factor, else 0 (counted from the zeros, so a zero factor needs no division)."""
+
+    def forward(self, x, src, dim=0, index=None, include_self=True):
+        xp = self.xp
+        self.dim, self.index, self.include_self = dim, index, include_self
+        where_ = _scatter_index(xp, index, dim)
+        hit = xp.zeros(x.shape, dtype=bool)
+        hit[where_] = True
+        base = x.copy() if include_self else xp.where(hit, xp.ones_like(x), x)
+        nonzero = xp.where(base == 0, xp.ones_like(base), base)
+        zeros = (base == 0).astype(xp.int64)
+        xp.multiply.at(nonzero, where_, xp.where(src == 0, 1, src))
+        xp.add.at(zeros, where_, (src == 0).astype(xp.int64))
+        self.where_, self.hit, self.nonzero, self.zeros = where_, hit, nonzero, zeros
+        self.save(x, src)
+        return xp.where(zeros > 0, xp.zeros_like(nonzero), nonzero)
+
+    def _others(self, m, nonzero, zeros):
+        """The product of the other factors of each factor m (at its position's products)."""
+        xp = self.xp
+        safe = xp.where(m == 0, xp.ones_like(m), m)
+        return xp.where(m == 0, xp.where(zeros == 1, nonzero, 0 * nonzero),
+                        xp.where(zeros == 0, nonzero / safe, 0 * nonzero))
+
+    def backward(self, g):
+        xp = self.xp
+        x, src = self.saved
+        gx = gs = None
+        if self.needs[0]:
+            gx = g * self._others(x, self.nonzero, self.zeros)
+            if not self.include_self:
+                gx = xp.where(self.hit, 0 * gx, gx)
+        if self.needs[1]:
+            w = self.where_
+            gs = xp.zeros(src.shape, dtype=g.dtype)
+            part = tuple(slice(0, n) for n in self.index.shape)
+            gs[part] = g[w] * self._others(src[part], self.nonzero[w], self.zeros[w])
+        return gx, gs
+
+
+@tensor_method()
+def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
+    """A copy of ``input`` with the ``src`` values reduced into the positions ``index`` names
+    along ``dim``: reduce 'sum', 'prod', 'mean', 'amax' or 'amin', over the src values sent
+    there and (``include_self``) input's own value; other positions keep input's. The
+    gradient of 'amax'/'amin' is shared evenly by the values equal to the result, as
+    PyTorch's; 'mean' divides by the number of values reduced."""
+    op = "scatter_reduce"
+    x = _t(input, op)
+    src = _t(src, op)
+    reduces = ("sum", "prod", "mean", "amax", "amin")
+    if reduce not in reduces:
+        raise ValueError(f"{op}: reduce must be one of {', '.join(map(repr, reduces))}, got "
+                         f"{reduce!r}")
+    xp = x.xp
+    d = _dim1(x, dim, op)
+    idx = index._data if isinstance(index, Tensor) else xp.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{op}: index must be an integer tensor, got dtype {idx.dtype}")
+    if src.ndim != idx.ndim or any(s < n for s, n in zip(src.shape, idx.shape)):
+        raise ValueError(f"{op}: src shape {tuple(src.shape)} must have index's {idx.ndim} "
+                         f"dims and be at least index shape {tuple(idx.shape)} in each")
+    part = _src_part(src, idx)
+    ones = Tensor._wrap(xp.ones(idx.shape, dtype=x._data.dtype))
+    counts = scatter_add(_zeros_like(x), d, idx, ones)._data  # src values per position
+    hit = Tensor._wrap(counts > 0)
+    base = x if include_self else where(hit, 0.0, x)
+    if reduce == "prod":
+        return ScatterProd.apply(x, src, dim=d, index=idx, include_self=include_self)
+    if reduce in ("sum", "mean"):
+        y = scatter_add(base, d, idx, part)
+        if reduce == "sum":
+            return y
+        n = counts + (1 if include_self else 0)
+        return where(hit, y / Tensor._wrap(xp.maximum(n, 1).astype(x._data.dtype)), x)
+    # amax / amin: the result from the arrays, then written as the mean of the values equal
+    # to it, so that the gradient is shared evenly among them
+    where_ = _scatter_index(xp, idx, d)
+    best = x._data.copy()
+    pick = xp.maximum if reduce == "amax" else xp.minimum
+    if not include_self:
+        best[where_] = -xp.inf if reduce == "amax" else xp.inf
+    pick.at(best, where_, part._data)
+    self_eq = (x._data == best) & (include_self | ~(counts > 0))
+    src_eq = part._data == best[where_].reshape(idx.shape)
+    mask_s = Tensor._wrap(src_eq.astype(x._data.dtype))
+    n = self_eq.astype(x._data.dtype) + scatter_add(_zeros_like(x), d, idx, mask_s)._data
+    total = scatter_add(where(Tensor._wrap(self_eq), x, 0.0), d, idx, part * mask_s)
+    return total / Tensor._wrap(n)
+
+
+@tensor_method()
 def scatter(input, dim, index, src=None, value=None, *, reduce=None):
     """A copy of ``input`` with ``src`` (or the scalar ``value``) written at ``index`` along
-    ``dim``; reduce='add' adds instead (as scatter_add). Differentiable in input and src."""
+    ``dim``; reduce='add' adds and 'multiply' multiplies into input instead (as
+    scatter_reduce's 'sum' and 'prod'). Differentiable in input and src."""
     x = _t(input, "scatter")
     if (src is None) == (value is None):
         if isinstance(src, (int, float)) and value is None:
@@ -256,19 +405,22 @@ def scatter(input, dim, index, src=None, value=None, *, reduce=None):
     idx = index._data if isinstance(index, Tensor) else x.xp.asarray(index)
     if src is None:
         src = Tensor._wrap(x.xp.full(idx.shape, value, dtype=x._data.dtype))
-    if reduce not in (None, "add"):
-        raise NotImplementedError(f"scatter: reduce={reduce!r}; supported: None and 'add'")
+    elif not isinstance(src, Tensor):  # a Python number as src: the value everywhere
+        src = Tensor._wrap(x.xp.full(idx.shape, src, dtype=x._data.dtype))
+    elif src.ndim == 0:
+        src = expand(src, idx.shape)
+    if reduce not in (None, "add", "multiply"):
+        raise ValueError(f"scatter: reduce must be None, 'add' or 'multiply', got {reduce!r}")
     if reduce == "add":
         return scatter_add(x, dim, idx, src)
+    if reduce == "multiply":
+        return scatter_reduce(x, dim, idx, src, "prod")
     xp = x.xp
     hit = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), dim, idx,
                       Tensor._wrap(xp.ones(idx.shape, dtype=x._data.dtype)))._data > 0
     d = _dim1(x, dim, "scatter")
     # where an index repeats, the mean of its values (PyTorch leaves the choice unspecified)
-    if src.ndim:
-        src_part = getitem(src, tuple(slice(0, n) for n in idx.shape))
-    else:
-        src_part = expand(src, idx.shape)
+    src_part = _src_part(src, idx)
     placed = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), d, idx,
                          src_part)
     counts = scatter_add(Tensor._wrap(xp.zeros(x._data.shape, dtype=x._data.dtype)), d, idx,
