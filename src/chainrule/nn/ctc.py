@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from .. import backend
 from .. import ops as P
 from ..autograd import Op
 from ..backend import numpy_ns as _host
@@ -185,7 +186,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     T, N, C = lp.shape
     if not isinstance(blank, numbers.Integral) or not 0 <= blank < C:
         raise ValueError(f"{op}: blank must be a class index in [0, {C}), got {blank!r}")
-    tg = targets._data if isinstance(targets, Tensor) else _host.asarray(targets)
+    tg = backend.to_numpy(targets._data) if isinstance(targets, Tensor) else _host.asarray(targets)
     if tg.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must be integers, got dtype {tg.dtype}")
     tg = _host.asarray(tg, dtype=_host.int64)
