@@ -17,7 +17,8 @@ OPS_NAMES = set("""
     floor_divide fmod gather ge gelu getitem greater greater_equal gt index_select isfinite
     isinf isnan le leaky_relu lerp less less_equal log log10 log1p log2 log_softmax
     logical_and logical_not logical_or logical_xor logsumexp lt masked_fill matmul max
-    maximum mean min minimum mm movedim mul multiply narrow ne neg negative norm not_equal
+    maximum mean min minimum mm movedim moveaxis mul multiply narrow ne neg negative norm
+    not_equal
     outer pad permute pow prod reciprocal relu remainder repeat repeat_interleave reshape
     roll round rsqrt scatter_add select sigmoid sign silu sin softmax softplus sort split
     sqrt square squeeze stack std sub subtract sum swapaxes swapdims t take_along_dim tanh
@@ -40,8 +41,9 @@ sigmoid relu gelu silu softplus clamp clip maximum minimum sign floor ceil round
 reciprocal lt le gt ge eq ne logical_not logical_and logical_or isnan isinf isfinite argmax argmin
 argsort any all sum mean var std max min amax amin logsumexp prod cumsum norm softmax log_softmax
 matmul mm bmm dot reshape view flatten unflatten permute transpose swapaxes swapdims t movedim
-expand expand_as broadcast_to squeeze unsqueeze split chunk unbind gather scatter_add index_select
-masked_fill tril triu flip roll repeat outer leaky_relu floor_divide remainder
+moveaxis expand expand_as broadcast_to squeeze unsqueeze split chunk unbind gather scatter_add
+index_select
+masked_fill tril triu flip roll repeat outer leaky_relu floor_divide remainder fmod
 take_along_dim clamp_min clamp_max tile narrow select lerp sort topk repeat_interleave
 multiply subtract divide atan2 arctan2 hypot nonzero argwhere count_nonzero unique
 nan_to_num masked_select median mode scatter scatter_reduce diff ravel isclose cumprod

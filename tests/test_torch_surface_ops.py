@@ -229,3 +229,198 @@ def test_einsum_diagonal_second_order():
     (g,) = cr.autograd.grad((cr.einsum("ii->i", x) ** 2).sum(), x, create_graph=True)
     (h,) = cr.autograd.grad((g ** 2).sum(), x)
     assert h.tolist() == [[8.0, 0.0], [0.0, -32.0]]
+
+
+# ----------------------------------------------------------------------------- silent differences
+
+@pytest.mark.parametrize("src, dst, shape", [
+    ((-1, 0), (0, -1), (4, 3, 2)), ((0, 1), (2, 0), (3, 4, 2)), (0, -1, (3, 4, 2)),
+    ([1], [0], (3, 2, 4)), ((), (), (2, 3, 4)),
+])
+def test_movedim_with_tuples(src, dst, shape):
+    x = cr.arange(24.0).reshape(2, 3, 4)
+    y = cr.movedim(x, src, dst)
+    assert tuple(y.shape) == shape and tuple(x.moveaxis(src, dst).shape) == shape
+    np.testing.assert_array_equal(y.numpy(), np.moveaxis(x.numpy(), src, dst))
+    if torch is not None:
+        t = torch.movedim(torch.arange(24.0).reshape(2, 3, 4), src, dst)
+        np.testing.assert_array_equal(y.numpy(), t.numpy())
+
+
+def test_movedim_errors():
+    x = cr.zeros(2, 3)
+    with pytest.raises(ValueError, match="same number of dims"):
+        cr.movedim(x, (0, 1), (1,))
+    with pytest.raises(ValueError, match="repeated dim in source"):
+        cr.movedim(x, (0, 0), (0, 1))
+
+
+@pytest.mark.parametrize("xs, idx, dim, expected", [
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[0], [2]], 1, [[1.0], [6.0]]),
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[0, 2]], 1, [[1.0, 3.0], [4.0, 6.0]]),
+    ([[1.0, 2.0, 3.0]], [[0, 2], [1, 1]], 1, [[1.0, 3.0], [2.0, 2.0]]),
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[1, 0, 1]], 0, [[4.0, 2.0, 6.0]]),
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [5, 0], None, [6.0, 1.0]),
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[3], [1]], None, [4.0, 2.0]),
+])
+def test_take_along_dim_broadcasts_and_flattens(xs, idx, dim, expected):
+    x = cr.tensor(xs, requires_grad=True)
+    y = cr.take_along_dim(x, cr.tensor(idx), dim) if dim is not None else \
+        cr.take_along_dim(x, cr.tensor(idx))
+    assert y.tolist() == expected
+    y.sum().backward()
+    if dim is None:  # each picked element once: a count per position of the flattened x
+        counts = np.zeros(np.size(xs))
+        np.add.at(counts, np.array(idx).reshape(-1), 1.0)
+        np.testing.assert_array_equal(x.grad.numpy().reshape(-1), counts)
+    if torch is not None:
+        tx = torch.tensor(xs, requires_grad=True)
+        ty = torch.take_along_dim(tx, torch.tensor(idx), dim)
+        ty.sum().backward()
+        assert ty.tolist() == expected
+        np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+def test_take_along_dim_needs_matching_dims():
+    with pytest.raises(ValueError, match="same number of dims"):
+        cr.take_along_dim(cr.zeros(2, 3), cr.tensor([0, 1]), 1)
+    with pytest.raises(ValueError, match="do not broadcast outside dim 1"):
+        cr.take_along_dim(cr.zeros(2, 3), cr.tensor([[0], [1], [0]]), 1)
+
+
+@pytest.mark.parametrize("name, quotient", [("remainder", np.floor), ("fmod", np.trunc),
+                                            ("%", np.floor)])
+def test_modulo_gradients(name, quotient):
+    a0 = np.array([5.5, -5.5, 7.0, -7.2, 0.7])
+    b0 = np.array([3.0, 3.0, -2.0, -2.5, 1.6])
+    a, b = cr.tensor(a0, requires_grad=True), cr.tensor(b0, requires_grad=True)
+    y = a % b if name == "%" else getattr(cr, name)(a, b)
+    want = np.remainder(a0, b0) if name != "fmod" else np.fmod(a0, b0)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-12)
+    y.backward(cr.tensor(np.ones(5) * 2.0))
+    # d/da = 1, d/db = -floor(a/b) (remainder) or -trunc(a/b) (fmod)
+    np.testing.assert_array_equal(a.grad.numpy(), np.full(5, 2.0))
+    np.testing.assert_array_equal(b.grad.numpy(), -2.0 * quotient(a0 / b0))
+    if torch is not None:
+        ta, tb = torch.tensor(a0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+        ty = ta % tb if name == "%" else getattr(torch, name)(ta, tb)
+        ty.backward(torch.full((5,), 2.0, dtype=torch.float64))
+        np.testing.assert_array_equal(b.grad.numpy(), tb.grad.numpy())
+        np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())
+
+
+def test_modulo_of_integers_and_a_scalar_divisor():
+    assert cr.remainder(cr.tensor([-5, 5]), 3).tolist() == [1, 2]
+    assert cr.fmod(cr.tensor([-5, 5]), 3).tolist() == [-2, 2]
+    assert cr.tensor([7, -7]).fmod(cr.tensor([2, 2])).tolist() == [1, -1]
+    a = cr.tensor([5.5, -1.5], requires_grad=True)
+    cr.fmod(a, 2.0).sum().backward()
+    assert a.grad.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("p, expected, rows", [
+    (math.inf, 4.0, [2.0, 4.0]), (-math.inf, 0.0, [0.0, 0.5]), (0, 5.0, [2.0, 3.0]),
+    (1, 10.5, [3.0, 7.5]), ("fro", 5.5, [math.sqrt(5.0), math.sqrt(25.25)]),
+])
+def test_norm_special_orders(p, expected, rows):
+    x = cr.tensor([[1.0, -2.0, 0.0], [3.0, 0.5, -4.0]])
+    np.testing.assert_allclose(cr.norm(x, p).item(), expected, rtol=1e-6)
+    np.testing.assert_allclose(x.norm(p, dim=1).tolist(), rows, rtol=1e-6)
+    if p != "fro":
+        np.testing.assert_allclose(cr.linalg.vector_norm(x, p).item(), expected, rtol=1e-6)
+    if torch is not None:
+        t = torch.tensor([[1.0, -2.0, 0.0], [3.0, 0.5, -4.0]])
+        np.testing.assert_allclose(torch.norm(t, p).item(), expected, rtol=1e-6)
+
+
+def test_norm_minus_inf_gradient_is_at_the_smallest():
+    x = cr.tensor([3.0, -0.5, 2.0], requires_grad=True)
+    cr.norm(x, -math.inf).backward()
+    assert x.grad.tolist() == [0.0, -1.0, 0.0]
+
+
+@pytest.mark.parametrize("make, new, ok", [
+    (lambda m, x: x.transpose(0, 1), (24,), False),
+    (lambda m, x: x.transpose(0, 1), (3, 2, 2, 2), True),  # splits a dim: the strides allow it
+    (lambda m, x: m.tensor([1.0, 2.0]).expand(3, 2), (6,), False),
+    (lambda m, x: x[:, 1:], (16,), False),
+    (lambda m, x: x[:, 1:], (2, 8), True),
+    (lambda m, x: x[:, :, ::2], (12,), True),
+    (lambda m, x: x[1:], (12,), True),
+    (lambda m, x: x[:, :, :2], (2, 6), False),
+    (lambda m, x: x[:, :, :2], (2, 3, 2, 1), True),
+])
+def test_view_of_a_non_contiguous_tensor_as_in_torch(make, new, ok):
+    v = make(cr, cr.arange(24.0).reshape(2, 3, 4))
+    want = v.numpy().reshape(new)
+    if ok:
+        np.testing.assert_array_equal(v.view(new).numpy(), want)
+    else:
+        with pytest.raises(RuntimeError, match=r"view: .*use \.reshape\(\.\.\.\) instead"):
+            v.view(new)
+        with pytest.raises(RuntimeError, match="view"):
+            v.view(-1, *new[1:])
+    np.testing.assert_array_equal(v.reshape(new).numpy(), want)
+    np.testing.assert_array_equal(v.contiguous().view(new).numpy(), want)
+    assert v.contiguous().is_contiguous()
+    if torch is not None:
+        t = make(torch, torch.arange(24.0).reshape(2, 3, 4))
+        if ok:
+            np.testing.assert_array_equal(t.view(new).numpy(), want)
+        else:
+            with pytest.raises(RuntimeError, match="reshape"):
+                t.view(new)
+
+
+def test_view_that_splits_a_sliced_last_dim_keeps_sharing():
+    x = cr.arange(24.0).reshape(2, 12)
+    q = x[:, 4:8]  # a column slice, as a fused qkv projection is split
+    assert q.view(2, 2, 2).tolist() == [[[4.0, 5.0], [6.0, 7.0]], [[16.0, 17.0], [18.0, 19.0]]]
+
+
+def test_contiguous_copy_is_differentiable():
+    x = cr.arange(6.0).reshape(2, 3).requires_grad_()
+    y = x.t().contiguous()
+    assert y.is_contiguous() and y.tolist() == [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+    (y.view(-1) * cr.arange(6.0)).sum().backward()
+    assert x.grad.tolist() == [[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]]
+    z = cr.ones(2, 2)
+    assert z.contiguous() is z
+
+
+@pytest.mark.parametrize("shape, dim", [((0, 3), 1), ((3, 0), 1), ((0, 3), 0), ((3, 0), 0),
+                                        ((2, 0, 4), -1)])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family_on_zero_length_dims(name, shape, dim):
+    x = cr.zeros(shape, requires_grad=True)
+    y = getattr(cr, name)(x, dim)
+    out = tuple(n for i, n in enumerate(shape) if i != dim % len(shape)) \
+        if name == "logsumexp" else shape
+    assert tuple(y.shape) == out
+    if name == "logsumexp":
+        assert all(v == -math.inf for v in y.detach().numpy().reshape(-1))  # an empty sum
+    y.sum().backward()
+    assert tuple(x.grad.shape) == shape
+    if torch is not None:
+        t = getattr(torch, name)(torch.zeros(shape), dim)
+        np.testing.assert_array_equal(y.detach().numpy(), t.numpy())
+
+
+@pytest.mark.parametrize("sa, sb", [((0, 3), (3, 4)), ((2, 0), (0, 4)), ((2, 3), (3, 0)),
+                                    ((5, 0, 3), (3, 2)), ((0,), (0,)), ((3,), (3, 0)),
+                                    ((2, 0), (0,))])
+def test_matmul_on_zero_length_dims(sa, sb):
+    a, b = cr.ones(sa, requires_grad=True), cr.ones(sb, requires_grad=True)
+    y = a @ b
+    want = np.ones(sa) @ np.ones(sb)
+    assert tuple(y.shape) == want.shape
+    np.testing.assert_array_equal(y.detach().numpy(), want)
+    (y * 2.0).sum().backward()
+    assert tuple(a.grad.shape) == sa and tuple(b.grad.shape) == sb
+    if len(sa) == 2 and len(sb) == 2:  # dL/da = 2 ones @ b^T (zeros where a dim is empty)
+        np.testing.assert_array_equal(a.grad.numpy(), 2.0 * np.ones(want.shape) @ np.ones(sb).T)
+    if torch is not None:
+        ta, tb = torch.ones(sa, requires_grad=True), torch.ones(sb, requires_grad=True)
+        (ta @ tb * 2.0).sum().backward()
+        np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())
+        np.testing.assert_array_equal(b.grad.numpy(), tb.grad.numpy())

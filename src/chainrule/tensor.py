@@ -406,7 +406,11 @@ class Tensor:
         return is_floating(self._data.dtype)
 
     def contiguous(self, memory_format=None):
-        return self
+        """This tensor if its array is C-contiguous, else a C-contiguous copy (differentiable),
+        so ``.contiguous().view(...)`` works as in PyTorch."""
+        if self._data.flags.c_contiguous:
+            return self
+        return _F.shape.Contiguous.apply(self)
 
     def clone(self, memory_format=None):
         return _F.clone(self)

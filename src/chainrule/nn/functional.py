@@ -39,6 +39,8 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 def silu(input, inplace=False):
     """y = x sigmoid(x)."""
     return P.silu(input)
+
+
 softmax = P.softmax
 log_softmax = P.log_softmax
 pad = P.pad

@@ -207,13 +207,50 @@ def floor_divide(a, b):
 
 @tensor_method()
 def remainder(a, b):
-    return _nograd(lambda xp, x, y: xp.remainder(x, y), a, b)
+    """Python's a % b: the result has the sign of the divisor (``remainder(-5., 3.)`` is 1)."""
+    return _modulo(Remainder, a, b, "remainder")
 
 
 def fmod(a, b):
-    """C's remainder: the result has the sign of the dividend (``fmod(-5., 3.)`` is -2), where
-    :func:`remainder` has the divisor's (1)."""
+class Remainder(Op):
+    """y = a - floor(a / b) b (the sign of b);  da = g, db = -g floor(a / b) (PyTorch's rule;
+    the quotient is piecewise constant, so it is kept as a constant array)."""
+
+    def forward(self, a, b):
+        if getattr(self, "needs", (False, False))[1]:
+            self.q = self.xp.floor_divide(a, b)
+        return self.xp.remainder(a, b)
+
+    def backward(self, g):
+        return g, (-g * self.q if self.needs[1] else None)
+
+
+class Fmod(Op):
+    """y = a - trunc(a / b) b (C's fmod, the sign of a);  da = g, db = -g trunc(a / b)."""
+
+    def forward(self, a, b):
+        if getattr(self, "needs", (False, False))[1]:
+            self.q = self.xp.trunc(a / b)
+        return self.xp.fmod(a, b)
+
+    def backward(self, g):
+        return g, (-g * self.q if self.needs[1] else None)
+
+
+def _modulo(cls, a, b, name):
+    """A floating result is differentiable; integers take the plain kernel (no graph)."""
+    a, b = _promote(a, b, name)
+    if (a if isinstance(a, Tensor) else b)._data.dtype.kind == "f":
+        return _binary(cls, a, b, name)
+    if cls is Remainder:
+        return _nograd(lambda xp, x, y: xp.remainder(x, y), a, b)
     return _nograd(lambda xp, x, y: xp.fmod(x, y), a, b)
 
+
+    """C's remainder: the result has the sign of the dividend (``fmod(-5., 3.)`` is -2), where
+    :func:`remainder` has the divisor's (1)."""
+    return _modulo(Fmod, a, b, "fmod")
+
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "neg",
+@tensor_method()
            "negative", "pow", "square", "reciprocal", "floor_divide", "remainder", "fmod"]

@@ -13,7 +13,7 @@ from ..tensor import Tensor
 from ._args import DimError, _array, _dim1, _t
 from ._methods import tensor_method
 from .selection import where
-from .shape import _as_1d
+from .shape import _as_1d, expand, reshape
 
 
 class GetItem(Op):
@@ -176,8 +176,32 @@ def gather(x, dim, index):
 
 
 @tensor_method()
-def take_along_dim(x, indices, dim):
-    return gather(x, dim, indices)
+def take_along_dim(x, indices, dim=None):
+    """x's values at ``indices`` along ``dim``; the other dims of x and indices broadcast
+    against each other (unlike gather). dim=None: the flattened x at the flattened indices."""
+    x = _t(x, "take_along_dim")
+    idx = _array(indices)
+    if dim is None:
+        return gather(reshape(x, (-1,)), 0, idx.reshape(-1))
+    d = _dim1(x, dim, "take_along_dim")
+    if idx.ndim != x.ndim:
+        raise ValueError(f"take_along_dim: input and indices should have the same number of "
+                         f"dims, got {x.ndim} and {idx.ndim}")
+    if x.ndim == 0:
+        return gather(x, 0, idx)
+    xs, js = list(x._data.shape), list(idx.shape)
+    try:
+        rest = x.xp.broadcast_shapes(tuple(xs[:d] + xs[d + 1:]), tuple(js[:d] + js[d + 1:]))
+    except ValueError:
+        raise ValueError(f"take_along_dim: input of shape {tuple(xs)} and indices of shape "
+                         f"{tuple(js)} do not broadcast outside dim {d}") from None
+    rest = list(rest)
+    xshape, ishape = tuple(rest[:d] + [xs[d]] + rest[d:]), tuple(rest[:d] + [js[d]] + rest[d:])
+    if xshape != tuple(xs):
+        x = expand(x, xshape)
+    if ishape != tuple(js):
+        idx = x.xp.broadcast_to(idx, ishape)
+    return gather(x, d, idx)
 
 
 @tensor_method()

@@ -1,14 +1,14 @@
-"""Layout: pad (constant, reflect, replicate, circular), tril/triu, flip, roll, and repeat (torch.repeat: whole copies of
-the tensor along each dim)."""
+"""Layout: pad (constant, reflect, replicate, circular), tril/triu, flip, roll, and repeat
+(torch.repeat: whole copies of the tensor along each dim)."""
 
 from __future__ import annotations
 
 import builtins
 
 from ..autograd import Op
+from ..tensor import Tensor
 from ._args import DimError, _dim1, _dims, _shape_arg, _t
 from ._methods import tensor_method
-from ..tensor import Tensor
 from .index import index_select
 from .shape import flatten, reshape
 

@@ -4,6 +4,7 @@ cumsum; and logsumexp and the fused softmax / log_softmax."""
 from __future__ import annotations
 
 import builtins
+import math
 import numbers
 
 from ..autograd import Op
@@ -127,9 +128,13 @@ class Logsumexp(Op):
     def forward(self, x, dims=(), keepdim=False):
         xp = self.xp
         self.dims, self.keepdim = dims, keepdim
-        m = x.max(axis=dims, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        y = xp.log(xp.exp(x - m).sum(axis=dims, keepdims=True)) + m
+        if x.size == 0:  # log of an empty sum: -inf (NumPy's max has no identity to start from)
+            y = xp.full(tuple(1 if i in dims else n for i, n in enumerate(x.shape)), -math.inf,
+                        dtype=x.dtype)
+        else:
+            m = x.max(axis=dims, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, 0)
+            y = xp.log(xp.exp(x - m).sum(axis=dims, keepdims=True)) + m
         if not keepdim:
             y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
         self.save(x, y)  # the output itself, so create_graph differentiates through it
@@ -208,6 +213,9 @@ class Softmax(Op):
     def forward(self, x, dim=-1):
         xp = self.xp
         self.dim = dim
+        if x.size == 0:  # nothing to normalize (and NumPy's max of an empty dim fails)
+            self.save(x)
+            return x.copy()
         e = x - x.max(axis=dim, keepdims=True)
         xp.exp(e, out=e)
         e /= e.sum(axis=dim, keepdims=True)
@@ -226,6 +234,9 @@ class LogSoftmax(Op):
     def forward(self, x, dim=-1):
         xp = self.xp
         self.dim = dim
+        if x.size == 0:
+            self.save(x)
+            return x.copy()
         s = x - x.max(axis=dim, keepdims=True)
         s -= xp.log(xp.exp(s).sum(axis=dim, keepdims=True))
         self.save(s)

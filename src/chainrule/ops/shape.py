@@ -3,7 +3,11 @@ squeeze/unsqueeze. Each is a view of its input where NumPy gives one."""
 
 from __future__ import annotations
 
+import builtins
+import math
+
 from ..autograd import Op
+from ..tensor import ShapeError
 from ._args import DimError, _dim1, _dims, _shape_arg, _t
 from ._methods import tensor_method
 
@@ -23,6 +27,16 @@ class Reshape(Op):
 
     def backward(self, g):
         return (g.reshape(self.shape),)
+
+
+class Contiguous(Op):
+    """y = x laid out C-contiguously (a copy of a strided view);  dx = g."""
+
+    def forward(self, x):
+        return self.xp.ascontiguousarray(x)
+
+    def backward(self, g):
+        return (g,)
 
 
 class Permute(Op):
@@ -67,8 +81,46 @@ def reshape(x, *shape):
     return Reshape.apply(x, shape=shape)
 
 
+def _view_strides_ok(shape, strides, new):
+    """Whether an array of ``shape`` and element ``strides`` can be seen as ``new`` without a
+    copy: each run of dims that is contiguous in memory must split into whole dims of ``new``
+    (PyTorch's rule for ``view``)."""
+    view_d = len(new) - 1
+    base = strides[-1] if strides else 1
+    tensor_n = view_n = 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_n *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_n * base):
+            while view_d >= 0 and (view_n < tensor_n or new[view_d] == 1):
+                view_n *= new[view_d]
+                view_d -= 1
+            if view_n != tensor_n:
+                return False
+            if d > 0:
+                base, tensor_n, view_n = strides[d - 1], 1, 1
+    return view_d == -1
+
+
 @tensor_method()
 def view(x, *shape):
+    """x in a new shape, sharing its memory: as PyTorch, refused (naming reshape) where the
+    layout of a transposed, expanded or sliced tensor allows no such view."""
+    x = _t(x, "view")
+    a = x._data
+    if a.flags.c_contiguous or not a.size or builtins.min(a.strides, default=0) < 0:
+        return reshape(x, *shape)  # a reversed array is a copy in PyTorch: viewable there
+    new = list(_shape_arg(shape))
+    if new.count(-1) == 1:
+        known = math.prod(n for n in new if n != -1)
+        new[new.index(-1)] = a.size // known if known else 0
+    if math.prod(new) == a.size and not _view_strides_ok(
+            a.shape, [s // a.itemsize for s in a.strides], new):
+        raise ShapeError(
+            f"view: a tensor of shape {tuple(a.shape)} laid out as a transposed, expanded or "
+            f"sliced view cannot be viewed as {tuple(new)} without a copy (view size is not "
+            "compatible with input tensor's size and stride); use .reshape(...) instead, or "
+            ".contiguous().view(...)"
+        )
     return reshape(x, *shape)
 
 
@@ -133,13 +185,31 @@ def t(x):
     return transpose(x, 0, 1)
 
 
-@tensor_method()
+@tensor_method("movedim", "moveaxis")
 def movedim(x, source, destination):
+    """x with the dims ``source`` (an int or a tuple) moved to ``destination`` (the same
+    count); the other dims keep their order."""
     x = _t(x, "movedim")
-    src, dst = _dim1(x, source, "movedim"), _dim1(x, destination, "movedim")
-    order = [d for d in range(x.ndim) if d != src]
-    order.insert(dst, src)
-    return permute(x, order)
+    many = isinstance(source, (tuple, list)) or isinstance(destination, (tuple, list))
+    src = source if isinstance(source, (tuple, list)) else (source,)
+    dst = destination if isinstance(destination, (tuple, list)) else (destination,)
+    if len(src) != len(dst):
+        raise ValueError(f"movedim: source {tuple(src) if many else source} and destination "
+                         f"{tuple(dst) if many else destination} must have the same number of "
+                         "dims")
+    src = [_dim1(x, d, "movedim") for d in src]
+    dst = [_dim1(x, d, "movedim") for d in dst]
+    for name, ds in (("source", src), ("destination", dst)):
+        if len(set(ds)) != len(ds):
+            raise ValueError(f"movedim: repeated dim in {name} {tuple(ds)}")
+    order = [None] * x.ndim
+    for s, d in zip(src, dst):
+        order[d] = s
+    rest = iter(d for d in range(x.ndim) if d not in src)
+    return permute(x, [next(rest) if o is None else o for o in order])
+
+
+moveaxis = movedim
 
 
 @tensor_method()
@@ -188,5 +258,5 @@ def unsqueeze(x, dim):
 
 
 __all__ = ["reshape", "view", "flatten", "unflatten", "permute", "transpose", "swapaxes",
-           "swapdims", "t", "movedim", "expand", "broadcast_to", "expand_as", "squeeze",
-           "unsqueeze"]
+           "swapdims", "t", "movedim", "moveaxis", "expand", "broadcast_to", "expand_as",
+           "squeeze", "unsqueeze"]
