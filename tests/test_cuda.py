@@ -14,9 +14,9 @@ from chainrule import backend
 from device_checks import (
     CASE_IDS,
     CASES,
-    HOST_ONLY_ROWS,
     check_case_matches_cpu,
     check_training_matches_cpu,
+    device_case_params,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs an NVIDIA GPU and CuPy")
 
 
-@pytest.mark.parametrize("s, c", [pytest.param(s, c, id=i) for (s, c), i in zip(CASES, CASE_IDS)
-                                  if s.op not in HOST_ONLY_ROWS])
+@pytest.mark.parametrize("s, c", device_case_params())
 def test_every_op_on_the_gpu_equals_the_cpu_in_float64(s, c):
     check_case_matches_cpu(s, c, "cuda", rtol=1e-9, atol=1e-11)
 

@@ -14,11 +14,9 @@ import pytest
 import chainrule as cr
 from chainrule import backend
 from device_checks import (
-    CASE_IDS,
-    CASES,
-    HOST_ONLY_ROWS,
     check_case_matches_cpu,
     check_training_matches_cpu,
+    device_case_params,
 )
 
 
@@ -164,8 +162,7 @@ def test_dropout_masks_on_the_device_follow_the_chainrule_seed(fake):
 # ----------------------------------------------------------------------------- every op
 
 
-@pytest.mark.parametrize("s, c", [pytest.param(s, c, id=i) for (s, c), i in zip(CASES, CASE_IDS)
-                                  if s.op not in HOST_ONLY_ROWS])
+@pytest.mark.parametrize("s, c", device_case_params())
 def test_every_op_on_the_stand_in_equals_the_cpu_in_value_and_gradient(fake, s, c):
     check_case_matches_cpu(s, c, fake)
 
