@@ -244,24 +244,6 @@ spec("Pow", lambda F, a, b: a**b,
      case(arg((2, 3), 0.5, 2.0), -0.5, id="scalar-fractional-exponent"),
      case(2.0, (2, 3), id="scalar-base"),
      ref=lambda a, b: np.power(a, b))
-spec("Contiguous", lambda F, x: x.transpose(0, 1).contiguous(),
-     case((3, 4), id="transposed"), case((2, 3), id="transposed-small"),
-     ref=lambda x: x.T)
-# dividends and divisors whose quotients stay away from the integers (where the result jumps)
-_MOD_A = arg(values=[[5.5, -5.5, 7.0], [-7.2, 0.7, -0.7]])
-_MOD_B = arg(values=[[3.0, 3.0, -2.2], [-2.5, 1.6, 1.6]])
-spec("Remainder", lambda F, a, b: F.remainder(a, b),
-     case(_MOD_A, _MOD_B),
-     case(_MOD_A, arg(values=[[1.6], [-2.5]]), id="broadcast-size1"),
-     case(_MOD_A, 2.3, id="python-scalar"),
-     case(arg(values=4.3), arg(values=-1.7), id="scalars"),
-     ref=np.remainder)
-spec("Fmod", lambda F, a, b: F.fmod(a, b),
-     case(_MOD_A, _MOD_B),
-     case(_MOD_A, arg(values=[[1.6], [-2.5]]), id="broadcast-size1"),
-     case(_MOD_A, 2.3, id="python-scalar"),
-     case(arg(values=-4.3), arg(values=1.7), id="scalars"),
-     ref=np.fmod)
 
 UNARY = (
     case((3, 4)),
@@ -974,3 +956,50 @@ spec("CTCLossOp",
      domain=(-2.0, 0.0), ref=_ctc_ref, torch=False,
      why="PyTorch's gradient adds exp(log_probs) (see chainrule.nn.ctc); compared with "
          "PyTorch after a log_softmax in tests/nn/test_nn_ctc.py")
+
+
+def _spd(F, a):
+    """a a^T + 3 I: a symmetric positive definite matrix from any square a."""
+    return a @ a.transpose(-1, -2) + 3.0 * F.tensor(np.eye(a.shape[-1])).to(a.dtype)
+
+
+def _spd_ref(a):
+    return a @ np.swapaxes(a, -1, -2) + 3.0 * np.eye(a.shape[-1])
+
+
+def _dist_op(name):
+    from chainrule.distributions import _special
+
+    return getattr(_special, name)
+
+
+spec("Lgamma", lambda F, x: _dist_op("Lgamma").apply(x),
+     case((3, 4)), case((), id="scalar"), case(arg((3, 2), transposed=True), id="noncontiguous"),
+     domain=(0.2, 8.0), torch=False, ref=lambda x: _lgamma_ref(x))
+spec("Digamma", lambda F, x: _dist_op("Digamma").apply(x),
+     case((3, 4)), case((), id="scalar"), domain=(0.2, 8.0), torch=False, gradgrad=False,
+     why="its rule reads trigamma from the arrays",
+     ref=lambda x: np.vectorize(lambda v: _digamma_ref(v))(x))
+spec("Cholesky", lambda F, a: _dist_op("Cholesky").apply(_spd(F, a)),
+     case((3, 3)), case((2, 4, 4), id="batched"), torch=False, gradgrad=False,
+     why="its rule runs on the arrays", ref=lambda a: np.linalg.cholesky(_spd_ref(a)))
+spec("SolveTril",
+     lambda F, a, b: _dist_op("SolveTril").apply(
+         a.tril() + 3.0 * F.tensor(np.eye(a.shape[-1])).to(a.dtype), b),
+     case((3, 3), (3, 2)), case((2, 4, 4), (2, 4, 1), id="batched"), torch=False,
+     gradgrad=False, why="its rule runs on the arrays",
+     ref=lambda a, b: np.linalg.solve(np.tril(a) + 3.0 * np.eye(a.shape[-1]), b))
+
+
+def _lgamma_ref(x):
+    from math import lgamma
+
+    return np.vectorize(lgamma)(x)
+
+
+def _digamma_ref(v):
+    """psi(v) from an independent series: sum_{n>=0} 1/(n+1) - 1/(n+v) minus Euler's gamma,
+    the tail beyond N = 2e5 as its integral log((N+v-0.5)/(N+0.5))."""
+    n = np.arange(200000.0)
+    return float(np.sum(1 / (n + 1) - 1 / (n + v)) - 0.5772156649015329
+                 + np.log((200000 + v - 0.5) / (200000 + 0.5)))

@@ -1,8 +1,9 @@
 """chainrule.distributions: probability distributions with PyTorch's names and methods
-(``torch.distributions``): Categorical, Bernoulli, Normal, Uniform; ``sample``, ``rsample``
-(reparameterized, differentiable in the parameters), ``log_prob``, ``entropy``, ``mean``,
-``variance``, and ``kl_divergence`` for pairs of the same family (and Uniform against
-Normal). Samples draw from chainrule's global generator (``chainrule.manual_seed``)."""
+(``torch.distributions``): Categorical, Bernoulli, Normal, Uniform, Gamma, Beta,
+MultivariateNormal; ``sample``, ``rsample`` (reparameterized, differentiable in the
+parameters; implicitly for Gamma and Beta), ``log_prob``, ``entropy``, ``mean``, ``variance``,
+and ``kl_divergence`` for pairs of the same family (and Uniform against Normal). Samples
+draw from chainrule's global generator (``chainrule.manual_seed``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from ..autograd import no_grad
 from ..creation import rand, randn
 from ..nn import functional as F
 from ..tensor import Tensor
+from ._special import Cholesky, SolveTril, StandardGamma, digamma, lgamma
 
-__all__ = ["Distribution", "Categorical", "Bernoulli", "Normal", "Uniform", "kl_divergence",
-           "register_kl"]
+__all__ = ["Distribution", "Categorical", "Bernoulli", "Normal", "Uniform", "Gamma", "Beta",
+           "MultivariateNormal", "kl_divergence", "register_kl"]
 
 
 def _as_tensor(v, like=None, name="parameter", where="Distribution"):
@@ -247,6 +249,180 @@ class Categorical(Distribution):
 _KL: dict = {}
 
 
+def _positive(t, name, where):
+    if (t.detach().numpy() <= 0).any():
+        raise ValueError(f"{where}: {name} must be positive, got {t.detach().numpy().min()!r} "
+                         "among its values")
+
+
+class Gamma(Distribution):
+    """Gamma(concentration a, rate b): density b^a x^(a-1) e^(-b x) / Gamma(a); rsample =
+    z / b with z ~ Gamma(a, 1), differentiable in a by implicit reparameterization."""
+
+    has_rsample = True
+
+    def __init__(self, concentration, rate, validate_args=None):
+        a = _as_tensor(concentration, name="concentration", where="Gamma")
+        b = _as_tensor(rate, a, "rate", "Gamma")
+        shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        self.concentration, self.rate = a.expand(shape), b.expand(shape)
+        if validate_args is not False:
+            _positive(a, "concentration", "Gamma")
+            _positive(b, "rate", "Gamma")
+        self.batch_shape = tuple(shape)
+
+    @property
+    def mean(self):
+        return self.concentration / self.rate
+
+    @property
+    def variance(self):
+        return self.concentration / (self.rate * self.rate)
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended(sample_shape)
+        z = StandardGamma.apply(self.concentration.expand(shape))
+        return z / self.rate
+
+    def log_prob(self, value):
+        x = _as_tensor(value, self.rate, "value", "Gamma.log_prob")
+        a, b = self.concentration, self.rate
+        return a * P.log(b) + (a - 1) * P.log(x) - b * x - lgamma(a)
+
+    def entropy(self):
+        a = self.concentration
+        return a - P.log(self.rate) + lgamma(a) + (1.0 - a) * digamma(a)
+
+
+class Beta(Distribution):
+    """Beta(concentration1 a, concentration0 b): density x^(a-1) (1-x)^(b-1) / B(a, b);
+    rsample = g1 / (g1 + g0) with g1 ~ Gamma(a, 1), g0 ~ Gamma(b, 1) (reparameterized through
+    the gamma samples)."""
+
+    has_rsample = True
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        a = _as_tensor(concentration1, name="concentration1", where="Beta")
+        b = _as_tensor(concentration0, a, "concentration0", "Beta")
+        shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        self.concentration1, self.concentration0 = a.expand(shape), b.expand(shape)
+        if validate_args is not False:
+            _positive(a, "concentration1", "Beta")
+            _positive(b, "concentration0", "Beta")
+        self.batch_shape = tuple(shape)
+
+    @property
+    def mean(self):
+        return self.concentration1 / (self.concentration1 + self.concentration0)
+
+    @property
+    def variance(self):
+        a, b = self.concentration1, self.concentration0
+        t = a + b
+        return a * b / (t * t * (t + 1))
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended(sample_shape)
+        g1 = StandardGamma.apply(self.concentration1.expand(shape))
+        g0 = StandardGamma.apply(self.concentration0.expand(shape))
+        return g1 / (g1 + g0)
+
+    def _lbeta(self):
+        a, b = self.concentration1, self.concentration0
+        return lgamma(a) + lgamma(b) - lgamma(a + b)
+
+    def log_prob(self, value):
+        x = _as_tensor(value, self.concentration1, "value", "Beta.log_prob")
+        a, b = self.concentration1, self.concentration0
+        return (a - 1) * P.log(x) + (b - 1) * P.log(1 - x) - self._lbeta()
+
+    def entropy(self):
+        a, b = self.concentration1, self.concentration0
+        return (self._lbeta() - (a - 1) * digamma(a) - (b - 1) * digamma(b)
+                + (a + b - 2) * digamma(a + b))
+
+
+class MultivariateNormal(Distribution):
+    """N(loc, Sigma) over the last dim, Sigma given as covariance_matrix (factored by a
+    differentiable Cholesky) or scale_tril L (Sigma = L L^T); rsample = loc + L eps."""
+
+    has_rsample = True
+
+    def __init__(self, loc, covariance_matrix=None, precision_matrix=None, scale_tril=None,
+                 validate_args=None):
+        where = "MultivariateNormal"
+        given = [m is not None for m in (covariance_matrix, precision_matrix, scale_tril)]
+        if sum(given) != 1:
+            raise ValueError(f"{where}: pass exactly one of covariance_matrix, "
+                             "precision_matrix and scale_tril")
+        if precision_matrix is not None:
+            raise NotImplementedError(f"{where}: precision_matrix is not supported; pass "
+                                      "covariance_matrix or scale_tril")
+        loc = _as_tensor(loc, name="loc", where=where)
+        if loc.ndim < 1:
+            raise ValueError(f"{where}: loc must be at least 1-d, got shape {tuple(loc.shape)}")
+        if scale_tril is not None:
+            L = _as_tensor(scale_tril, loc, "scale_tril", where)
+        else:
+            cov = _as_tensor(covariance_matrix, loc, "covariance_matrix", where)
+            if cov.ndim < 2 or cov.shape[-1] != cov.shape[-2]:
+                raise ValueError(f"{where}: covariance_matrix must be (*, k, k), got shape "
+                                 f"{tuple(cov.shape)}")
+            try:
+                L = Cholesky.apply(cov)
+            except ValueError:
+                raise ValueError(f"{where}: covariance_matrix is not positive definite") \
+                    from None
+        k = loc.shape[-1]
+        if L.ndim < 2 or tuple(L.shape[-2:]) != (k, k):
+            raise ValueError(f"{where}: the scale of shape {tuple(L.shape)} received, expected "
+                             f"(*, {k}, {k}) for loc of shape {tuple(loc.shape)}")
+        batch = np.broadcast_shapes(tuple(loc.shape[:-1]), tuple(L.shape[:-2]))
+        self.loc = loc.expand(tuple(batch) + (k,))
+        self.scale_tril = L.expand(tuple(batch) + (k, k))
+        self.batch_shape, self.event_shape = tuple(batch), (k,)
+
+    @property
+    def covariance_matrix(self):
+        L = self.scale_tril
+        return L @ L.transpose(-1, -2)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        return (self.scale_tril * self.scale_tril).sum(-1)
+
+    def rsample(self, sample_shape=()):
+        eps = randn(*self._extended(sample_shape), dtype=self.loc.dtype)
+        return self.loc + (self.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+
+    def _half_log_det(self):
+        """log det L = sum of log diag L (the diagonal picked by an identity mask)."""
+        eye = Tensor._wrap(np.eye(self.event_shape[0], dtype=self.loc._data.dtype))
+        return P.log((self.scale_tril * eye).sum(-1)).sum(-1)
+
+    def _mahalanobis(self, diff):
+        """||L^-1 diff||^2 for diff (*, k), broadcast against the batch."""
+        shape = np.broadcast_shapes(tuple(diff.shape[:-1]), self.batch_shape)
+        k = self.event_shape[0]
+        L = self.scale_tril.expand(tuple(shape) + (k, k))
+        z = SolveTril.apply(L, diff.expand(tuple(shape) + (k,)).unsqueeze(-1))
+        return (z * z).sum((-2, -1))
+
+    def log_prob(self, value):
+        x = _as_tensor(value, self.loc, "value", "MultivariateNormal.log_prob")
+        k = self.event_shape[0]
+        return (-0.5 * (k * math.log(2 * math.pi) + self._mahalanobis(x - self.loc))
+                - self._half_log_det())
+
+    def entropy(self):
+        k = self.event_shape[0]
+        return 0.5 * k * (1.0 + math.log(2 * math.pi)) + self._half_log_det()
+
+
 def register_kl(type_p, type_q):
     """Decorator: ``fn(p, q)`` computes KL(p || q) for the two distribution types."""
     def deco(fn):
@@ -298,3 +474,31 @@ def _kl_categorical_categorical(p, q):
     t = p.probs * (p.logits - q.logits)
     t = P.where(p.probs == 0, 0.0, t)
     return t.sum(-1)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    a1, b1, a2, b2 = p.concentration, p.rate, q.concentration, q.rate
+    return (a2 * P.log(b1 / b2) + lgamma(a2) - lgamma(a1) + (a1 - a2) * digamma(a1)
+            + (b2 - b1) * (a1 / b1))
+
+
+@register_kl(Beta, Beta)
+def _kl_beta_beta(p, q):
+    a1, b1, a2, b2 = p.concentration1, p.concentration0, q.concentration1, q.concentration0
+    s1, s2 = a1 + b1, a2 + b2
+    t1 = lgamma(s1) - lgamma(a1) - lgamma(b1) - (lgamma(s2) - lgamma(a2) - lgamma(b2))
+    t2 = (a1 - a2) * digamma(a1) + (b1 - b2) * digamma(b1) - (s1 - s2) * digamma(s1)
+    return t1 + t2
+
+
+@register_kl(MultivariateNormal, MultivariateNormal)
+def _kl_mvn_mvn(p, q):
+    """(tr(Sq^-1 Sp) + |Lq^-1 (mu_q - mu_p)|^2 - k) / 2 + log det Lq - log det Lp, with
+    tr(Sq^-1 Sp) = |Lq^-1 Lp|_F^2."""
+    k = p.event_shape[0]
+    shape = np.broadcast_shapes(p.batch_shape, q.batch_shape)
+    Lq = q.scale_tril.expand(tuple(shape) + (k, k))
+    M = SolveTril.apply(Lq, p.scale_tril.expand(tuple(shape) + (k, k)))
+    return (0.5 * ((M * M).sum((-2, -1)) + q._mahalanobis(p.loc - q.loc) - k)
+            + q._half_log_det() - p._half_log_det())
