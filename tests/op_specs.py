@@ -244,6 +244,24 @@ spec("Pow", lambda F, a, b: a**b,
      case(arg((2, 3), 0.5, 2.0), -0.5, id="scalar-fractional-exponent"),
      case(2.0, (2, 3), id="scalar-base"),
      ref=lambda a, b: np.power(a, b))
+spec("Contiguous", lambda F, x: x.transpose(0, 1).contiguous(),
+     case((3, 4), id="transposed"), case((2, 3), id="transposed-small"),
+     ref=lambda x: x.T)
+# dividends and divisors whose quotients stay away from the integers (where the result jumps)
+_MOD_A = arg(values=[[5.5, -5.5, 7.0], [-7.2, 0.7, -0.7]])
+_MOD_B = arg(values=[[3.0, 3.0, -2.2], [-2.5, 1.6, 1.6]])
+spec("Remainder", lambda F, a, b: F.remainder(a, b),
+     case(_MOD_A, _MOD_B),
+     case(_MOD_A, arg(values=[[1.6], [-2.5]]), id="broadcast-size1"),
+     case(_MOD_A, 2.3, id="python-scalar"),
+     case(arg(values=4.3), arg(values=-1.7), id="scalars"),
+     ref=np.remainder)
+spec("Fmod", lambda F, a, b: F.fmod(a, b),
+     case(_MOD_A, _MOD_B),
+     case(_MOD_A, arg(values=[[1.6], [-2.5]]), id="broadcast-size1"),
+     case(_MOD_A, 2.3, id="python-scalar"),
+     case(arg(values=-4.3), arg(values=1.7), id="scalars"),
+     ref=np.fmod)
 
 UNARY = (
     case((3, 4)),
@@ -956,6 +974,7 @@ spec("CTCLossOp",
      domain=(-2.0, 0.0), ref=_ctc_ref, torch=False,
      why="PyTorch's gradient adds exp(log_probs) (see chainrule.nn.ctc); compared with "
          "PyTorch after a log_softmax in tests/nn/test_nn_ctc.py")
+
 
 
 def _spd(F, a):
