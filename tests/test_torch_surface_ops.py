@@ -424,3 +424,58 @@ def test_matmul_on_zero_length_dims(sa, sb):
         (ta @ tb * 2.0).sum().backward()
         np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())
         np.testing.assert_array_equal(b.grad.numpy(), tb.grad.numpy())
+
+
+# ----------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("call", [
+    lambda m: m.ones(2, 3) + m.ones(4), lambda m: m.ones(2, 3) * m.ones(2),
+    lambda m: m.ones(2, 3) @ m.ones(4, 2), lambda m: m.mm(m.ones(2, 3), m.ones(4, 2)),
+    lambda m: m.bmm(m.ones(2, 2, 3), m.ones(3, 3, 2)), lambda m: m.ones(6).reshape(4),
+    lambda m: m.ones(6).view(4), lambda m: m.ones(2, 3).t().view(6),
+    lambda m: m.cat([m.ones(2, 3), m.ones(2, 4)]), lambda m: m.stack([m.ones(2), m.ones(3)]),
+    lambda m: m.ones(2, 3).expand(4, 3), lambda m: m.ones(3, requires_grad=True).mul(2).backward(),
+    lambda m: m.ones(2).item(), lambda m: m.split(m.ones(5), [2, 2]),
+])
+def test_shape_mistakes_are_runtime_errors_as_in_torch(call):
+    with pytest.raises(RuntimeError):
+        call(cr)
+    with pytest.raises(ValueError):  # and still the ValueError they were
+        call(cr)
+    if torch is not None:
+        with pytest.raises(RuntimeError):
+            call(torch)
+
+
+def test_engine_errors_are_runtime_errors():
+    x = cr.ones(3, requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    with pytest.raises(RuntimeError):
+        cr.ones(3).sum().backward()
+
+
+def test_gradcheck_and_anomaly_errors_are_runtime_errors():
+    from chainrule.autograd.anomaly import NonFiniteError
+    from chainrule.autograd.gradcheck import GradcheckError
+
+    assert issubclass(GradcheckError, RuntimeError) and issubclass(GradcheckError, AssertionError)
+    assert issubclass(NonFiniteError, RuntimeError)
+    assert issubclass(NonFiniteError, FloatingPointError)
+
+    class Wrong(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+
+    with pytest.raises(RuntimeError, match="finite difference"):
+        cr.autograd.gradcheck(Wrong.apply, (cr.ones(3, dtype=cr.float64, requires_grad=True),))
+    with pytest.raises(RuntimeError, match="NaN"), cr.autograd.detect_anomaly():
+        x = cr.tensor([0.0, 1.0], requires_grad=True)
+        (cr.sqrt(x) * 0).sum().backward()

@@ -71,8 +71,9 @@ def register_module_frames(*codes) -> None:
     _module_frames.update(codes)
 
 
-class NonFiniteError(FloatingPointError):
-    """The first NaN or infinity found under :func:`detect_anomaly`.
+class NonFiniteError(FloatingPointError, RuntimeError):
+    """The first NaN or infinity found under :func:`detect_anomaly` (a FloatingPointError, and
+    a RuntimeError as PyTorch raises for it).
 
     Attributes: ``op`` (name), ``phase`` ('forward' or 'backward'), ``module`` (path or ''),
     ``location`` ((file, line) of the user's source line or None), ``details`` (the statistics

@@ -251,14 +251,14 @@ def _run_post_hooks(t):
 def _as_grad_array(t, g, where: str):
     if g is None:
         if t._data.size != 1:
-            raise ValueError(
+            raise ShapeError(
                 f"{where}: grad can be implicitly created only for scalar outputs, but the output "
                 f"has shape {tuple(t.shape)}; pass gradient= (a tensor of that shape)"
             )
         return t.xp.ones_like(t._data)
     g = g._data if isinstance(g, Tensor) else t.xp.asarray(g, dtype=t._data.dtype)
     if g.shape != t._data.shape:
-        raise ValueError(
+        raise ShapeError(
             f"{where}: gradient has shape {tuple(g.shape)} but the output has shape "
             f"{tuple(t.shape)}; they must match"
         )
@@ -351,4 +351,4 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-from ..tensor import Tensor  # noqa: E402  (Tensor and the engine refer to each other)
+from ..tensor import ShapeError, Tensor  # noqa: E402  (Tensor and the engine refer to each other)

@@ -14,8 +14,9 @@ from ..tensor import Tensor
 from . import engine as autograd
 
 
-class GradcheckError(AssertionError):
-    """Raised when an analytic gradient disagrees with finite differences."""
+class GradcheckError(AssertionError, RuntimeError):
+    """Raised when an analytic gradient disagrees with finite differences: an AssertionError,
+    and a RuntimeError as PyTorch's GradcheckError is."""
 
 
 def _as_tuple(x):

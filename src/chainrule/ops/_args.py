@@ -9,7 +9,7 @@ import numbers
 
 from ..backend import array_module, numpy_ns
 from ..dtypes import float32, result_type
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 
 
 class DimError(IndexError, ValueError):
@@ -98,7 +98,7 @@ def _shape(x):
 
 def _broadcast_error(e, a, b, name):
     if "broadcast" in str(e):
-        raise ValueError(
+        raise ShapeError(
             f"{name}: shapes {_shape(a)} and {_shape(b)} cannot be broadcast together (each "
             "dim must match, or be 1, counting from the right)"
         ) from None

@@ -9,7 +9,7 @@ import builtins
 from .. import backend
 from ..autograd import Op
 from ..dtypes import bool_
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 from ._args import DimError, _array, _dim1, _t
 from ._methods import tensor_method
 from .selection import where
@@ -153,12 +153,12 @@ def _index(index, x, d, op):
 
 def _index_like(idx, x, d, op, what="index"):
     if idx.ndim != x.ndim:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: {what} has {idx.ndim} dims but input has {x.ndim}; they must match"
         )
     bad = [i for i in range(x.ndim) if i != d and idx.shape[i] > x._data.shape[i]]
     if bad:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: index shape {tuple(idx.shape)} is larger than input shape "
             f"{tuple(x.shape)} in dim {bad[0]} (only dim {d} may be larger)"
         )
@@ -185,7 +185,7 @@ def take_along_dim(x, indices, dim=None):
         return gather(reshape(x, (-1,)), 0, idx.reshape(-1))
     d = _dim1(x, dim, "take_along_dim")
     if idx.ndim != x.ndim:
-        raise ValueError(f"take_along_dim: input and indices should have the same number of "
+        raise ShapeError(f"take_along_dim: input and indices should have the same number of "
                          f"dims, got {x.ndim} and {idx.ndim}")
     if x.ndim == 0:
         return gather(x, 0, idx)
@@ -193,7 +193,7 @@ def take_along_dim(x, indices, dim=None):
     try:
         rest = x.xp.broadcast_shapes(tuple(xs[:d] + xs[d + 1:]), tuple(js[:d] + js[d + 1:]))
     except ValueError:
-        raise ValueError(f"take_along_dim: input of shape {tuple(xs)} and indices of shape "
+        raise ShapeError(f"take_along_dim: input of shape {tuple(xs)} and indices of shape "
                          f"{tuple(js)} do not broadcast outside dim {d}") from None
     rest = list(rest)
     xshape, ishape = tuple(rest[:d] + [xs[d]] + rest[d:]), tuple(rest[:d] + [js[d]] + rest[d:])
@@ -247,7 +247,7 @@ def masked_fill(x, mask, value):
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(
+        raise ShapeError(
             f"masked_fill: mask shape {tuple(m.shape)} cannot be broadcast to input shape "
             f"{tuple(x.shape)}"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 
 from ..autograd import Op
+from ..tensor import ShapeError
 from ._args import DimError, _dim1, _t
 from ._methods import tensor_method
 from .index import getitem
@@ -56,7 +57,7 @@ def cat(tensors, dim=0):
         if x.ndim != len(ref) or builtins.any(
             a != b for j, (a, b) in enumerate(zip(x.shape, ref)) if j != d
         ):
-            raise ValueError(
+            raise ShapeError(
                 f"cat: tensor {i} has shape {tuple(x.shape)} but tensor 0 has {tuple(ref)}; all "
                 f"dims except dim {d} must match"
             )
@@ -75,7 +76,7 @@ def stack(tensors, dim=0):
     ref = tensors[0].shape
     for i, x in enumerate(tensors):
         if x.shape != ref:
-            raise ValueError(
+            raise ShapeError(
                 f"stack: tensor {i} has shape {tuple(x.shape)} but tensor 0 has {tuple(ref)}; "
                 "all must match"
             )
@@ -101,7 +102,7 @@ def split(x, split_size_or_sections, dim=0):
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
-            raise ValueError(f"split: sections {sizes} sum to {builtins.sum(sizes)}, not {n}")
+            raise ShapeError(f"split: sections {sizes} sum to {builtins.sum(sizes)}, not {n}")
     out, start = [], 0
     pre = (slice(None),) * d
     for s in sizes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import string
 
 from ..autograd import Op
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 from ._args import _t
 from ._methods import tensor_method
 from .arithmetic import mul
@@ -19,13 +19,13 @@ class Matmul(Op):
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(
+            raise ShapeError(
                 f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and "
                 f"{tuple(b.shape)}; use * for scalars"
             )
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             k2 = b.shape[-2 if b.ndim > 1 else 0]
-            raise ValueError(
+            raise ShapeError(
                 f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: inner dims {a.shape[-1]} and {k2} "
                 "differ"
             )
@@ -33,7 +33,7 @@ class Matmul(Op):
         try:
             return a @ b
         except ValueError:
-            raise ValueError(
+            raise ShapeError(
                 f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: batch dims {tuple(a.shape[:-2])} "
                 f"and {tuple(b.shape[:-2])} cannot be broadcast together"
             ) from None
@@ -91,14 +91,14 @@ def parse_einsum(subscripts, shapes):
             n = len(s) - (len(sub) - 3)
             sub = sub.replace("...", ell[ell_len - n:])
         if len(sub) != len(s):
-            raise ValueError(f"einsum: subscripts '{sub}' do not fit an operand of shape {s}")
+            raise ShapeError(f"einsum: subscripts '{sub}' do not fit an operand of shape {s}")
         exp.append(sub)
     sizes = {}
     for k, (sub, s) in enumerate(zip(exp, shapes)):
         for c, n in zip(sub, s):
             m = sizes.setdefault(c, (n, k))[0]
             if n != m and 1 not in (n, m):
-                raise ValueError(
+                raise ShapeError(
                     f"einsum: index '{c}' has size {m} in operand {sizes[c][1]} but {n} in "
                     f"operand {k} (shapes {[tuple(x) for x in shapes]})"
                 )
@@ -177,14 +177,14 @@ def matmul(a, b):
 @tensor_method()
 def mm(a, b):
     if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"mm: expects 2-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ShapeError(f"mm: expects 2-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
     return matmul(a, b)
 
 
 @tensor_method()
 def bmm(a, b):
     if a.ndim != 3 or b.ndim != 3:
-        raise ValueError(f"bmm: expects 3-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ShapeError(f"bmm: expects 3-d operands, got {tuple(a.shape)} and {tuple(b.shape)}")
     return matmul(a, b)
 
 

@@ -20,7 +20,7 @@ class Reshape(Op):
         try:
             return x.reshape(shape)
         except ValueError:
-            raise ValueError(
+            raise ShapeError(
                 f"reshape: cannot view a tensor of shape {tuple(x.shape)} ({x.size} elements) as "
                 f"{tuple(shape)}"
             ) from None
@@ -60,7 +60,7 @@ class Expand(Op):
         try:
             return self.xp.broadcast_to(x, shape)
         except ValueError:
-            raise ValueError(
+            raise ShapeError(
                 f"expand: cannot expand shape {tuple(x.shape)} to {tuple(shape)}: only size-1 "
                 "dims can grow"
             ) from None
