@@ -63,6 +63,7 @@ class TrainConfig:
     name: str = ""  # the run folder's name; '' = a timestamp
     progress: bool = True  # a tqdm progress bar (when tqdm is installed)
     device: str = "cpu"  # 'cpu' or 'cuda' (an NVIDIA GPU through CuPy: chainrule[cuda12])
+    activation_checkpointing: bool = False  # recompute each block's forward in backward
 
     def model_kwargs(self) -> dict:
         return {k: getattr(self, k) for k in MODEL_KEYS}
@@ -166,7 +167,7 @@ MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
 RESUMABLE_KEYS = frozenset({
     "max_iters", "eval_interval", "eval_iters", "log_interval", "checkpoint_interval",
     "sample_tokens", "sample_prompt", "temperature", "top_k", "diagnose_interval", "progress",
-    "out_dir", "name",
+    "out_dir", "name", "activation_checkpointing",
 })
 
 _TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -113,8 +113,29 @@ def _model_and_optimizer(cfg: TrainConfig, vocab_size: int, device=None):
 
     model = GPT(GPTConfig(vocab_size=vocab_size, **cfg.model_kwargs()))
     model.to(device or cfg.device)  # initialized on the host (same weights on every device)
+    if cfg.activation_checkpointing:
+        checkpoint_blocks(model)
     opt = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     return model, opt
+
+
+def checkpoint_blocks(model):
+    """Run each transformer block of ``model.h`` under activation checkpointing
+    (:func:`chainrule.utils.checkpoint.checkpoint`): a block keeps only its input during the
+    forward pass and runs again in backward, with the random state restored so that dropout
+    repeats its masks. The same losses and gradients, less memory, one more forward a block.
+    Parameter names and the state dict are unchanged (the blocks' ``forward`` is wrapped, not
+    the blocks)."""
+    from ..utils.checkpoint import checkpoint
+
+    for block in model.h:
+        plain = block.forward
+
+        def forward(*args, _plain=plain, **kwargs):
+            return checkpoint(_plain, *args, **kwargs)
+
+        block.forward = forward
+    return model
 
 
 def _load_checkpoint(run: RunDir) -> dict:
