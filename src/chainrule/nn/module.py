@@ -20,7 +20,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Op, no_grad
 from ..autograd import anomaly as _anomaly
-from ..tensor import Tensor, as_dtype, parse_to_args
+from ..tensor import ShapeError, Tensor, as_dtype, parse_to_args
 from .parameter import Parameter
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -60,7 +60,7 @@ def _with_path(module, exc):
     if getattr(exc, "_chainrule_module", False):
         return exc
     msg = f"{module._where()}: {exc}"
-    if type(exc) in _ANNOTATABLE or type(exc) is StateDictError:
+    if type(exc) in _ANNOTATABLE or type(exc) in (StateDictError, ShapeError):
         new = type(exc)(msg)
         new._chainrule_module = True
         return new.with_traceback(exc.__traceback__)
