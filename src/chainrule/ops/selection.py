@@ -1,7 +1,7 @@
 """Elementwise choice: maximum, minimum, clamp (and clamp_min, clamp_max) and where.
 
-The gradient goes to the operand chosen: split evenly at ties of maximum and minimum, and
-passed to x at a clamp bound, as in PyTorch.
+The gradient goes to the operand chosen: split evenly at ties of maximum and minimum (to both
+operands where a NaN is compared), and passed to x at a clamp bound, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -32,8 +32,17 @@ class Clamp(Op):
         return (g * mask,)
 
 
+def _choice_weights(smaller, larger, tie, dtype):
+    """The gradient's share of each operand of max (or min): 1 to the chosen, 0 to the other,
+    1/2 each at a tie, and 1 to both where a NaN makes every comparison false (PyTorch's
+    ``where(a == b, g / 2, g).masked_fill_(a < b, 0)``)."""
+    half = tie.astype(dtype) * 0.5
+    return 1 - smaller.astype(dtype) - half, 1 - larger.astype(dtype) - half
+
+
 class Maximum(Op):
-    """y = max(a, b);  the gradient goes to the larger, split evenly at ties (as PyTorch)."""
+    """y = max(a, b);  the gradient goes to the larger, split evenly at ties (as PyTorch), and
+    to both where either is NaN."""
 
     def forward(self, a, b):
         self.save(a, b)
@@ -41,12 +50,13 @@ class Maximum(Op):
 
     def backward(self, g):
         a, b = self.saved
-        w = (a > b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
-        return (g * w if self.needs[0] else None), (g * (1 - w) if self.needs[1] else None)
+        wa, wb = _choice_weights(a < b, a > b, a == b, g.dtype)
+        return (g * wa if self.needs[0] else None), (g * wb if self.needs[1] else None)
 
 
 class Minimum(Op):
-    """y = min(a, b);  the gradient goes to the smaller, split evenly at ties."""
+    """y = min(a, b);  the gradient goes to the smaller, split evenly at ties, and to both
+    where either is NaN."""
 
     def forward(self, a, b):
         self.save(a, b)
@@ -54,8 +64,8 @@ class Minimum(Op):
 
     def backward(self, g):
         a, b = self.saved
-        w = (a < b).astype(g.dtype) + (a == b).astype(g.dtype) * 0.5
-        return (g * w if self.needs[0] else None), (g * (1 - w) if self.needs[1] else None)
+        wa, wb = _choice_weights(a > b, a < b, a == b, g.dtype)
+        return (g * wa if self.needs[0] else None), (g * wb if self.needs[1] else None)
 
 
 class Where(Op):
