@@ -8,6 +8,8 @@ one parameter, in place on its array, in ``_update``.
 
 from __future__ import annotations
 
+import numbers
+
 from .. import backend
 from ..autograd import enable_grad
 from ..tensor import Tensor
@@ -208,42 +210,136 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict):
         """Restore state and options saved by :meth:`state_dict` (this optimizer's parameters
-        are kept; buffers are copied and cast to each parameter's dtype)."""
+        are kept; buffers are copied and cast to each parameter's dtype).
+
+        Everything is checked before anything changes: a malformed state dict (a missing or
+        mistyped entry, a buffer of the wrong shape, state for a parameter no group lists, a
+        group option out of range) raises one ValueError naming the entry."""
         name = type(self).__name__
+        where = f"{name}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and "
-                             "'param_groups' (from Optimizer.state_dict())")
-        saved_groups = state_dict["param_groups"]
+            raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups' (from "
+                             "Optimizer.state_dict())")
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) for g in saved_groups):
+            raise ValueError(f"{where}: 'param_groups' must be a list of dicts, got "
+                             f"{type(saved_groups).__name__}")
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{where}: 'state' must be a dict of parameter index -> state, got "
+                             f"{type(saved_state).__name__}")
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{name}.load_state_dict: the state dict has {len(saved_groups)} "
-                             f"parameter groups, this optimizer has {len(self.param_groups)}")
+            raise ValueError(f"{where}: the state dict has {len(saved_groups)} parameter groups, "
+                             f"this optimizer has {len(self.param_groups)}")
         by_index: dict = {}
+        merged = []
         for i, (mine, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            if len(mine["params"]) != len(saved["params"]):
-                raise ValueError(
-                    f"{name}.load_state_dict: parameter group {i} has {len(saved['params'])} "
-                    f"parameters in the state dict but {len(mine['params'])} here"
-                )
-            for idx, p in zip(saved["params"], mine["params"]):
-                by_index[int(idx)] = p
+            indices = saved.get("params")
+            if not isinstance(indices, (list, tuple)) or not all(
+                    _is_index(k) for k in indices):
+                raise ValueError(f"{where}: param_groups[{i}]['params'] must be a list of "
+                                 f"parameter indices, got {indices!r:.80}")
+            if len(mine["params"]) != len(indices):
+                raise ValueError(f"{where}: parameter group {i} has {len(indices)} parameters "
+                                 f"in the state dict but {len(mine['params'])} here")
+            for idx, p in zip(indices, mine["params"]):
+                if int(idx) in by_index:
+                    raise ValueError(f"{where}: parameter index {idx} is listed twice in "
+                                     "param_groups")
+                by_index[int(idx)] = (p, i)
+            group = {**mine, **{k: v for k, v in saved.items() if k != "params"}}
+            try:
+                self._check_group(group)
+            except (TypeError, ValueError, KeyError) as e:
+                raise ValueError(f"{where}: param_groups[{i}]: {e}") from None
+            merged.append(group)
+        templates = [self._state_template(g) for g in merged]
         new_state: dict = {}
-        for idx, entry in state_dict["state"].items():
-            p = by_index.get(int(idx))
-            if p is None:
-                raise ValueError(f"{name}.load_state_dict: state for parameter index {idx}, "
-                                 "which no parameter group lists")
-            values = {}
-            for key, value in entry.items():
-                value = _copy_state_value(key, value, p)
-                if isinstance(value, Tensor) and value._data.size > 1 and value.shape != p.shape:
-                    raise ValueError(
-                        f"{name}.load_state_dict: state '{key}' of parameter {idx} has shape "
-                        f"{tuple(value.shape)} but the parameter has shape {tuple(p.shape)}"
-                    )
-                values[key] = value
-            new_state[p] = values
-        for mine, saved in zip(self.param_groups, saved_groups):
-            for key, value in saved.items():
+        for idx, entry in saved_state.items():
+            if not _is_index(idx):
+                raise ValueError(f"{where}: state key {idx!r:.40} is not a parameter index")
+            if int(idx) not in by_index:
+                raise ValueError(f"{where}: state for parameter index {idx}, which no parameter "
+                                 "group lists")
+            p, gi = by_index[int(idx)]
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}: the state of parameter {idx} must be a dict of "
+                                 f"buffers, got {type(entry).__name__}")
+            new_state[p] = self._load_entry(where, idx, entry, p, templates[gi])
+        for mine, group in zip(self.param_groups, merged):
+            for key, value in group.items():
                 if key != "params":
                     mine[key] = value
         self.state = new_state
+
+    def _state_template(self, group: dict):
+        """``{key: is_buffer}`` of the state this optimizer makes for a parameter of ``group``
+        (from :meth:`_init_state` on a one-element stand-in; None when it makes none eagerly)."""
+        if not group["params"]:
+            return None
+        a = group["params"][0]._data
+        try:
+            made = self._init_state(Tensor._wrap(backend.array_module(a).zeros(1, a.dtype)),
+                                    group)
+        except NotImplementedError:
+            return None
+        except Exception:  # noqa: BLE001 - an optimizer whose state needs the real parameter
+            return None
+        return {k: isinstance(v, Tensor) for k, v in made.items()}
+
+    @staticmethod
+    def _load_entry(where, idx, entry, p, template) -> dict:
+        values = {}
+        shape = tuple(p.shape)
+        for key in template or ():
+            if key not in entry:
+                raise ValueError(f"{where}: the state of parameter {idx} lacks '{key}' (it holds "
+                                 f"{', '.join(map(repr, entry)) or 'nothing'}; expected "
+                                 f"{', '.join(map(repr, template))})")
+        for key, value in entry.items():
+            buffer = bool(template and template.get(key))
+            if key == "step" or (template is not None and key in template and not buffer):
+                if not _is_number(value, nonnegative=key == "step"):
+                    least = " >= 0" if key == "step" else ""
+                    raise ValueError(f"{where}: state '{key}' of parameter {idx} is "
+                                     f"{_describe(value)}; expected a number{least}")
+            elif buffer:
+                v = value._data if isinstance(value, Tensor) else value
+                if not (hasattr(v, "shape") and hasattr(v, "dtype")) or v.dtype.kind not in "iuf":
+                    raise ValueError(f"{where}: state '{key}' of parameter {idx} is "
+                                     f"{_describe(value)}; expected a float tensor of shape "
+                                     f"{shape}")
+                if tuple(v.shape) != shape:
+                    raise ValueError(f"{where}: state '{key}' of parameter {idx} has shape "
+                                     f"{tuple(v.shape)} but the parameter has shape {shape}")
+                if v.dtype.kind != "f":  # cast to the parameter's dtype, as PyTorch does
+                    value = v.astype(p._data.dtype)
+            value = _copy_state_value(key, value, p)
+            if isinstance(value, Tensor) and value._data.size > 1 and value.shape != p.shape:
+                raise ValueError(f"{where}: state '{key}' of parameter {idx} has shape "
+                                 f"{tuple(value.shape)} but the parameter has shape {shape}")
+            values[key] = value
+        return values
+
+
+def _is_index(k) -> bool:
+    return (isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0) or (
+        isinstance(k, str) and k.isdigit())
+
+
+def _is_number(v, nonnegative=False) -> bool:
+    """A real number, or a one-element integer or float array/tensor (PyTorch's 0-d step)."""
+    v = v._data if isinstance(v, Tensor) else v
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        if v.size != 1 or v.dtype.kind not in "iuf":
+            return False
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (numbers.Integral, numbers.Real)):
+        return False
+    return not nonnegative or v >= 0
+
+
+def _describe(v) -> str:
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"a {type(v).__name__} of shape {tuple(v.shape)} and dtype {v.dtype}"
+    return f"a {type(v).__name__} ({v!r:.40})"
