@@ -479,3 +479,20 @@ def test_gradcheck_and_anomaly_errors_are_runtime_errors():
     with pytest.raises(RuntimeError, match="NaN"), cr.autograd.detect_anomaly():
         x = cr.tensor([0.0, 1.0], requires_grad=True)
         (cr.sqrt(x) * 0).sum().backward()
+
+
+# ----------------------------------------------------------------------------- seeding
+
+def test_an_unseeded_process_draws_a_fresh_seed():
+    import subprocess
+    import sys
+
+    code = "import chainrule as c; print(c.initial_seed(), c.rand(3).tolist())"
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    seeds = [int(r.split()[0]) for r in runs]
+    assert seeds[0] != seeds[1] and runs[0] != runs[1] and all(0 <= s < 2**64 for s in seeds)
+    seeded = "import chainrule as c; c.manual_seed(3); print(c.initial_seed(), c.rand(3).tolist())"
+    again = [subprocess.run([sys.executable, "-c", seeded], capture_output=True, text=True,
+                            check=True).stdout for _ in range(2)]
+    assert again[0] == again[1] and again[0].startswith("3 ")

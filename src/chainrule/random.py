@@ -1,5 +1,6 @@
 """Random numbers: one seeded default generator for everything random in chainrule (init,
-dropout, sampling, rand*), so a run started with ``manual_seed(s)`` is reproducible bit for bit;
+dropout, sampling, rand*), so a run started with ``manual_seed(s)`` is reproducible bit for bit
+(a process that never seeds starts from a fresh seed from ``os.urandom``, as PyTorch does);
 and :class:`Generator` objects for streams of their own (PyTorch's ``torch.Generator``).
 
 A :class:`Generator` can stand in wherever chainrule takes a NumPy generator (``generator=`` of
@@ -10,10 +11,12 @@ from the default generator (initialisation, dropout) draw from it instead."""
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 
-_initial_seed = 0
+# an unseeded process draws a fresh seed (as PyTorch's does); manual_seed(s) makes it repeatable
+_initial_seed = int.from_bytes(os.urandom(8), "little")
 _generator = np.random.default_rng(_initial_seed)
 
 
