@@ -477,6 +477,435 @@ static PyObject *py_maxpool2_forward(PyObject *self, PyObject *args) {
     return res;
 }
 
+/* ======================================================= convolution and pooling kernels
+ * Window geometry as in chainrule.nn.conv.ConvGeometry: x (N, C, H, W) in NCHW layout, a kh x kw
+ * window with stride (sh, sw), dilation (dh, dw) and zero padding (ph, pw) on the left / top,
+ * Ho x Wo output pixels; Hp x Wp the padded extent that the windows cover. Patch rows are
+ * channels-last: the row of output pixel (n, ho, wo) holds x_pad[n, c, ho sh + i dh, wo sw + j dw]
+ * at column (i kw + j) C + c, so a GEMM with the weight as (O, kh kw C) gives the output in
+ * (N Ho Wo, O) layout. One sample at a time is moved into a small padded channels-last scratch
+ * (zero border), from which each window row is a run of kw C contiguous values (dw = 1). */
+
+typedef struct {
+    Py_ssize_t N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, Hp, Wp;
+} conv_geo;
+
+/* xs (Hp, Wp, C) interior = sample x (C, H, W); the border is left as it is (zero) */
+INLINE void to_padded_hwc(const float *x, float *xs, const conv_geo *g) {
+    Py_ssize_t C = g->C, H = g->H, W = g->W, Wp = g->Wp;
+    for (Py_ssize_t c = 0; c < C; c++)
+        for (Py_ssize_t h = 0; h < H; h++) {
+            const float *xr = x + (c * H + h) * W;
+            float *d = xs + ((g->ph + h) * Wp + g->pw) * C + c;
+            for (Py_ssize_t w = 0; w < W; w++) d[w * C] = xr[w];
+        }
+}
+
+/* patch rows of samples [n0, n1) of x into rows ((n1 - n0) Ho Wo, kh kw C); xs is an
+ * Hp Wp C scratch */
+MULTIVERSION
+static void conv_rows(const float *x, float *rows, float *xs, const conv_geo *g, Py_ssize_t n0,
+                      Py_ssize_t n1) {
+    Py_ssize_t C = g->C, kw = g->kw, Wp = g->Wp, K = g->kh * kw * C;
+    memset(xs, 0, (size_t)(g->Hp * Wp * C) * sizeof(float));
+    for (Py_ssize_t n = n0; n < n1; n++) {
+        to_padded_hwc(x + n * C * g->H * g->W, xs, g);
+        float *dst = rows + (n - n0) * g->Ho * g->Wo * K;
+        for (Py_ssize_t ho = 0; ho < g->Ho; ho++)
+            for (Py_ssize_t wo = 0; wo < g->Wo; wo++)
+                for (Py_ssize_t i = 0; i < g->kh; i++) {
+                    const float *src = xs + ((ho * g->sh + i * g->dh) * Wp + wo * g->sw) * C;
+                    if (g->dw == 1) {
+                        memcpy(dst, src, (size_t)(kw * C) * sizeof(float));
+                        dst += kw * C;
+                    } else
+                        for (Py_ssize_t j = 0; j < kw; j++, dst += C)
+                            memcpy(dst, src + j * g->dw * C, (size_t)C * sizeof(float));
+                }
+    }
+}
+
+/* the adjoint of conv_rows: gx (samples n0..n1, C, H, W) = the sum of each patch-row entry of
+ * cols onto the input pixel it was copied from, kernel offset by kernel offset (i, j) in order
+ * (so each pixel's terms are added in the order of NumPy's col2im); gs is an Hp Wp C scratch */
+MULTIVERSION
+static void conv_rows_adjoint(const float *cols, float *gx, float *gs, const conv_geo *g,
+                              Py_ssize_t n0, Py_ssize_t n1) {
+    Py_ssize_t C = g->C, H = g->H, W = g->W, kw = g->kw, Wp = g->Wp, K = g->kh * kw * C;
+    for (Py_ssize_t n = n0; n < n1; n++) {
+        memset(gs, 0, (size_t)(g->Hp * Wp * C) * sizeof(float));
+        const float *src = cols + (n - n0) * g->Ho * g->Wo * K;
+        for (Py_ssize_t i = 0; i < g->kh; i++)
+            for (Py_ssize_t j = 0; j < kw; j++)
+                for (Py_ssize_t ho = 0; ho < g->Ho; ho++)
+                    for (Py_ssize_t wo = 0; wo < g->Wo; wo++) {
+                        const float *s = src + (ho * g->Wo + wo) * K + (i * kw + j) * C;
+                        float *d = gs + ((ho * g->sh + i * g->dh) * Wp + wo * g->sw +
+                                         j * g->dw) * C;
+                        for (Py_ssize_t c = 0; c < C; c++) d[c] += s[c];
+                    }
+        float *out = gx + n * C * H * W;
+        for (Py_ssize_t c = 0; c < C; c++)
+            for (Py_ssize_t h = 0; h < H; h++) {
+                const float *s = gs + ((g->ph + h) * Wp + g->pw) * C + c;
+                float *o = out + (c * H + h) * W;
+                for (Py_ssize_t w = 0; w < W; w++) o[w] = s[w * C];
+            }
+    }
+}
+
+/* out (N, O, P) = a (N, P, O) transposed per sample, plus b[o] where b is given; by tiles of
+ * 8 x 8 so that both sides are read and written in runs */
+MULTIVERSION
+static void nhwc_to_nchw(const float *a, float *out, const float *b, Py_ssize_t N,
+                         Py_ssize_t P, Py_ssize_t O) {
+    for (Py_ssize_t n = 0; n < N; n++) {
+        const float *an = a + n * P * O;
+        float *on = out + n * O * P;
+        for (Py_ssize_t o0 = 0; o0 < O; o0 += 8)
+            for (Py_ssize_t p0 = 0; p0 < P; p0 += 8) {
+                Py_ssize_t oe = o0 + 8 < O ? o0 + 8 : O, pe = p0 + 8 < P ? p0 + 8 : P;
+                for (Py_ssize_t o = o0; o < oe; o++) {
+                    float bo = b ? b[o] : 0.0f;
+                    for (Py_ssize_t p = p0; p < pe; p++)
+                        on[o * P + p] = b ? an[p * O + o] + bo : an[p * O + o];
+                }
+            }
+    }
+}
+
+/* out (N, P, O) = a (N, O, P) transposed per sample (the inverse layout change) */
+MULTIVERSION
+static void nchw_to_nhwc(const float *a, float *out, Py_ssize_t N, Py_ssize_t O, Py_ssize_t P) {
+    for (Py_ssize_t n = 0; n < N; n++) {
+        const float *an = a + n * O * P;
+        float *on = out + n * P * O;
+        for (Py_ssize_t p0 = 0; p0 < P; p0 += 8)
+            for (Py_ssize_t o0 = 0; o0 < O; o0 += 8) {
+                Py_ssize_t oe = o0 + 8 < O ? o0 + 8 : O, pe = p0 + 8 < P ? p0 + 8 : P;
+                for (Py_ssize_t p = p0; p < pe; p++)
+                    for (Py_ssize_t o = o0; o < oe; o++) on[p * O + o] = an[o * P + p];
+            }
+    }
+}
+
+/* A convolution with few input channels (groups 1) and stride 1 along the width, directly:
+ * y[n, o] = b[o] + sum over c, i, j of w[o, c, i, j] x_pad[n, c, ho sh + i dh, wo + j dw]. Each
+ * sample is copied into xs (C, Hp, Ws), padded and with rows of Ws >= Wp values (zeros past the
+ * input); each block of 4 output channels x 16 outputs of a row is 8 vectors of 8 lanes,
+ * summed over all C kh kw taps in registers. */
+#define DIRECT_LANES 8
+INLINE Py_ssize_t direct_row(const conv_geo *g) {
+    Py_ssize_t need = (g->Wo + 2 * DIRECT_LANES - 1) / (2 * DIRECT_LANES) * 2 * DIRECT_LANES +
+                      g->dw * (g->kw - 1);
+    return need > g->Wp ? need : g->Wp;
+}
+
+typedef float v8f __attribute__((vector_size(32)));
+
+/* OB output channels (from o, weights wt of T taps each) x QB runs of 8 outputs from q0 */
+INLINE void direct_block(const float *x0, const Py_ssize_t *offs, Py_ssize_t T,
+                         const float *wt, const float *b, float *y, Py_ssize_t ystride,
+                         Py_ssize_t q0, Py_ssize_t Wo, const int OB, const int QB) {
+    v8f acc[4][2] = {{{0}}};
+    for (int a = 0; a < OB; a++) {
+        float bo = b ? b[a] : 0.0f;
+        for (int q = 0; q < QB; q++) acc[a][q] = (v8f){bo, bo, bo, bo, bo, bo, bo, bo};
+    }
+    for (Py_ssize_t t = 0; t < T; t++) {
+        v8f xv[2] = {{0}};
+        for (int q = 0; q < QB; q++) memcpy(&xv[q], x0 + offs[t] + q0 + q * DIRECT_LANES, 32);
+        for (int a = 0; a < OB; a++) {
+            float wv = wt[a * T + t];
+            for (int q = 0; q < QB; q++) acc[a][q] += wv * xv[q];
+        }
+    }
+    Py_ssize_t m = Wo - q0 < QB * DIRECT_LANES ? Wo - q0 : QB * DIRECT_LANES;
+    for (int a = 0; a < OB; a++) {
+        float out[2 * DIRECT_LANES];
+        memcpy(out, acc[a], (size_t)QB * 32);
+        memcpy(y + a * ystride + q0, out, (size_t)m * sizeof(float));
+    }
+}
+
+MULTIVERSION
+static void conv_direct(const float *x, const float *w, const float *b, float *y, float *xs,
+                        Py_ssize_t *offs, const conv_geo *g, Py_ssize_t O) {
+    Py_ssize_t C = g->C, H = g->H, W = g->W, Hp = g->Hp, Ws = direct_row(g), Ho = g->Ho;
+    Py_ssize_t Wo = g->Wo, kh = g->kh, kw = g->kw, T = C * kh * kw, P = Ho * Wo;
+    memset(xs, 0, (size_t)(C * Hp * Ws) * sizeof(float));
+    for (Py_ssize_t c = 0; c < C; c++) /* tap t = (c kh + i) kw + j reads xs at offs[t] */
+        for (Py_ssize_t i = 0; i < kh; i++)
+            for (Py_ssize_t j = 0; j < kw; j++)
+                offs[(c * kh + i) * kw + j] = (c * Hp + i * g->dh) * Ws + j * g->dw;
+    for (Py_ssize_t n = 0; n < g->N; n++) {
+        for (Py_ssize_t c = 0; c < C; c++)
+            for (Py_ssize_t h = 0; h < H; h++)
+                memcpy(xs + (c * Hp + g->ph + h) * Ws + g->pw, x + ((n * C + c) * H + h) * W,
+                       (size_t)W * sizeof(float));
+        for (Py_ssize_t ho = 0; ho < Ho; ho++) {
+            const float *x0 = xs + ho * g->sh * Ws;
+            Py_ssize_t o = 0;
+            for (; o + 4 <= O; o += 4) {
+                float *yr = y + (n * O + o) * P + ho * Wo;
+                const float *bo = b ? b + o : NULL;
+                Py_ssize_t q0 = 0;
+                for (; q0 + DIRECT_LANES < Wo; q0 += 2 * DIRECT_LANES)
+                    direct_block(x0, offs, T, w + o * T, bo, yr, P, q0, Wo, 4, 2);
+                if (q0 < Wo) direct_block(x0, offs, T, w + o * T, bo, yr, P, q0, Wo, 4, 1);
+            }
+            for (; o < O; o++) {
+                float *yr = y + (n * O + o) * P + ho * Wo;
+                const float *bo = b ? b + o : NULL;
+                Py_ssize_t q0 = 0;
+                for (; q0 + DIRECT_LANES < Wo; q0 += 2 * DIRECT_LANES)
+                    direct_block(x0, offs, T, w + o * T, bo, yr, P, q0, Wo, 1, 2);
+                if (q0 < Wo) direct_block(x0, offs, T, w + o * T, bo, yr, P, q0, Wo, 1, 1);
+            }
+        }
+    }
+}
+
+/* The gradient of 2x2 max pooling with stride 2 (maxpool2_fwd's y): each window's g goes to
+ * its first pixel equal to y (the last pixel when none is, e.g. for NaN), zeros elsewhere,
+ * including rows and columns past 2 Ho x 2 Wo. */
+MULTIVERSION
+static void maxpool2_bwd(const float *x, const float *y, const float *g, float *gx,
+                         Py_ssize_t planes, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Ho,
+                         Py_ssize_t Wo) {
+    for (Py_ssize_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        float *gp = gx + p * H * W;
+        for (Py_ssize_t oh = 0; oh < Ho; oh++) {
+            const float *x0 = xp + 2 * oh * W, *x1 = x0 + W;
+            float *g0 = gp + 2 * oh * W, *g1 = g0 + W;
+            const float *yr = y + (p * Ho + oh) * Wo, *gr = g + (p * Ho + oh) * Wo;
+            for (Py_ssize_t ow = 0; ow < Wo; ow++) {
+                float m = yr[ow], v = gr[ow];
+                int k = x0[2 * ow] == m ? 0 : x0[2 * ow + 1] == m ? 1 : x1[2 * ow] == m ? 2 : 3;
+                g0[2 * ow] = k == 0 ? v : 0.0f;
+                g0[2 * ow + 1] = k == 1 ? v : 0.0f;
+                g1[2 * ow] = k == 2 ? v : 0.0f;
+                g1[2 * ow + 1] = k == 3 ? v : 0.0f;
+            }
+            for (Py_ssize_t w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
+        }
+        if (2 * Ho < H) memset(gp + 2 * Ho * W, 0, (size_t)((H - 2 * Ho) * W) * sizeof(float));
+    }
+}
+
+/* 2x2 average pooling with stride 2: y = (((x00 + x01) + x10) + x11) / d, summed in NumPy's
+ * order */
+MULTIVERSION
+static void avgpool2_fwd(const float *x, float *y, Py_ssize_t planes, Py_ssize_t H,
+                         Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, float d) {
+    for (Py_ssize_t p = 0; p < planes; p++)
+        for (Py_ssize_t oh = 0; oh < Ho; oh++) {
+            const float *x0 = x + (p * H + 2 * oh) * W, *x1 = x0 + W;
+            float *yr = y + (p * Ho + oh) * Wo;
+            for (Py_ssize_t ow = 0; ow < Wo; ow++) {
+                float s = x0[2 * ow] + x0[2 * ow + 1];
+                s += x1[2 * ow];
+                s += x1[2 * ow + 1];
+                yr[ow] = s / d;
+            }
+        }
+}
+
+/* its gradient: g / d on each of the window's four pixels, zeros past 2 Ho x 2 Wo */
+MULTIVERSION
+static void avgpool2_bwd(const float *g, float *gx, Py_ssize_t planes, Py_ssize_t H,
+                         Py_ssize_t W, Py_ssize_t Ho, Py_ssize_t Wo, float d) {
+    for (Py_ssize_t p = 0; p < planes; p++) {
+        float *gp = gx + p * H * W;
+        for (Py_ssize_t oh = 0; oh < Ho; oh++) {
+            float *g0 = gp + 2 * oh * W, *g1 = g0 + W;
+            const float *gr = g + (p * Ho + oh) * Wo;
+            for (Py_ssize_t ow = 0; ow < Wo; ow++) {
+                float v = gr[ow] / d;
+                g0[2 * ow] = g0[2 * ow + 1] = g1[2 * ow] = g1[2 * ow + 1] = v;
+            }
+            for (Py_ssize_t w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
+        }
+        if (2 * Ho < H) memset(gp + 2 * Ho * W, 0, (size_t)((H - 2 * Ho) * W) * sizeof(float));
+    }
+}
+
+/* -- bindings: the geometry comes as a tuple of 16 ints, ConvGeometry's N, C, H, W, kh, kw,
+ * sh, sw, ph, pw, dh, dw, Ho, Wo, Hp, Wp */
+static int parse_geo(PyObject *t, conv_geo *g) {
+    Py_ssize_t *f = &g->N;
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 16) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native: a convolution geometry is a tuple "
+                                          "of 16 ints (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, "
+                                          "dw, Ho, Wo, Hp, Wp)");
+        return 0;
+    }
+    for (int k = 0; k < 16; k++) {
+        f[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, k));
+        if (f[k] == -1 && PyErr_Occurred()) return 0;
+        if (f[k] < 0 || (k >= 4 && k < 8 && f[k] == 0) || (k >= 10 && k < 12 && f[k] == 0)) {
+            PyErr_SetString(PyExc_ValueError, "chainrule._native: bad convolution geometry");
+            return 0;
+        }
+    }
+    if ((g->Ho && (g->Ho - 1) * g->sh + g->dh * (g->kh - 1) + 1 > g->Hp) ||
+        (g->Wo && (g->Wo - 1) * g->sw + g->dw * (g->kw - 1) + 1 > g->Wp) ||
+        g->ph + g->H > g->Hp || g->pw + g->W > g->Wp) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native: windows outside the padded input");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *py_conv_rows(PyObject *self, PyObject *args) {
+    Py_buffer x, rows;
+    PyObject *geo;
+    Py_ssize_t n0, n1;
+    int adjoint;
+    if (!PyArg_ParseTuple(args, "y*w*Onnp", &x, &rows, &geo, &n0, &n1, &adjoint)) return NULL;
+    /* adjoint: x is the patch rows (read) and rows the input gradient (written) */
+    PyObject *res = NULL;
+    conv_geo g;
+    float *scratch = NULL;
+    if (!parse_geo(geo, &g)) goto done;
+    if (n0 < 0 || n1 < n0 || n1 > g.N) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native.conv_rows: bad sample range");
+        goto done;
+    }
+    Py_ssize_t nrows = (n1 - n0) * g.Ho * g.Wo * g.kh * g.kw * g.C;
+    Py_ssize_t nx = g.N * g.C * g.H * g.W;
+    if (!(adjoint ? check_len(&x, nrows, 4, "cols") && check_len(&rows, nx, 4, "gx")
+                  : check_len(&x, nx, 4, "x") && check_len(&rows, nrows, 4, "rows")))
+        goto done;
+    scratch = malloc((size_t)(g.Hp * g.Wp * g.C + 16) * sizeof(float));
+    if (!scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (adjoint)
+        conv_rows_adjoint(x.buf, rows.buf, scratch, &g, n0, n1);
+    else
+        conv_rows(x.buf, rows.buf, scratch, &g, n0, n1);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    free(scratch);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&rows);
+    return res;
+}
+
+static PyObject *py_conv_direct(PyObject *self, PyObject *args) {
+    Py_buffer x, w, y, b = {0};
+    PyObject *geo, *bo;
+    Py_ssize_t O;
+    if (!PyArg_ParseTuple(args, "y*y*Ow*On", &x, &w, &bo, &y, &geo, &O)) return NULL;
+    PyObject *res = NULL;
+    conv_geo g;
+    float *scratch = NULL;
+    if (!opt_buffer(bo, &b, 0) || !parse_geo(geo, &g)) goto done;
+    if (g.sw != 1) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native.conv_direct: needs stride 1 along "
+                                          "the width");
+        goto done;
+    }
+    if (!(check_len(&x, g.N * g.C * g.H * g.W, 4, "x") &&
+          check_len(&w, O * g.C * g.kh * g.kw, 4, "w") &&
+          check_len(&y, g.N * O * g.Ho * g.Wo, 4, "y") && (!b.buf || check_len(&b, O, 4, "b"))))
+        goto done;
+    Py_ssize_t nxs = g.C * g.Hp * direct_row(&g) + 16, T = g.C * g.kh * g.kw;
+    scratch = malloc((size_t)nxs * sizeof(float) + (size_t)T * sizeof(Py_ssize_t));
+    if (!scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    conv_direct(x.buf, w.buf, b.buf, y.buf, scratch, (Py_ssize_t *)(scratch + nxs), &g, O);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    free(scratch);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&y);
+    release(&b);
+    return res;
+}
+
+static PyObject *py_channels_last(PyObject *self, PyObject *args) {
+    Py_buffer a, out, b = {0};
+    PyObject *bo;
+    Py_ssize_t N, P, O;
+    int to_first;
+    if (!PyArg_ParseTuple(args, "y*w*Onnnp", &a, &out, &bo, &N, &P, &O, &to_first))
+        return NULL;
+    PyObject *res = NULL;
+    if (!opt_buffer(bo, &b, 0)) goto done;
+    if (N < 0 || P < 0 || O < 0) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native.channels_last: bad dimensions");
+        goto done;
+    }
+    if (check_len(&a, N * P * O, 4, "a") && check_len(&out, N * P * O, 4, "out") &&
+        (!b.buf || check_len(&b, O, 4, "b"))) {
+        Py_BEGIN_ALLOW_THREADS
+        if (to_first)
+            nhwc_to_nchw(a.buf, out.buf, b.buf, N, P, O);
+        else
+            nchw_to_nhwc(a.buf, out.buf, N, O, P);
+        Py_END_ALLOW_THREADS
+        res = Py_NewRef(Py_None);
+    }
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    release(&b);
+    return res;
+}
+
+static PyObject *py_pool2(PyObject *self, PyObject *args) {
+    /* pool2(kind, a, b, c, out, planes, H, W, Ho, Wo, d): kind 0 = max backward (a = x, b = y,
+     * c = g), 1 = average forward (a = x), 2 = average backward (a = g); b, c None if unused */
+    int kind;
+    Py_buffer a, out, b = {0}, c = {0};
+    PyObject *bo, *co;
+    Py_ssize_t planes, H, W, Ho, Wo;
+    float d;
+    if (!PyArg_ParseTuple(args, "iy*OOw*nnnnnf", &kind, &a, &bo, &co, &out, &planes, &H, &W,
+                          &Ho, &Wo, &d))
+        return NULL;
+    PyObject *res = NULL;
+    if (!opt_buffer(bo, &b, 0) || !opt_buffer(co, &c, 0)) goto done;
+    Py_ssize_t nx = planes * H * W, ny = planes * Ho * Wo;
+    if (kind < 0 || kind > 2 || planes < 0 || Ho < 0 || Wo < 0 || 2 * Ho > H || 2 * Wo > W ||
+        (kind == 0 && (!b.buf || !c.buf))) {
+        PyErr_SetString(PyExc_ValueError, "chainrule._native.pool2: bad arguments");
+        goto done;
+    }
+    if (!(kind == 0 ? check_len(&a, nx, 4, "x") && check_len(&b, ny, 4, "y") &&
+                          check_len(&c, ny, 4, "g") && check_len(&out, nx, 4, "gx")
+          : kind == 1 ? check_len(&a, nx, 4, "x") && check_len(&out, ny, 4, "y")
+                      : check_len(&a, ny, 4, "g") && check_len(&out, nx, 4, "gx")))
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 0)
+        maxpool2_bwd(a.buf, b.buf, c.buf, out.buf, planes, H, W, Ho, Wo);
+    else if (kind == 1)
+        avgpool2_fwd(a.buf, out.buf, planes, H, W, Ho, Wo, d);
+    else
+        avgpool2_bwd(a.buf, out.buf, planes, H, W, Ho, Wo, d);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    release(&b);
+    release(&c);
+    return res;
+}
+/* =================================================== end of convolution and pooling kernels */
+
 static PyMethodDef methods[] = {
     {"gelu_forward", py_gelu_forward, METH_VARARGS,
      "gelu_forward(x, y[, cdf]): y = x Phi(x), and cdf = Phi(x) when given"},
@@ -495,6 +924,19 @@ static PyMethodDef methods[] = {
      "adam_step(p, g, m, v, b1, b2, l2, decay, a, c, maximize)"},
     {"maxpool2_forward", py_maxpool2_forward, METH_VARARGS,
      "maxpool2_forward(x, y, planes, H, W, Ho, Wo): 2x2 max pooling, stride 2"},
+    /* convolution and pooling */
+    {"conv_rows", py_conv_rows, METH_VARARGS,
+     "conv_rows(x, rows, geo, n0, n1, adjoint): channels-last patch rows of samples n0..n1 "
+     "(adjoint: x is the rows, added back onto the input gradient rows)"},
+    {"conv_direct", py_conv_direct, METH_VARARGS,
+     "conv_direct(x, w, b, y, geo, O): a convolution with groups 1 and width stride 1, "
+     "computed directly"},
+    {"channels_last", py_channels_last, METH_VARARGS,
+     "channels_last(a, out, b, N, P, O, to_first): (N, P, O) -> (N, O, P) plus b, or back"},
+    {"pool2", py_pool2, METH_VARARGS,
+     "pool2(kind, a, b, c, out, planes, H, W, Ho, Wo, d): 2x2 pooling with stride 2: max "
+     "backward (0), average forward (1) or backward (2)"},
+    /* end of convolution and pooling */
     {NULL, NULL, 0, NULL},
 };
 

@@ -42,6 +42,11 @@ __all__ = [
     "embedding_backward",
     "scratch_buffer",
 ]
+# the convolution and pooling kernels live in their own module
+from .conv_kernels import *  # noqa: E402, F403
+from .conv_kernels import __all__ as _conv_all  # noqa: E402
+
+__all__ += _conv_all
 
 _ndarray = numpy.ndarray
 

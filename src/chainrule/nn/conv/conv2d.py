@@ -54,7 +54,12 @@ def im2col(xp, geo, x, per_sample=False):
 
 def forward_shallow(xp, geo, x, w, b):
     """Y = Wg X per sample, with X the (N, G, K, Ho Wo) columns and Wg = w as (G, O/G, K):
-    the output in NCHW layout directly. Returns (y, columns)."""
+    the output in NCHW layout directly. Returns (y, columns). Without groups, the
+    namespace's direct convolution where it applies (no columns: (y, None))."""
+    if geo.G == 1:
+        y = xp.conv_direct(x, w, b, geo.key())
+        if y is not None:
+            return y, None
     cols = im2col(xp, geo, x, True)
     y = xp.matmul(w.reshape(geo.G, geo.Og, geo.K), cols).reshape(geo.N, geo.O, geo.Ho, geo.Wo)
     if b is not None:
@@ -81,22 +86,37 @@ def _windows_nhwc(xp, geo, x):
     return geo.windows(xp, xh, (1, 2)).transpose(0, 1, 2, 4, 5, 3)
 
 
+def _patch_rows(xp, geo, x, s, e, rows, win):
+    """Patch rows of samples s..e into ``rows``: the namespace's kernel, or a copy of the
+    window view (made on first use, kept in ``win``)."""
+    if xp.conv_rows(x, geo.key(), s, e, rows) is None:
+        if not win:
+            win.append(_windows_nhwc(xp, geo, x))
+        rows.reshape(e - s, geo.Ho, geo.Wo, geo.kh, geo.kw, geo.C)[...] = win[0][s:e]
+    return rows
+
+
 def forward_rows(xp, geo, x, w, b):
     """Deep kernels without groups: Y = X Wr^T with X the (N Ho Wo, kh kw C) patch rows and
     Wr = w as (O, kh kw C), a block of samples at a time (the rows never exist for the whole
     batch); Y (rows, O) is put in NCHW layout with the bias in the same pass."""
-    N, O, C, kh, kw, Ho, Wo = geo.N, geo.O, geo.C, geo.kh, geo.kw, geo.Ho, geo.Wo
-    K = geo.K
+    N, O, Ho, Wo = geo.N, geo.O, geo.Ho, geo.Wo
+    K, P_ = geo.K, geo.Ho * geo.Wo
     wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, K)
-    win = _windows_nhwc(xp, geo, x)
     nb = geo.samples_per_block(K, x.dtype.itemsize)
-    buf = xp.scratch_buffer("rows", (nb * Ho * Wo, K), x.dtype)
-    out = xp.empty((N, O, Ho, Wo), dtype=xp.result_type(x.dtype, w.dtype))
+    dtype = xp.result_type(x.dtype, w.dtype)
+    buf = xp.scratch_buffer("rows", (nb * P_, K), x.dtype)
+    ybuf = xp.scratch_buffer("yrows", (nb * P_, O), dtype)
+    out = xp.empty((N, O, Ho, Wo), dtype=dtype)
+    win = []
     for s in range(0, N, nb):
         e = min(N, s + nb)
-        rows = buf[:(e - s) * Ho * Wo]
-        rows.reshape(e - s, Ho, Wo, kh, kw, C)[...] = win[s:e]
-        yt = (rows @ wr.T).reshape(e - s, Ho, Wo, O).transpose(0, 3, 1, 2)
+        rows = _patch_rows(xp, geo, x, s, e, buf[:(e - s) * P_], win)
+        yr = xp.matmul(rows, wr.T, out=ybuf[:(e - s) * P_])
+        if xp.to_channels_first(yr.reshape(e - s, P_, O), b,
+                                out=out[s:e].reshape(e - s, O, P_)) is not None:
+            continue
+        yt = yr.reshape(e - s, Ho, Wo, O).transpose(0, 3, 1, 2)
         if b is None:
             out[s:e] = yt
         else:
@@ -154,32 +174,48 @@ def input_grad_stride1(xp, geo, g, w):
 
 
 def backward_rows(xp, geo, x, w, g, need_x, need_w):
-    """Backward of ``forward_rows`` by the same blocks of samples, with Gr = g as (rows, O):
-    dWr = sum over blocks of Gr^T X (X rebuilt from x);  dX: for each kernel offset (i, j),
-    Gr w[:, :, i, j] added back onto the input pixels that offset read (col2im in
+    """Backward of ``forward_rows`` by blocks of samples, with Gr = g as (rows, O):
+    dWr = sum over blocks of Gr^T X (X rebuilt from x);  dX = col2im(Gr Wr), each patch-row
+    entry added back onto the pixel it was read from (the namespace's kernel; in NumPy, for
+    each kernel offset (i, j), Gr w[:, :, i, j] added onto the pixels that offset read, in
     channels-last layout). Returns (dx, dw), None where not needed."""
     N, C, H, W = x.shape
     O, kh, kw, Ho, Wo = geo.O, geo.kh, geo.kw, geo.Ho, geo.Wo
     K = geo.K
     P_ = Ho * Wo
-    gr = xp.scratch_buffer("gr", (N, Ho, Wo, O), g.dtype)
-    gr[...] = g.transpose(0, 2, 3, 1)
+    gr = xp.scratch_buffer("gr", (N, P_, O), g.dtype)
+    if xp.to_channels_last(g.reshape(N, O, P_), out=gr) is None:
+        gr.reshape(N, Ho, Wo, O)[...] = g.transpose(0, 2, 3, 1)
     gr = gr.reshape(N * P_, O)
-    nb = geo.samples_per_block(K, g.dtype.itemsize)
     gx = gw = None
     if need_w:
-        win = _windows_nhwc(xp, geo, x)
-        buf = xp.scratch_buffer("rows", (nb * P_, K), x.dtype)
-        gwr = xp.zeros((O, K), dtype=g.dtype)
+        # dWr^T = sum over blocks of X^T Gr: (K, O) from blocks of a few samples, small
+        # enough to stay in the core's cache (a K x O product is the form that BLAS runs
+        # fastest for so deep a sum)
+        nb = geo.samples_per_block(K, x.dtype.itemsize, 3 << 17)
+        buf = xp.scratch_buffer("wrows", (nb * P_, K), x.dtype)
+        gwt = xp.zeros((K, O), dtype=g.dtype)
+        win = []
         for s in range(0, N, nb):
             e = min(N, s + nb)
-            rows = buf[:(e - s) * P_]
-            rows.reshape(e - s, Ho, Wo, kh, kw, C)[...] = win[s:e]
-            gwr += gr[s * P_:e * P_].T @ rows
-        gw = xp.ascontiguousarray(gwr.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+            rows = _patch_rows(xp, geo, x, s, e, buf[:(e - s) * P_], win)
+            gwt += rows.T @ gr[s * P_:e * P_]
+        gw = xp.ascontiguousarray(gwt.T.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+    nb = geo.samples_per_block(K, g.dtype.itemsize)
     if need_x:
-        # one (rows, C) block per kernel offset, so that each block is added back onto the
-        # padded input gradient in runs of Wo C contiguous values
+        # dX = col2im(Gr Wr) block by block, by the namespace's kernel
+        wr = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, K)
+        gcols = xp.scratch_buffer("gcols", (nb * P_, K), g.dtype)
+        gx = xp.empty((N, C, H, W), dtype=g.dtype)
+        for s in range(0, N, nb):
+            e = min(N, s + nb)
+            gc = xp.matmul(gr[s * P_:e * P_], wr, out=gcols[:(e - s) * P_])
+            if xp.conv_rows_adjoint(gc, geo.key(), s, e, gx) is None:
+                gx = None
+                break
+    if need_x and gx is None:
+        # NumPy: one (rows, C) block per kernel offset, so that each block is added back onto
+        # the padded input gradient in runs of Wo C contiguous values
         wk = xp.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, O, C)
         gxh = xp.scratch_buffer("gxh", (N, geo.Hp, geo.Wp, C), g.dtype)
         gxh.fill(0)
@@ -271,7 +307,9 @@ class Conv2dOp(Op):
             return (gx, gw, gb)[:len(needs)]
         gx = gw = None
         if needs[1]:
-            gw = weight_grad_shallow(xp, geo, g, self.cols)
+            # the columns, unless the forward ran a direct convolution, which keeps none
+            cols = self.cols if self.cols is not None else im2col(xp, geo, x, True)
+            gw = weight_grad_shallow(xp, geo, g, cols)
         if needs[0]:
             grad_input = input_grad_stride1 if stride1_transposable(geo) else input_grad_col2im
             gx = grad_input(xp, geo, g, w)

@@ -103,7 +103,13 @@ class ConvGeometry:
         index[axes[1]] = slice(None, self.sw * (self.Wo - 1) + 1, self.sw)
         return win[tuple(index)]
 
-    def samples_per_block(self, K, itemsize):
-        """Samples whose (Ho Wo, K) patch rows fill about 1 MiB: a block that stays in cache
-        between being copied and being multiplied."""
-        return max(1, min(self.N, (1 << 20) // max(1, self.Ho * self.Wo * K * itemsize)))
+    def samples_per_block(self, K, itemsize, budget=1 << 20):
+        """Samples whose (Ho Wo, K) patch rows fill about ``budget`` bytes (1 MiB): a block
+        that stays in cache between being copied and being multiplied."""
+        return max(1, min(self.N, budget // max(1, self.Ho * self.Wo * K * itemsize)))
+
+    def key(self):
+        """The geometry as the tuple of ints the compiled kernels take: (N, C, H, W, kh, kw,
+        sh, sw, ph, pw, dh, dw, Ho, Wo, Hp, Wp)."""
+        return (self.N, self.C, self.H, self.W, self.kh, self.kw, self.sh, self.sw, self.ph,
+                self.pw, self.dh, self.dw, self.Ho, self.Wo, self.Hp, self.Wp)

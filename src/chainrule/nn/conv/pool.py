@@ -1,5 +1,6 @@
 """2-d max and average pooling: elementwise walks over the kh*kw window views of the padded
-input; max pooling saves the argmax offset of each window for backward."""
+input; max pooling saves the argmax offset of each window for backward. The usual 2x2 window
+with stride 2 runs the namespace's kernels in both directions where they apply."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ class MaxPool2dOp(Op):
     def backward(self, g):
         xp, geo = self.xp, self.geom
         kh, kw, sh, sw, dh, dw = geo.kh, geo.kw, geo.sh, geo.sw, geo.dh, geo.dw
+        if self.arg is None:  # after the compiled 2x2 forward: its compiled backward
+            gx = xp.max_pool2x2_backward(*self.saved, g)
+            if gx is not None:
+                return (gx,)
         arg = self.arg if self.arg is not None else self._first_max_offsets()
         disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
         # windows that tile the input exactly write every pixel once: no zero fill needed
@@ -127,7 +132,8 @@ def avg_divisor(xp, H, W, kernel, stride, padding, out_hw, count_include_pad, dt
 
 class AvgPool2dOp(Op):
     """y = (sum over the window of x_pad, zero padding) / divisor;  dx = g / divisor added to
-    every pixel of its window."""
+    every pixel of its window. The usual 2x2 pool with stride 2 runs the namespace's kernels
+    (the same sums, in the same order)."""
 
     def forward(self, x, kernel=(2, 2), stride=(2, 2), padding=(0, 0), out_hw=(1, 1),
                 divisor=None):
@@ -135,6 +141,14 @@ class AvgPool2dOp(Op):
         self.save(x)
         self.geom = geo = ConvGeometry.pool(x.shape, kernel, stride, padding, (1, 1), out_hw)
         self.divisor = divisor
+        # 2x2 windows with stride 2 inside x: the namespace's kernel (and its backward)
+        self.fast = (kernel == stride == (2, 2) and padding == (0, 0) and 2 * geo.Ho <= geo.H
+                     and 2 * geo.Wo <= geo.W)
+        if self.fast:
+            y = xp.avg_pool2x2(x, geo.Ho, geo.Wo, divisor)
+            if y is not None:
+                return y
+            self.fast = False
         xpad = geo.pad(xp, x, 0)
         y = geo.view(xpad, 0, 0).copy()
         for k in range(1, geo.kh * geo.kw):
@@ -144,6 +158,10 @@ class AvgPool2dOp(Op):
 
     def backward(self, g):
         xp, geo = self.xp, self.geom
+        if self.fast:
+            gx = xp.avg_pool2x2_backward(g, geo.H, geo.W, self.divisor)
+            if gx is not None:
+                return (gx,)
         gpad = xp.zeros((geo.N, geo.C, geo.Hp, geo.Wp), dtype=g.dtype)
         gd = g / self.divisor
         for k in range(geo.kh * geo.kw):
