@@ -294,6 +294,32 @@ spec("Softplus",
          beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta))
 spec("Silu", lambda F, x: _nnf(F).silu(x), *UNARY, domain=(-4, 4),
      ref=lambda x: x * _sigmoid(x))
+spec("Elu", lambda F, x, alpha=1.0: _nnF(F).elu(x, alpha), *UNARY,
+     case((2, 5), alpha=0.5, id="alpha0.5"), kinks=(0.0,),
+     ref=lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(x)))
+spec("Selu", lambda F, x: _nnF(F).selu(x), *UNARY, kinks=(0.0,),
+     ref=lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)))
+spec("Celu", lambda F, x, alpha=1.0: _nnF(F).celu(x, alpha), *UNARY,
+     case((2, 5), alpha=0.7, id="alpha0.7"), kinks=(0.0,),
+     ref=lambda x, alpha=1.0: np.where(x > 0, x, alpha * np.expm1(x / alpha)))
+spec("Hardtanh", lambda F, x, lo=-1.0, hi=1.0: _nnF(F).hardtanh(x, lo, hi), *UNARY,
+     case((3, 4), lo=-0.5, hi=0.8, id="bounds"), domain=(-2, 2), kinks=(-1.0, 1.0, -0.5, 0.8),
+     ref=lambda x, lo=-1.0, hi=1.0: np.clip(x, lo, hi))
+spec("Hardsigmoid", lambda F, x: _nnF(F).hardsigmoid(x), *UNARY, domain=(-5, 5),
+     kinks=(-3.0, 3.0), ref=lambda x: np.clip(x / 6 + 0.5, 0, 1))
+spec("Hardswish", lambda F, x: _nnF(F).hardswish(x), *UNARY, domain=(-5, 5),
+     kinks=(-3.0, 3.0), ref=lambda x: x * np.clip(x + 3, 0, 6) / 6)
+spec("Mish", lambda F, x: _nnF(F).mish(x), *UNARY, domain=(-4, 4),
+     ref=lambda x: x * np.tanh(np.log1p(np.exp(x))))
+spec("LogSigmoid", lambda F, x: _nnF(F).logsigmoid(x), *UNARY,
+     case(arg(values=[-40.0, -3.0, 0.5, 3.0, 40.0]), id="tails"),
+     domain=(-4, 4), ref=lambda x: -np.logaddexp(0, -x))
+spec("Softsign", lambda F, x: _nnF(F).softsign(x), *UNARY, kinks=(0.0,),
+     ref=lambda x: x / (1 + np.abs(x)))
+spec("Tanhshrink", lambda F, x: _nnF(F).tanhshrink(x), *UNARY, domain=(-3, 3),
+     ref=lambda x: x - np.tanh(x))
+spec("Reciprocal", lambda F, x: F.reciprocal(x), *UNARY,
+     case(arg((3, 4), -3.0, -0.5), id="negative"), domain=(0.5, 3.0), ref=lambda x: 1 / x)
 spec("Gelu", lambda F, x, approximate="none", nn=False: (_nnF(F) if nn else _nnf(F)).gelu(
          x, approximate=approximate),
      *UNARY, case((3, 4), approximate="tanh", id="tanh"),
@@ -974,7 +1000,6 @@ spec("CTCLossOp",
      domain=(-2.0, 0.0), ref=_ctc_ref, torch=False,
      why="PyTorch's gradient adds exp(log_probs) (see chainrule.nn.ctc); compared with "
          "PyTorch after a log_softmax in tests/nn/test_nn_ctc.py")
-
 
 
 def _spd(F, a):

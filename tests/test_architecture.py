@@ -133,7 +133,8 @@ NN_OP_FILES = sorted([os.path.join(PKG_DIR, "nn", "functional.py"),
 
 def test_the_nn_op_files_import_no_numpy_and_test_no_namespace():
     """nn.functional, MultiheadAttention, the fused ops and the convolution and pooling ops
-    reach arrays through their namespace only (kernels included: ``xp.gelu_forward``, ...)."""
+    reach arrays through their namespace only (kernels included: ``xp.pointwise_forward``,
+    ...)."""
     found = {p: numpy_imports(p) + namespace_tests(p) for p in NN_OP_FILES}
     found = {p: h for p, h in found.items() if h}
     assert not found, "nn op files import NumPy or test the namespace:\n" + _report(found)
@@ -205,7 +206,7 @@ def test_cupy_namespace_provides_the_interface_without_importing_cupy():
     tree = _tree(CUPY_NS)
     fused = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)
              and n.name in backend.KERNELS}
-    assert {"gelu_forward", "gelu_backward", "attention_softmax", "layer_norm_forward",
+    assert {"pointwise_forward", "pointwise_backward", "attention_softmax", "layer_norm_forward",
             "layer_norm_backward", "adam_step"} <= set(fused)
     import inspect
 

@@ -51,18 +51,22 @@ def test_fused_kernels_on_the_gpu_equal_the_cpu():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 96)).astype(np.float32)
     xp = backend.xp_for_device("cuda")
-    from chainrule.backend import numpy_ns
+    from chainrule.backend import elementwise, numpy_ns
 
-    for approx in ("none", "tanh"):
-        y, saved = xp.gelu_forward(backend.to_device(x, "cuda"), approx)
-        y0, saved0 = numpy_ns.gelu_forward(x, approx)
-        np.testing.assert_allclose(backend.to_numpy(y), y0, rtol=1e-5, atol=1e-6)
-        g = rng.standard_normal(x.shape).astype(np.float32)
-        d = xp.gelu_backward(backend.to_device(x, "cuda"), backend.to_device(g, "cuda"), saved,
-                             approx)
-        np.testing.assert_allclose(backend.to_numpy(d), numpy_ns.gelu_backward(x, g, saved0,
-                                                                               approx),
-                                   rtol=1e-5, atol=1e-6)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    for row in elementwise.TABLE:  # every row's generated CUDA kernels against the CPU's
+        params = {"pow": (3.0,), "hardtanh": (-1.0, 1.0), "softplus": (1.0, 20.0)}.get(
+            row.name, (0.5,) * len(row.params))
+        xr = np.abs(x) + 0.1 if row.name in ("log", "sqrt", "rsqrt", "log1p") else x
+        y, kept = xp.pointwise_forward(row.name, backend.to_device(xr, "cuda"), params)
+        y0, kept0 = numpy_ns.pointwise_forward(row.name, xr, params)
+        np.testing.assert_allclose(backend.to_numpy(y), y0, rtol=2e-5, atol=1e-6,
+                                   err_msg=row.name)
+        s, s0 = (y, y0) if row.reads == "y" else (backend.to_device(xr, "cuda"), xr)
+        d = xp.pointwise_backward(row.name, s, backend.to_device(g, "cuda"), params, kept)
+        d0 = numpy_ns.pointwise_backward(row.name, s0, g, params, kept0)
+        np.testing.assert_allclose(backend.to_numpy(d), d0, rtol=2e-5, atol=1e-5,
+                                   err_msg=row.name)
     u = xp.random_uniform(np.random.default_rng(3), (1000, 100), np.float32)
     h = backend.to_numpy(u)
     assert 0 <= h.min() and h.max() < 1 and abs(h.mean() - 0.5) < 0.01

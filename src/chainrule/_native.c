@@ -1,6 +1,8 @@
-/* chainrule._native: fused float32 CPU kernels for the hot elementwise and row-wise work of a
- * training step (GELU, row softmax, layer norm, 2x2 max pooling, the Adam update). Each kernel
- * makes one pass over its operands where NumPy needs one pass per arithmetic operation.
+/* chainrule._native: fused CPU kernels for the hot elementwise and row-wise work of a training
+ * step: every row of the elementwise table (activations, exp/log and friends, small powers;
+ * generated from chainrule/backend/elementwise.py into _elementwise.h at build time, float32
+ * and float64), row softmax, layer norm, 2x2 max pooling, the Adam update. Each kernel makes
+ * one pass over its operands where NumPy needs one pass per arithmetic operation.
  *
  * Optional: the package works without it (chainrule.backend.native() is then None and every
  * op runs its NumPy code). The Python callers check dtype (float32), C-contiguity and shapes;
@@ -76,34 +78,104 @@ INLINE float phi_cdf(float x) {
     return x < 0.0f ? half : 1.0f - half;
 }
 
-/* y = x Phi(x); with cdf given, also cdf = Phi(x) (saved for the backward) */
-MULTIVERSION
-static void gelu_fwd(const float *x, float *y, float *cdf, Py_ssize_t n) {
-    if (cdf)
-        for (Py_ssize_t i = 0; i < n; i++) {
-            float c = phi_cdf(x[i]);
-            cdf[i] = c;
-            y[i] = x[i] * c;
-        }
-    else
-        for (Py_ssize_t i = 0; i < n; i++) y[i] = x[i] * phi_cdf(x[i]);
+/* log x for float32 (Cephes' logf): x = m 2^e with m in [sqrt(1/2), sqrt 2), log(m) by a
+ * degree-9 polynomial in m - 1 (about 1 ulp); subnormals scaled first. Branch-free; NaN and
+ * negative give NaN, 0 gives -inf, inf gives inf. */
+INLINE float log_f(float x) {
+    int sub = x < 1.17549435e-38f;
+    float xs = sub ? x * 8388608.0f : x;
+    uint32_t ib;
+    memcpy(&ib, &xs, 4);
+    int e = (int)((ib >> 23) & 0xffu) - 126 - (sub ? 23 : 0);
+    uint32_t mb = (ib & 0x007fffffu) | 0x3f000000u; /* m in [0.5, 1) */
+    float m;
+    memcpy(&m, &mb, 4);
+    int lo = m < 0.707106781186547524f;
+    e -= lo;
+    m = lo ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    float fe = (float)e;
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    float r = m + y + 0.693359375f * fe;
+    r = x == INFINITY ? x : r;
+    r = x == 0.0f ? -INFINITY : r;
+    r = (x < 0.0f || x != x) ? NAN : r;
+    return r;
 }
 
-/* dx = g (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi); Phi from cdf when given */
-MULTIVERSION
-static void gelu_bwd(const float *x, const float *g, const float *cdf, float *dx,
-                     Py_ssize_t n) {
-    if (cdf)
-        for (Py_ssize_t i = 0; i < n; i++) {
-            float xi = x[i];
-            dx[i] = g[i] * (cdf[i] + xi * 0.39894228040143268f * exp_f(-0.5f * xi * xi));
-        }
-    else
-        for (Py_ssize_t i = 0; i < n; i++) {
-            float xi = x[i];
-            dx[i] = g[i] * (phi_cdf(xi) + xi * 0.39894228040143268f * exp_f(-0.5f * xi * xi));
-        }
+/* log(1 + x): log(u) x / (u - 1) with u = 1 + x rounded (the quotient cancels u's rounding
+ * error), x itself where u == 1; inf stays inf */
+INLINE float log1p_f(float x) {
+    float u = 1.0f + x;
+    float d = u - 1.0f;
+    float r = log_f(u) * (x / (d == 0.0f ? 1.0f : d));
+    r = d == 0.0f ? x : r;
+    return x == INFINITY ? x : r;
 }
+
+/* e^x - 1 (Kahan): (u - 1) x / log(u) with u = e^x rounded; x itself where u == 1 */
+INLINE float expm1_f(float x) {
+    float u = exp_f(x);
+    float lu = log_f(u);
+    float r = (u - 1.0f) * (x / (lu == 0.0f ? 1.0f : lu));
+    r = u == 1.0f ? x : r;
+    r = x < -87.0f ? -1.0f : r;
+    return x > 88.0f ? INFINITY : r;
+}
+
+/* tanh x (Cephes' tanhf): an odd polynomial below 0.625, 1 - 2 / (e^{2|x|} + 1) above */
+INLINE float tanh_f(float x) {
+    float a = fabsf(x);
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    float big = 1.0f - 2.0f / (exp_f(a + a) + 1.0f);
+    big = x < 0.0f ? -big : big;
+    return a < 0.625f ? small : big;
+}
+
+INLINE float sigmoid_f(float u) { return 1.0f / (1.0f + exp_f(-u)); }
+INLINE double sigmoid_d(double u) { return 1.0 / (1.0 + exp(-u)); }
+INLINE double ncdf_d(double x) { return 0.5 * erfc(-x * 0.70710678118654752440); }
+
+/* x^p for p with 2p an integer, |p| < 16: square-and-multiply over p's integer part, times
+ * sqrt(x) for a half; the selections are on p only, so loops over x vectorize. -inf to a
+ * half-integral power above 1/2 is inf (0 for its negative) as C's pow; +-1/2 are sqrt and
+ * 1/sqrt exactly, as PyTorch computes them. */
+#define POWI_BODY(T, SQRT)                                                                \
+    T a = p < 0 ? -p : p;                                                                 \
+    int n = (int)a;                                                                       \
+    T r = 1, b = x;                                                                       \
+    r = (n & 1) ? r * b : r;                                                              \
+    b = b * b;                                                                            \
+    r = (n & 2) ? r * b : r;                                                              \
+    b = b * b;                                                                            \
+    r = (n & 4) ? r * b : r;                                                              \
+    b = b * b;                                                                            \
+    r = (n & 8) ? r * b : r;                                                              \
+    r = (a != (T)n) ? ((n && x == -(T)INFINITY) ? (T)INFINITY : r * SQRT(x)) : r;        \
+    return p < 0 ? (T)1 / r : r;
+INLINE float powi_f(float x, float p) { POWI_BODY(float, sqrtf) }
+INLINE double powi_d(double x, double p) { POWI_BODY(double, sqrt) }
+
+/* the generated kernels of every row of chainrule/backend/elementwise.py's table:
+ * ew_<name>_{fwd,bwd}_{f32,f64} and the dispatch tables EW_NAMES, EW_FWD_F32, ... */
+#include "_elementwise.h"
 
 INLINE float row_sum(const float *a, Py_ssize_t n) {
     float acc[LANES] = {0};
@@ -285,45 +357,6 @@ static void release(Py_buffer *b) {
     if (b->obj) PyBuffer_Release(b);
 }
 
-static PyObject *py_gelu_forward(PyObject *self, PyObject *args) {
-    Py_buffer x, y, cdf = {0};
-    PyObject *cdfo = Py_None;
-    if (!PyArg_ParseTuple(args, "y*w*|O", &x, &y, &cdfo)) return NULL;
-    Py_ssize_t n = x.len / 4;
-    PyObject *res = NULL;
-    if (opt_buffer(cdfo, &cdf, 1) && check_len(&y, n, 4, "y") &&
-        (!cdf.buf || check_len(&cdf, n, 4, "cdf"))) {
-        Py_BEGIN_ALLOW_THREADS
-        gelu_fwd(x.buf, y.buf, cdf.buf, n);
-        Py_END_ALLOW_THREADS
-        res = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&y);
-    release(&cdf);
-    return res;
-}
-
-static PyObject *py_gelu_backward(PyObject *self, PyObject *args) {
-    Py_buffer x, g, dx, cdf = {0};
-    PyObject *cdfo = Py_None;
-    if (!PyArg_ParseTuple(args, "y*y*w*|O", &x, &g, &dx, &cdfo)) return NULL;
-    Py_ssize_t n = x.len / 4;
-    PyObject *res = NULL;
-    if (opt_buffer(cdfo, &cdf, 0) && check_len(&g, n, 4, "g") && check_len(&dx, n, 4, "dx") &&
-        (!cdf.buf || check_len(&cdf, n, 4, "cdf"))) {
-        Py_BEGIN_ALLOW_THREADS
-        gelu_bwd(x.buf, g.buf, cdf.buf, dx.buf, n);
-        Py_END_ALLOW_THREADS
-        res = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&g);
-    PyBuffer_Release(&dx);
-    release(&cdf);
-    return res;
-}
-
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args) {
     Py_buffer S;
     Py_ssize_t n, L;
@@ -475,6 +508,69 @@ static PyObject *py_maxpool2_forward(PyObject *self, PyObject *args) {
     PyBuffer_Release(&x);
     PyBuffer_Release(&y);
     return res;
+}
+
+/* pointwise(k, backward, itemsize, src, aux, g, out, params): row k of the elementwise table
+ * over float32 (itemsize 4) or float64 (8) buffers of one length. Forward: out = f(src), and
+ * aux (a buffer for rows that keep a value, else None) the kept value; g None. Backward: out =
+ * the gradient from src (the saved x or y), aux (the kept value) and g. */
+static PyObject *py_pointwise(PyObject *self, PyObject *args) {
+    int k, bwd, isz;
+    Py_buffer s, o, g = {0}, a = {0};
+    PyObject *go, *ao, *po;
+    if (!PyArg_ParseTuple(args, "iiiy*OOw*O", &k, &bwd, &isz, &s, &ao, &go, &o, &po))
+        return NULL;
+    PyObject *res = NULL;
+    double P[4] = {0, 0, 0, 0};
+    Py_ssize_t np = PySequence_Check(po) ? PySequence_Size(po) : -1;
+    Py_ssize_t n = (isz == 4 || isz == 8) ? s.len / isz : 0;
+    if (k < 0 || k >= EW_COUNT || (isz != 4 && isz != 8) || np != EW_NPARAMS[k] ||
+        (EW_KEEPS[k] != (ao != Py_None))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "chainrule._native.pointwise: bad row, dtype, params or kept buffer");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < np; i++) {
+        PyObject *v = PySequence_GetItem(po, i);
+        if (!v) goto done;
+        P[i] = PyFloat_AsDouble(v);
+        Py_DECREF(v);
+        if (PyErr_Occurred()) goto done;
+    }
+    if (!opt_buffer(bwd ? go : Py_None, &g, 0) || !opt_buffer(ao, &a, !bwd) ||
+        !check_len(&o, n, isz, "out") || (bwd && !check_len(&g, n, isz, "g")) ||
+        (a.buf && !check_len(&a, n, isz, "aux")))
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    if (isz == 4) {
+        if (bwd) EW_BWD_F32[k](s.buf, a.buf, g.buf, o.buf, n, P);
+        else EW_FWD_F32[k](s.buf, o.buf, a.buf, n, P);
+    } else {
+        if (bwd) EW_BWD_F64[k](s.buf, a.buf, g.buf, o.buf, n, P);
+        else EW_FWD_F64[k](s.buf, o.buf, a.buf, n, P);
+    }
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&s);
+    PyBuffer_Release(&o);
+    release(&g);
+    release(&a);
+    return res;
+}
+
+static PyObject *py_pointwise_names(PyObject *self, PyObject *noargs) {
+    PyObject *t = PyTuple_New(EW_COUNT);
+    if (!t) return NULL;
+    for (int i = 0; i < EW_COUNT; i++) {
+        PyObject *u = PyUnicode_FromString(EW_NAMES[i]);
+        if (!u) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, u);
+    }
+    return t;
 }
 
 /* ======================================================= convolution and pooling kernels
@@ -907,10 +1003,11 @@ done:
 /* =================================================== end of convolution and pooling kernels */
 
 static PyMethodDef methods[] = {
-    {"gelu_forward", py_gelu_forward, METH_VARARGS,
-     "gelu_forward(x, y[, cdf]): y = x Phi(x), and cdf = Phi(x) when given"},
-    {"gelu_backward", py_gelu_backward, METH_VARARGS,
-     "gelu_backward(x, g, dx[, cdf]): dx = g (Phi(x) + x phi(x)), Phi read from cdf if given"},
+    {"pointwise", py_pointwise, METH_VARARGS,
+     "pointwise(k, backward, itemsize, src, aux, g, out, params): row k of the elementwise "
+     "table"},
+    {"pointwise_names", py_pointwise_names, METH_NOARGS,
+     "the names of the elementwise table's rows, in kernel order"},
     {"softmax_rows", py_softmax_rows, METH_VARARGS,
      "softmax_rows(S, n, L[, scale]): softmax of each length-n row of scale * S in place; "
      "causal blocks of L rows when L > 0"},

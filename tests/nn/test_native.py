@@ -38,12 +38,22 @@ def _gelu_inputs():
     return x.astype(np.float32)
 
 
+def _gelu_kernel(x, g=None, cdf=None):
+    k = K.pointwise_names().index("gelu")
+    if g is None:
+        y, cdf = np.empty_like(x), np.empty_like(x)
+        K.pointwise(k, 0, x.itemsize, x, cdf, None, y, ())
+        return y, cdf
+    dx = np.empty_like(x)
+    K.pointwise(k, 1, x.itemsize, x, cdf, g, dx, ())
+    return dx
+
+
 @needs_native
 def test_gelu_kernel_matches_the_float64_function_and_its_derivative():
     x = _gelu_inputs()
     g = rng.standard_normal(x.size).astype(np.float32)
-    y, cdf = np.empty_like(x), np.empty_like(x)
-    K.gelu_forward(x, y, cdf)
+    y, cdf = _gelu_kernel(x)
     x64 = x.astype(np.float64)
     phi = _phi64(x64)
     # relative accuracy in both tails; in the far left, -x^2 / 2 rounded to float32 costs about
@@ -52,17 +62,14 @@ def test_gelu_kernel_matches_the_float64_function_and_its_derivative():
     assert (np.abs(cdf - phi) <= tol * phi + 1e-38).all()
     assert (np.abs(y - x64 * phi) <= tol * np.abs(x64 * phi) + 1e-38).all()
     ref = g * (phi + x64 * np.exp(-x64**2 / 2) / math.sqrt(2 * math.pi))
-    for saved in (cdf, None):  # with Phi saved from the forward, and recomputed
-        dx = np.empty_like(x)
-        K.gelu_backward(x, g, dx, saved)
-        np.testing.assert_allclose(dx, ref, rtol=1e-5, atol=1e-6 * np.abs(g).max())
+    dx = _gelu_kernel(x, g, cdf)  # with Phi saved from the forward
+    np.testing.assert_allclose(dx, ref, rtol=1e-5, atol=1e-6 * np.abs(g).max())
 
 
 @needs_native
 def test_gelu_kernel_keeps_nan_and_infinities_as_numpy_does():
     x = np.array([np.nan, np.inf, -np.inf, 100.0, -100.0], np.float32)
-    y = np.empty_like(x)
-    K.gelu_forward(x, y)
+    y, _ = _gelu_kernel(x)
     with np.errstate(all="ignore"):
         ref = x.astype(np.float64) * _phi64(x)
     np.testing.assert_array_equal(y, ref.astype(np.float32))  # nan, inf, nan, 100, -0
@@ -144,8 +151,8 @@ def test_layer_norm_kernels_match_float64(affine):
 @needs_native
 def test_kernels_reject_buffers_that_are_too_small():
     x = np.zeros(8, np.float32)
-    with pytest.raises(ValueError, match="y holds 16 bytes, needs 32"):
-        K.gelu_forward(x, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="out holds 16 bytes, needs 32"):
+        K.pointwise(0, 0, 4, x, None, None, np.zeros(4, np.float32), ())
     with pytest.raises(ValueError, match="bad row length"):
         K.softmax_rows(np.zeros(7, np.float32), 3, 0)
 
@@ -290,9 +297,10 @@ def test_kernels_bound_to_another_namespace_give_the_numpy_namespace_values():
         results = []
         for xp in (numpy_ns, ns):
             out = []
-            for approximate in ("none", "tanh"):
-                y, saved = xp.gelu_forward(x, approximate)
-                out += [y, xp.gelu_backward(x, g, saved, approximate)]
+            for name in ("gelu", "gelu_tanh", "silu", "sigmoid"):
+                y, kept = xp.pointwise_forward(name, x)
+                s = y if name == "sigmoid" else x
+                out += [y, xp.pointwise_backward(name, s, g, (), kept)]
             y, saved = xp.layer_norm_forward(x, w, b, 1e-5)
             out += [y, *xp.layer_norm_backward(g, saved, w, True, True, True)]
             A, saved = xp.attention_softmax(q, k, 0.3, True)
@@ -313,8 +321,9 @@ def test_kernels_bound_to_another_namespace_give_the_numpy_namespace_values():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gelu_kernels_take_zero_dim_arrays(approximate, dtype):
     x = np.array(0.7, dtype)
-    y, saved = backend.numpy_ns.gelu_forward(x, approximate)
-    d = backend.numpy_ns.gelu_backward(x, np.array(2.0, dtype), saved, approximate)
+    name = "gelu" if approximate == "none" else "gelu_tanh"
+    y, kept = backend.numpy_ns.pointwise_forward(name, x)
+    d = backend.numpy_ns.pointwise_backward(name, x, np.array(2.0, dtype), (), kept)
     assert y.shape == d.shape == ()
     exact = 0.7 * 0.5 * (1 + math.erf(0.7 / math.sqrt(2)))
     np.testing.assert_allclose(y, exact, rtol=1e-3 if approximate == "tanh" else 1e-6)

@@ -2,7 +2,8 @@
 :mod:`chainrule.backend.numpy_ns`, taken from CuPy, with the extensions written for CuPy arrays,
 each kernel in the NumPy-code form it has on the CPU (``numpy_kernels.bind``) and, where a
 fused pass is simple, a real CUDA kernel in its place (``ElementwiseKernel`` /
-``ReductionKernel``): GELU forward and backward in both forms, the row softmax of attention,
+``ReductionKernel``): every row of the elementwise table (generated from the row's
+expressions, :mod:`chainrule.backend.elementwise`), the row softmax of attention,
 layer norm's forward and backward, the Adam/AdamW step, and dropout's uniform draws. Imported
 only once a CUDA array exists (``chainrule.backend._load_cupy``); ``import chainrule`` never
 imports it.
@@ -21,7 +22,7 @@ import cupy
 import cupyx
 import numpy
 
-from . import numpy_kernels, numpy_ns
+from . import elementwise, numpy_kernels, numpy_ns
 
 _missing = []
 for _name in numpy_ns.NUMPY_NAMES:
@@ -144,49 +145,38 @@ def random_uniform(generator, shape, float_dtype):
 # kernels below replace the ones where one CUDA pass is simple to write
 globals().update(numpy_kernels.bind(sys.modules[__name__]))
 
-_SQRT_HALF = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-_gelu_fwd = cupy.ElementwiseKernel(
-    "T x", "T y, T cdf",
-    f"cdf = (T)0.5 * erfc(-x * (T){_SQRT_HALF!r}); y = x * cdf;",
-    "chainrule_gelu_forward")
-_gelu_bwd = cupy.ElementwiseKernel(
-    "T x, T g, T cdf", "T dx",
-    f"dx = g * (cdf + x * (T){_INV_SQRT_2PI!r} * exp((T)-0.5 * x * x));",
-    "chainrule_gelu_backward")
-_gelu_tanh_fwd = cupy.ElementwiseKernel(
-    "T x", "T y, T t",
-    f"t = tanh((T){_SQRT_2_OVER_PI!r} * (x + (T)0.044715 * x * x * x));"
-    "y = (T)0.5 * x * ((T)1 + t);",
-    "chainrule_gelu_tanh_forward")
-_gelu_tanh_bwd = cupy.ElementwiseKernel(
-    "T x, T g, T t", "T dx",
-    f"T du = (T){_SQRT_2_OVER_PI!r} * ((T)1 + (T)(3 * 0.044715) * x * x);"
-    "dx = g * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);",
-    "chainrule_gelu_tanh_backward")
+_pointwise_kernels: dict = {}  # (row, direction) -> its ElementwiseKernel
 
 
-def gelu_forward(x, approximate="none", *, xp=None):
-    """y = x Phi(x) ('none') or x (1 + tanh u) / 2 ('tanh'), one kernel; ``(y, saved)`` with
-    saved holding Phi(x) (or tanh u), as the CPU kernel's."""
+def _pointwise_kernel(name, which):
+    k = _pointwise_kernels.get((name, which))
+    if k is None:
+        row = elementwise.ROWS.get(name)
+        if row is None:
+            raise ValueError(f"pointwise: no elementwise op named {name!r}")
+        ins, outs, op = elementwise.cuda_kernel_spec(row)[which]
+        k = _pointwise_kernels[(name, which)] = cupy.ElementwiseKernel(
+            ins, outs, op, f"chainrule_{name}_{which}", preamble=elementwise.CUDA_PRELUDE)
+    return k
+
+
+def pointwise_forward(name, x, params=(), *, xp=None):
+    """Row ``name`` of the elementwise table, one CUDA kernel generated from the row:
+    ``(y, kept)`` as on the CPU."""
     if x.dtype.kind != "f":
-        x = x.astype(cupy.float64)
-    if approximate == "tanh":
-        y, t = _gelu_tanh_fwd(x)
-        return y, (None, t)
-    y, cdf = _gelu_fwd(x)
-    return y, (None, cdf)
+        x = x.astype(cupy.float32)
+    p = [x.dtype.type(v) for v in params]
+    out = _pointwise_kernel(name, "forward")(x, *p)
+    return out if elementwise.ROWS[name].keep else (out, None)
 
 
-def gelu_backward(x, g, saved, approximate="none", *, xp=None):
-    """dx from ``gelu_forward``'s saved Phi (or tanh u), one kernel."""
-    _, a = saved
-    g = cupy.asarray(g, dtype=x.dtype)
-    if approximate == "tanh":
-        return _gelu_tanh_bwd(x, g, a)
-    return _gelu_bwd(x, g, a)
+def pointwise_backward(name, saved, g, params=(), kept=None, *, xp=None):
+    """The gradient of row ``name``, one CUDA kernel."""
+    g = cupy.asarray(g, dtype=saved.dtype)
+    p = [saved.dtype.type(v) for v in params]
+    if elementwise.ROWS[name].keep:
+        return _pointwise_kernel(name, "backward")(saved, g, kept, *p)
+    return _pointwise_kernel(name, "backward")(saved, g, *p)
 
 
 def _row_softmax_inplace(S):

@@ -15,7 +15,7 @@ no NumPy code of their own: they return None / False where the compiled code doe
 apply, and the caller runs its general code.
 
 The Tensor namespace (``chainrule.ops.tensor_ns``, for ``create_graph=True``) has only the
-kernels a backward rule calls on Tensors (``gelu_backward``, as differentiable ops): any
+kernels a backward rule calls on Tensors (``pointwise_backward``, as differentiable ops): any
 other op that calls kernels defines ``composite(...)``, which the engine differentiates
 instead of running the backward rule, or (embedding) a backward rule that on Tensors uses the
 namespace's differentiable functions (``index_put_add``).
@@ -29,11 +29,12 @@ import threading
 
 import numpy
 
+from . import elementwise as _table
 from . import numpy_ns as _ns  # (a circular import: numpy_ns imports this module)
-from .compiled import native
+from .compiled import _native, native
 
 __all__ = [
-    "gelu_forward", "gelu_backward",
+    "pointwise_forward", "pointwise_backward",
     "attention_softmax", "attention_softmax_backward",
     "layer_norm_forward", "layer_norm_backward",
     "max_pool2x2",
@@ -129,11 +130,136 @@ def scratch_buffer(key, shape, dtype, zeros=False, *, xp=_ns):
     return buf[:n].reshape(shape)
 
 
-# ----------------------------------------------------------------------------- GELU
+# ----------------------------------------------------------------------------- the table
+
+# row name -> index of its compiled kernels (the compiled module's own order, so a table
+# edited after the build cannot make a row run another row's kernel)
+_KERNEL_ID = ({n: i for i, n in enumerate(_native.pointwise_names())}
+              if _native is not None and hasattr(_native, "pointwise_names") else {})
+_float64 = numpy.dtype(numpy.float64)
+_functions: dict = {}  # (row, which) -> its Python function (made on first use)
+
+
+def _function(name, which):
+    f = _functions.get((name, which))
+    if f is None:
+        row = _table.ROWS.get(name)
+        if row is None:
+            raise ValueError(f"pointwise: no elementwise op named {name!r}")
+        f = _functions[(name, which)] = _table.python_function(row, which)
+    return f
+
+
+class _Math:
+    """The functions of the table's expressions on one array namespace (the NumPy fallback,
+    and CuPy's through ``bind``)."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        for n in ("exp", "expm1", "log", "log1p", "tanh", "sqrt", "abs", "where"):
+            setattr(self, n, getattr(xp, n))
+
+    def sigmoid(self, u):
+        return 1 / (1 + self.xp.exp(-u))
+
+    def ncdf(self, x):
+        if x.dtype == numpy.float32 and x.ndim:
+            return _phi_float32(self.xp, self.xp.ascontiguousarray(x))
+        if self.xp is _ns and type(x) is _ndarray and x.dtype == _float64:
+            return 0.5 * _erfc(-x * _SQRT_HALF).astype(_float64)
+        return 0.5 * (1 + self.xp.erf(x * _SQRT_HALF))
+
+    def powi(self, x, p):
+        a = abs(p)
+        n = int(a)
+        r = None
+        b = x
+        while n:  # square and multiply; the few products of a small exponent
+            if n & 1:
+                r = b if r is None else r * b
+            n >>= 1
+            if n:
+                b = b * b
+        if a != int(a):  # a half: times sqrt(x) (and inf at -inf as C's pow, above 1/2)
+            s = self.xp.sqrt(x)
+            r = s if r is None else self.xp.where(x == -math.inf, math.inf, r * s)
+        elif r is None:
+            r = self.xp.ones_like(x)
+        return 1 / r if p < 0 else r
+
+
+_maths: dict = {}
+
+
+def _math(xp):
+    m = _maths.get(xp)
+    if m is None:
+        m = _maths[xp] = _Math(xp)
+    return m
+
+
+def _compiled(x, name):
+    """The kernel index for ``x`` (a float32 or float64 NumPy array) and row ``name``, or
+    None."""
+    if type(x) is not _ndarray or not _native_enabled() or (x.dtype != numpy.float32
+                                                            and x.dtype != _float64):
+        return None
+    return _KERNEL_ID.get(name)
+
+
+def _native_enabled():
+    return native() is not None
+
+
+def pointwise_forward(name, x, params=(), *, xp=_ns):
+    """Row ``name`` of the elementwise table (:mod:`chainrule.backend.elementwise`) on ``x``
+    with its ``params``: ``(y, kept)``, ``kept`` what a row with ``keep`` stores for its
+    backward (else None). The compiled kernel (one pass) on float32 and float64 NumPy arrays,
+    else the row's expression on the namespace."""
+    k = _compiled(x, name)
+    keeps = _table.ROWS[name].keep
+    if k is not None:
+        if not x.flags.c_contiguous:
+            x = numpy.ascontiguousarray(x)
+        y = numpy.empty(x.shape, dtype=x.dtype)
+        kept = numpy.empty(x.shape, dtype=x.dtype) if keeps else None
+        _native.pointwise(k, 0, x.itemsize, x, kept, None, y, params)
+        return y, kept
+    with numpy.errstate(all="ignore"):
+        y = _function(name, "forward")(x, params, _math(xp))
+    kept = None
+    if keeps:
+        y, kept = y
+    if not hasattr(y, "dtype") or y.dtype != x.dtype:
+        y = xp.asarray(y, dtype=x.dtype)
+    return y, kept
+
+
+def pointwise_backward(name, saved, g, params=(), kept=None, *, xp=_ns):
+    """The gradient of row ``name`` from what its forward kept (``x`` or ``y``, as the row's
+    ``reads`` says, and ``kept``) and the incoming gradient ``g``: one compiled pass where it
+    applies."""
+    k = _compiled(saved, name)
+    keeps = _table.ROWS[name].keep
+    if (k is not None and type(g) is _ndarray and g.shape == saved.shape
+            and (not keeps or (type(kept) is _ndarray and kept.dtype == saved.dtype))):
+        if not saved.flags.c_contiguous:
+            saved = numpy.ascontiguousarray(saved)
+        if g.dtype != saved.dtype or not g.flags.c_contiguous:
+            g = numpy.ascontiguousarray(g, dtype=saved.dtype)
+        d = numpy.empty(saved.shape, dtype=saved.dtype)
+        _native.pointwise(k, 1, saved.itemsize, saved, kept, g, d, params)
+        return d
+    f = _function(name, "backward")
+    with numpy.errstate(all="ignore"):
+        return f(saved, g, params, _math(xp), kept=kept) if keeps else f(saved, g, params,
+                                                                          _math(xp))
+
+
+# ----------------------------------------------------------------------------- Phi, in float32
 
 _SQRT_HALF = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_erfc = numpy.frompyfunc(math.erfc, 1, 1)
 # erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2) for z >= 0 (Numerical Recipes' Chebyshev
 # fit): relative error below 1.2e-7 everywhere, so the tails of Phi stay accurate too
 _NR = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
@@ -183,71 +309,6 @@ def _phi_float32(xp, x, y=None):
         if yf is not None:
             xp.multiply(xb, poly, out=yf[s:e])
     return out.reshape(x.shape)
-
-
-def gelu_forward(x, approximate="none", *, xp=_ns):
-    """y = x Phi(x) ('none') or x (1 + tanh u) / 2, u = sqrt(2/pi) (x + 0.044715 x^3)
-    ('tanh'), and what ``gelu_backward`` needs: ``(y, saved)``, saved holding Phi(x) (or
-    tanh u). The exact form runs the compiled kernel on float32 where built, else an in-place
-    Chebyshev erfc in float32 and the namespace's erf in other dtypes (exact in float64)."""
-    if approximate == "none":
-        kern = native(x)
-        if kern is not None:
-            y = numpy.empty_like(x)
-            cdf = numpy.empty_like(x)
-            kern.gelu_forward(x, y, cdf)
-            return y, (kern, cdf)
-    if x.ndim == 0:  # the passes below work in place, which needs arrays
-        y, saved = gelu_forward(x.reshape(1), approximate, xp=xp)
-        return y.reshape(()), saved
-    if approximate == "tanh":
-        u = x * x
-        u *= 0.044715
-        u += 1
-        u *= x
-        u *= _SQRT_2_OVER_PI
-        t = xp.tanh(u, out=u)
-        y = t + 1
-        y *= x
-        y *= 0.5
-        return y, (None, t)
-    if x.dtype == xp.float32:
-        y = xp.empty(x.shape, dtype=x.dtype)
-        return y, (None, _phi_float32(xp, xp.ascontiguousarray(x), y))
-    cdf = 0.5 * (1 + xp.erf(x * _SQRT_HALF))
-    return x * cdf, (None, cdf)
-
-
-def gelu_backward(x, g, saved, approximate="none", *, xp=_ns):
-    """dx = g (Phi(x) + x phi(x)) ('none') or g ((1 + t) / 2 + x (1 - t^2) u' / 2) with
-    u' = sqrt(2/pi) (1 + 3 0.044715 x^2) ('tanh'), from ``gelu_forward``'s saved Phi (or t)."""
-    kern, a = saved
-    if x.ndim == 0:
-        return gelu_backward(x.reshape(1), xp.asarray(g).reshape(1), saved, approximate,
-                             xp=xp).reshape(())
-    if approximate == "tanh":
-        t = a
-        d = x * x
-        d *= 3 * 0.044715
-        d += 1
-        d *= _SQRT_2_OVER_PI * 0.5
-        d *= x
-        d *= 1 - t * t
-        d += 0.5 * (1 + t)
-        d *= g
-        return d
-    if kern is not None:  # the forward ran the compiled kernel
-        d = numpy.empty_like(x)
-        kern.gelu_backward(x, numpy.ascontiguousarray(g, dtype=x.dtype), d, a)
-        return d
-    d = x * x
-    d *= -0.5
-    xp.exp(d, out=d)
-    d *= x.dtype.type(_INV_SQRT_2PI)
-    d *= x
-    d += a
-    d *= g
-    return d
 
 
 # ----------------------------------------------------------------------------- attention

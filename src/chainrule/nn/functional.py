@@ -10,7 +10,7 @@ import numbers
 from .. import ops as P
 from ..backend import numpy_ns as _host  # Python data (lists, scalars) as host arrays
 from ..dtypes import bool_, int64
-from ..ops.gelu import gelu as _gelu
+from ..ops.activation import gelu as _gelu
 from ..tensor import Tensor
 from . import conv, fused
 from . import functional_extra as _extra
@@ -48,7 +48,7 @@ pad = P.pad
 
 def gelu(input, approximate="none"):
     """y = x Phi(x) (Phi the standard normal CDF), or its tanh approximation; the op library's
-    GELU (:class:`chainrule.ops.gelu.Gelu`, fused)."""
+    GELU (rows ``gelu`` and ``gelu_tanh`` of the elementwise table, one compiled pass)."""
     return _gelu(input, approximate)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import ops as P
 from ..autograd import no_grad
+from ..ops import activation as _act
 from ..tensor import Tensor
 from .fused.batchnorm import BatchNormOp
 
@@ -163,21 +164,17 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 
 def elu(input, alpha=1.0, inplace=False):
     """x for x > 0, alpha (exp(x) - 1) otherwise."""
-    _float(input, "elu")
-    return P.where(input > 0, input, P.expm1(P.clamp_max(input, 0.0)) * alpha)
+    return _act.elu(input, alpha)
 
 
 def selu(input, inplace=False):
     """scale elu(x, alpha), with SELU's constants."""
-    return elu(input, 1.6732632423543772848170429916717) * 1.0507009873554804934193349852946
+    return _act.selu(input)
 
 
 def celu(input, alpha=1.0, inplace=False):
     """max(0, x) + min(0, alpha (exp(x / alpha) - 1))."""
-    _float(input, "celu")
-    if alpha == 0:
-        raise ValueError("celu: alpha must not be 0")
-    return P.where(input > 0, input, P.expm1(P.clamp_max(input, 0.0) / alpha) * alpha)
+    return _act.celu(input, alpha)
 
 
 def glu(input, dim=-1):
@@ -192,51 +189,42 @@ def glu(input, dim=-1):
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """x clamped to [min_val, max_val]."""
-    _float(input, "hardtanh")
-    if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
-    return P.clamp(input, min_val, max_val)
+    return _act.hardtanh(input, min_val, max_val)
 
 
 def relu6(input, inplace=False):
     """min(max(x, 0), 6)."""
-    return hardtanh(input, 0.0, 6.0)
+    return _act.relu6(input)
 
 
 def hardsigmoid(input, inplace=False):
     """clamp(x / 6 + 1/2, 0, 1)."""
-    _float(input, "hardsigmoid")
-    return P.clamp(input / 6.0 + 0.5, 0.0, 1.0)
+    return _act.hardsigmoid(input)
 
 
 def hardswish(input, inplace=False):
     """x clamp(x + 3, 0, 6) / 6."""
-    _float(input, "hardswish")
-    return input * P.clamp(input + 3.0, 0.0, 6.0) / 6.0
+    return _act.hardswish(input)
 
 
 def mish(input, inplace=False):
     """x tanh(softplus(x))."""
-    _float(input, "mish")
-    return input * P.tanh(P.softplus(input))
+    return _act.mish(input)
 
 
 def logsigmoid(input):
     """log sigmoid(x) = -softplus(-x)."""
-    _float(input, "logsigmoid")
-    return -P.softplus(-input)
+    return _act.logsigmoid(input)
 
 
 def softsign(input):
     """x / (1 + |x|)."""
-    _float(input, "softsign")
-    return input / (P.abs(input) + 1.0)
+    return _act.softsign(input)
 
 
 def tanhshrink(input):
     """x - tanh(x)."""
-    _float(input, "tanhshrink")
-    return input - P.tanh(input)
+    return _act.tanhshrink(input)
 
 
 def hardshrink(input, lambd=0.5):

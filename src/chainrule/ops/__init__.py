@@ -8,7 +8,7 @@ apply them; a function that is also a Tensor method says so with ``@tensor_metho
 ==============  ===========================================================================
 arithmetic      add sub mul div neg pow square reciprocal floor_divide remainder
 math            exp expm1 log log1p log2 log10 sqrt rsqrt abs sin cos tanh
-activation      sigmoid relu leaky_relu gelu (its op in :mod:`.gelu`) silu softplus
+activation      sigmoid relu leaky_relu gelu silu softplus (rows of the elementwise table)
 selection       maximum minimum clamp clamp_min clamp_max where
 nograd          comparisons, logical ops, sign floor ceil round trunc, isnan..., argmax
                 argmin argsort any all allclose equal
@@ -53,7 +53,6 @@ from .activation import *  # noqa: F403
 from .arithmetic import *  # noqa: F403
 from .compose import *  # noqa: F403
 from .device import *  # noqa: F403
-from .gelu import gelu as gelu
 from .index import *  # noqa: F403
 from .join import *  # noqa: F403
 from .layout import *  # noqa: F403

@@ -1,5 +1,8 @@
 """Math functions: exp, expm1, log, log1p, log2, log10, sqrt, rsqrt, abs, sin, cos, tanh.
 
+exp, expm1, log, log1p, sqrt, rsqrt and tanh are rows of the elementwise table
+(:mod:`chainrule.ops.pointwise`); abs, sin and cos are written here.
+
 Integer and bool inputs give float32, as in PyTorch (``_float``); each rule is written with
 ``self.xp`` so that it is differentiable again under create_graph.
 """
@@ -11,80 +14,10 @@ import math
 from ..autograd import Op
 from ._args import _float, _t
 from ._methods import tensor_method
+from .pointwise import pointwise
 
 _LN2 = float(math.log(2.0))
 _LN10 = float(math.log(10.0))
-
-
-class Exp(Op):
-    """y = exp(x);  dx = g * y."""
-
-    def forward(self, x):
-        y = self.xp.exp(x)
-        self.save(y)
-        return y
-
-    def backward(self, g):
-        return (g * self.saved[0],)
-
-
-class Expm1(Op):
-    """y = exp(x) - 1;  dx = g * (y + 1)."""
-
-    def forward(self, x):
-        y = self.xp.expm1(x)
-        self.save(y)
-        return y
-
-    def backward(self, g):
-        return (g * (self.saved[0] + 1),)
-
-
-class Log(Op):
-    """y = log(x);  dx = g / x."""
-
-    def forward(self, x):
-        self.save(x)
-        return self.xp.log(x)
-
-    def backward(self, g):
-        return (g / self.saved[0],)
-
-
-class Log1p(Op):
-    """y = log(1 + x);  dx = g / (1 + x)."""
-
-    def forward(self, x):
-        self.save(x)
-        return self.xp.log1p(x)
-
-    def backward(self, g):
-        return (g / (1 + self.saved[0]),)
-
-
-class Sqrt(Op):
-    """y = sqrt(x);  dx = g / (2 y)."""
-
-    def forward(self, x):
-        y = self.xp.sqrt(x)
-        self.save(y)
-        return y
-
-    def backward(self, g):
-        return (g / (2 * self.saved[0]),)
-
-
-class Rsqrt(Op):
-    """y = 1 / sqrt(x);  dx = -g y**3 / 2."""
-
-    def forward(self, x):
-        y = 1 / self.xp.sqrt(x)
-        self.save(y)
-        return y
-
-    def backward(self, g):
-        y = self.saved[0]
-        return (-0.5 * g * y * y * y,)
 
 
 class Abs(Op):
@@ -120,40 +53,28 @@ class Cos(Op):
         return (-g * self.xp.sin(self.saved[0]),)
 
 
-class Tanh(Op):
-    """y = tanh(x);  dx = g (1 - y**2) (from the saved output, not x)."""
-
-    def forward(self, x):
-        y = self.xp.tanh(x)
-        self.save(y)
-        return y
-
-    def backward(self, g):
-        y = self.saved[0]
-        return (g * (1 - y * y),)
-
 
 # ----------------------------------------------------------------------------- functions
 
 
 @tensor_method()
 def exp(x):
-    return Exp.apply(_float(x, "exp"))
+    return pointwise("exp", x)
 
 
 @tensor_method()
 def expm1(x):
-    return Expm1.apply(_float(x, "expm1"))
+    return pointwise("expm1", x)
 
 
 @tensor_method()
 def log(x):
-    return Log.apply(_float(x, "log"))
+    return pointwise("log", x)
 
 
 @tensor_method()
 def log1p(x):
-    return Log1p.apply(_float(x, "log1p"))
+    return pointwise("log1p", x)
 
 
 @tensor_method()
@@ -168,12 +89,12 @@ def log10(x):
 
 @tensor_method()
 def sqrt(x):
-    return Sqrt.apply(_float(x, "sqrt"))
+    return pointwise("sqrt", x)
 
 
 @tensor_method()
 def rsqrt(x):
-    return Rsqrt.apply(_float(x, "rsqrt"))
+    return pointwise("rsqrt", x)
 
 
 @tensor_method()
@@ -196,7 +117,7 @@ def cos(x):
 
 @tensor_method()
 def tanh(x):
-    return Tanh.apply(_float(x, "tanh"))
+    return pointwise("tanh", x)
 
 
 @tensor_method("exp_")

@@ -11,7 +11,7 @@ import math
 from .. import backend
 from .. import ops as F
 from ..autograd import Op
-from ..backend import numpy_ns
+from ..backend import numpy_kernels, numpy_ns
 from ..tensor import Tensor
 from .index import IndexPutAdd, _scatter_index
 
@@ -161,18 +161,37 @@ def sliding_window_view(x, window_shape, axis=None):
 # create_graph; GELU's backward is written here because the Tensor namespace's erf is an
 # approximation that a composite would carry into the first derivative)
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-def gelu_backward(x, g, saved=None, approximate="none"):
-    """dx = g (Phi(x) + x phi(x)), or the tanh form's derivative, recomputed from x (``saved``,
-    what the forward kept, holds arrays outside the recorded graph and is not used)."""
-    if approximate == "tanh":
-        t = F.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
-    cdf = 0.5 * (1 + erf(x * _INV_SQRT_2))
-    pdf = _INV_SQRT_2PI * F.exp(-0.5 * x * x)
-    return g * (cdf + x * pdf)
+class _TensorMath:
+    """The functions of the elementwise table's expressions, as differentiable ops."""
+
+    exp, expm1, log, log1p = F.exp, F.expm1, F.log, F.log1p
+    tanh, sqrt, abs, sigmoid = F.tanh, F.sqrt, F.abs, F.sigmoid
+
+    @staticmethod
+    def where(c, a, b):
+        return where(c, a, b)
+
+    @staticmethod
+    def ncdf(x):
+        return 0.5 * (1 + erf(x * _INV_SQRT_2))
+
+    @staticmethod
+    def powi(x, p):
+        return x ** p
+
+
+def pointwise_forward(name, x, params=()):
+    """Row ``name`` of the elementwise table on a tensor, as differentiable ops: ``(y,
+    kept)`` as the array namespaces return it."""
+    out = numpy_kernels._function(name, "forward")(x, params, _TensorMath)
+    return out if numpy_kernels._table.ROWS[name].keep else (out, None)
+
+
+def pointwise_backward(name, saved, g, params=(), kept=None):
+    """The gradient of row ``name``, recomputed with differentiable ops (so a rule's own
+    gradient can be taken; what the forward kept is an array outside the graph, not used)."""
+    return numpy_kernels._function(name, "backward")(saved, g, params, _TensorMath)
+
