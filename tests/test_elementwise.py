@@ -286,3 +286,44 @@ def test_the_language_rejects_what_it_cannot_translate(bad, monkeypatch):
     monkeypatch.setattr(E, "TABLE", (row,))
     with pytest.raises(ValueError, match="elementwise table"):
         E.c_source()
+
+
+@needs_native
+def test_threads_split_the_work_without_changing_a_value():
+    x = np.random.default_rng(5).standard_normal(300_001).astype(np.float32)
+    g = np.random.default_rng(6).standard_normal(x.shape).astype(np.float32)
+    before = cr.get_num_threads()
+    out = {}
+    try:
+        for n in (1, 2, 3):
+            cr.set_num_threads(n)
+            assert cr.get_num_threads() == n == K.get_num_threads()
+            y, kept = numpy_ns.pointwise_forward("gelu", x)
+            out[n] = (y, numpy_ns.pointwise_backward("gelu", x, g, (), kept))
+    finally:
+        cr.set_num_threads(before)
+    for n in (2, 3):
+        np.testing.assert_array_equal(out[n][0], out[1][0])
+        np.testing.assert_array_equal(out[n][1], out[1][1])
+    with pytest.raises(ValueError, match="set_num_threads: expected a positive int, got 0"):
+        cr.set_num_threads(0)
+
+
+@needs_native
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_runs_the_threaded_kernels():
+    import os
+
+    x = np.random.default_rng(7).standard_normal(200_000)
+    before = cr.get_num_threads()
+    cr.set_num_threads(2)
+    try:
+        ref, _ = numpy_ns.pointwise_forward("tanh", x)  # the pool exists in the parent now
+        pid = os.fork()
+        if pid == 0:  # the child: its pool is started afresh
+            y, _ = numpy_ns.pointwise_forward("tanh", x)
+            os._exit(0 if np.array_equal(y, ref) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        cr.set_num_threads(before)

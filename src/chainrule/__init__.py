@@ -25,6 +25,8 @@ from .autograd import is_inference_mode_enabled as is_inference_mode_enabled
 from .autograd import no_grad as no_grad
 from .autograd import set_grad_enabled as set_grad_enabled
 from .backend import cuda_is_available as cuda_is_available
+from .backend import get_num_threads as get_num_threads
+from .backend import set_num_threads as set_num_threads
 from .creation import *  # noqa: F403  (tensor, zeros, ones, ... : see creation.__all__)
 from .creation import BoolTensor as BoolTensor
 from .creation import ByteTensor as ByteTensor

@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define HAVE_POOL 1
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -510,6 +514,149 @@ static PyObject *py_maxpool2_forward(PyObject *self, PyObject *args) {
     return res;
 }
 
+
+/* ----------------------------------------------------------------------------- threads
+ * A pool of worker threads for the elementwise kernels: parallel_for splits [0, n) into one
+ * contiguous chunk per thread (the caller takes the first) when n is large enough that the
+ * split pays for the wake-up; workers block on a condition variable between jobs (never
+ * spin, so they take no core from BLAS's threads). Rebuilt lazily after fork. */
+#define POOL_MAX 64
+#define POOL_GRAIN 32768 /* elements per thread below which a job runs on the caller alone */
+typedef void (*range_fn)(void *arg, Py_ssize_t lo, Py_ssize_t hi);
+static int pool_want = 1; /* threads in all, the caller included */
+#ifdef HAVE_POOL
+static int pool_started = 0;
+static pthread_t pool_tid[POOL_MAX];
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_go = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t pool_job_mu = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
+static unsigned long pool_gen = 0;
+static int pool_pending = 0, pool_parts = 0;
+static range_fn pool_fn;
+static void *pool_arg;
+static Py_ssize_t pool_n;
+
+static void *pool_worker(void *p) {
+    int id = (int)(intptr_t)p;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&pool_mu);
+    for (;;) {
+        while (pool_gen == seen) pthread_cond_wait(&pool_go, &pool_mu);
+        seen = pool_gen;
+        int parts = pool_parts;
+        range_fn fn = pool_fn;
+        void *arg = pool_arg;
+        Py_ssize_t n = pool_n;
+        pthread_mutex_unlock(&pool_mu);
+        if (id < parts) fn(arg, n * id / parts, n * (id + 1) / parts);
+        pthread_mutex_lock(&pool_mu);
+        if (id < parts && --pool_pending == 0) pthread_cond_signal(&pool_done);
+    }
+    return NULL;
+}
+
+static void pool_after_fork(void) {
+    /* the child has only the forking thread: start afresh */
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_mutex_init(&pool_job_mu, NULL);
+    pthread_cond_init(&pool_go, NULL);
+    pthread_cond_init(&pool_done, NULL);
+    pool_started = 0;
+    pool_gen = 0;
+}
+
+static int pool_start(int threads) {
+    static int atfork = 0;
+    if (!atfork) {
+        pthread_atfork(NULL, NULL, pool_after_fork);
+        atfork = 1;
+    }
+    while (pool_started < threads - 1) {
+        if (pthread_create(&pool_tid[pool_started], NULL, pool_worker,
+                           (void *)(intptr_t)(pool_started + 1)) != 0)
+            break;
+        pthread_detach(pool_tid[pool_started]);
+        pool_started++;
+    }
+    return pool_started + 1;
+}
+#endif
+
+/* fn over [0, n), split across the pool's threads where n is large; called without the GIL */
+static void parallel_for(range_fn fn, void *arg, Py_ssize_t n) {
+#ifdef HAVE_POOL
+    int parts = pool_want;
+    if (parts > 1 && n >= 2 * POOL_GRAIN) {
+        if ((Py_ssize_t)parts > n / POOL_GRAIN) parts = (int)(n / POOL_GRAIN);
+        pthread_mutex_lock(&pool_job_mu);
+        pthread_mutex_lock(&pool_mu);
+        int have = pool_start(parts);
+        if (parts > have) parts = have;
+        if (parts > 1) {
+            pool_fn = fn;
+            pool_arg = arg;
+            pool_n = n;
+            pool_parts = parts;
+            pool_pending = parts - 1;
+            pool_gen++;
+            pthread_cond_broadcast(&pool_go);
+            pthread_mutex_unlock(&pool_mu);
+            fn(arg, 0, n / parts);
+            pthread_mutex_lock(&pool_mu);
+            while (pool_pending > 0) pthread_cond_wait(&pool_done, &pool_mu);
+            pthread_mutex_unlock(&pool_mu);
+            pthread_mutex_unlock(&pool_job_mu);
+            return;
+        }
+        pthread_mutex_unlock(&pool_mu);
+        pthread_mutex_unlock(&pool_job_mu);
+    }
+#endif
+    fn(arg, 0, n);
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *args) {
+    int n;
+    if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads: expected a positive count, got %d", n);
+        return NULL;
+    }
+    pool_want = n > POOL_MAX ? POOL_MAX : n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs) {
+    return PyLong_FromLong(pool_want);
+}
+
+/* one elementwise job: row k, direction, dtype, and the buffers */
+typedef struct {
+    int k, bwd, isz;
+    char *s, *a, *g, *o;
+    const double *P;
+} ew_job;
+
+static void ew_range(void *arg, Py_ssize_t lo, Py_ssize_t hi) {
+    ew_job *j = arg;
+    Py_ssize_t off = lo * j->isz, n = hi - lo;
+    char *a = j->a ? j->a + off : NULL;
+    if (j->isz == 4) {
+        if (j->bwd)
+            EW_BWD_F32[j->k]((float *)(j->s + off), (float *)a, (float *)(j->g + off),
+                             (float *)(j->o + off), n, j->P);
+        else
+            EW_FWD_F32[j->k]((float *)(j->s + off), (float *)(j->o + off), (float *)a, n, j->P);
+    } else {
+        if (j->bwd)
+            EW_BWD_F64[j->k]((double *)(j->s + off), (double *)a, (double *)(j->g + off),
+                             (double *)(j->o + off), n, j->P);
+        else
+            EW_FWD_F64[j->k]((double *)(j->s + off), (double *)(j->o + off), (double *)a, n,
+                             j->P);
+    }
+}
+
 /* pointwise(k, backward, itemsize, src, aux, g, out, params): row k of the elementwise table
  * over float32 (itemsize 4) or float64 (8) buffers of one length. Forward: out = f(src), and
  * aux (a buffer for rows that keep a value, else None) the kept value; g None. Backward: out =
@@ -541,14 +688,9 @@ static PyObject *py_pointwise(PyObject *self, PyObject *args) {
         !check_len(&o, n, isz, "out") || (bwd && !check_len(&g, n, isz, "g")) ||
         (a.buf && !check_len(&a, n, isz, "aux")))
         goto done;
+    ew_job job = {k, bwd, isz, s.buf, a.buf, g.buf, o.buf, P};
     Py_BEGIN_ALLOW_THREADS
-    if (isz == 4) {
-        if (bwd) EW_BWD_F32[k](s.buf, a.buf, g.buf, o.buf, n, P);
-        else EW_FWD_F32[k](s.buf, o.buf, a.buf, n, P);
-    } else {
-        if (bwd) EW_BWD_F64[k](s.buf, a.buf, g.buf, o.buf, n, P);
-        else EW_FWD_F64[k](s.buf, o.buf, a.buf, n, P);
-    }
+    parallel_for(ew_range, &job, n);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
@@ -1003,6 +1145,9 @@ done:
 /* =================================================== end of convolution and pooling kernels */
 
 static PyMethodDef methods[] = {
+    {"set_num_threads", py_set_num_threads, METH_VARARGS,
+     "set_num_threads(n): threads the elementwise kernels split large arrays across"},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "the elementwise kernels' threads"},
     {"pointwise", py_pointwise, METH_VARARGS,
      "pointwise(k, backward, itemsize, src, aux, g, out, params): row k of the elementwise "
      "table"},

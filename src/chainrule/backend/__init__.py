@@ -32,8 +32,10 @@ import numpy
 
 from . import numpy_ns
 from .compiled import _native as _native  # noqa: F401  (tests look at it)
+from .compiled import get_num_threads as get_num_threads
 from .compiled import native as native
 from .compiled import native_available as native_available
+from .compiled import set_num_threads as set_num_threads
 from .compiled import use_native as use_native
 from .numpy_ns import EXTENSIONS as EXTENSIONS
 from .numpy_ns import KERNELS as KERNELS

@@ -31,6 +31,40 @@ def native(*arrays, contiguous=True):
     return _native
 
 
+def _default_threads() -> int:
+    for var in ("CHAINRULE_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "")
+        if v.strip().isdigit() and int(v) > 0:
+            return int(v)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_threads = _default_threads()
+if _native is not None and hasattr(_native, "set_num_threads"):
+    _native.set_num_threads(_threads)
+
+
+def set_num_threads(n: int) -> None:
+    """The threads chainrule's compiled kernels split large arrays across (PyTorch's
+    ``torch.set_num_threads``; the default is ``CHAINRULE_NUM_THREADS`` or ``OMP_NUM_THREADS``,
+    else the cores this process may run on). NumPy's BLAS keeps its own threads
+    (``OPENBLAS_NUM_THREADS``, read when NumPy is imported)."""
+    global _threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _threads = n
+    if _native is not None and hasattr(_native, "set_num_threads"):
+        _native.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The threads set by :func:`set_num_threads` (PyTorch's ``torch.get_num_threads``)."""
+    return _threads
+
+
 def native_available() -> bool:
     """True when the compiled kernels were built at install time and are enabled."""
     return _native_on
