@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 
 from ... import random as _cr_random
 from .sampler import Sampler
@@ -32,9 +33,10 @@ class DistributedSampler(Sampler[int]):
     def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
                  drop_last=False):
         if num_replicas is None or rank is None:
-            from ... import distributed
-
-            if not distributed.is_initialized():
+            # a process group exists only once chainrule.distributed was imported (a layer
+            # above this one, so it is looked up, not imported)
+            distributed = sys.modules.get("chainrule.distributed")
+            if distributed is None or not distributed.is_initialized():
                 raise RuntimeError(
                     "DistributedSampler: num_replicas and rank default to the process group's, "
                     "but chainrule.distributed is not initialized; call "
