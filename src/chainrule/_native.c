@@ -918,13 +918,16 @@ static void maxpool2_bwd(const float *x, const float *y, const float *g, float *
             const float *x0 = xp + 2 * oh * W, *x1 = x0 + W;
             float *g0 = gp + 2 * oh * W, *g1 = g0 + W;
             const float *yr = y + (p * Ho + oh) * Wo, *gr = g + (p * Ho + oh) * Wo;
-            for (Py_ssize_t ow = 0; ow < Wo; ow++) {
+            for (Py_ssize_t ow = 0; ow < Wo; ow++) { /* branch-free: selects, no jumps */
                 float m = yr[ow], v = gr[ow];
-                int k = x0[2 * ow] == m ? 0 : x0[2 * ow + 1] == m ? 1 : x1[2 * ow] == m ? 2 : 3;
-                g0[2 * ow] = k == 0 ? v : 0.0f;
-                g0[2 * ow + 1] = k == 1 ? v : 0.0f;
-                g1[2 * ow] = k == 2 ? v : 0.0f;
-                g1[2 * ow + 1] = k == 3 ? v : 0.0f;
+                int e0 = x0[2 * ow] == m;
+                int e1 = !e0 & (x0[2 * ow + 1] == m);
+                int e2 = !(e0 | e1) & (x1[2 * ow] == m);
+                int e3 = !(e0 | e1 | e2);
+                g0[2 * ow] = e0 ? v : 0.0f;
+                g0[2 * ow + 1] = e1 ? v : 0.0f;
+                g1[2 * ow] = e2 ? v : 0.0f;
+                g1[2 * ow + 1] = e3 ? v : 0.0f;
             }
             for (Py_ssize_t w = 2 * Wo; w < W; w++) g0[w] = g1[w] = 0.0f;
         }
