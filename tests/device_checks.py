@@ -15,10 +15,7 @@ CASE_IDS = [f"{s.op}-{c.id}" for s, c in CASES]
 HOST_ONLY_ROWS = {"_ScatterAddZeros": "builds its scatter index with NumPy itself"}
 # ops that still compute with NumPy on the host, so they fail on a device (expected failures,
 # strict: a row that starts to pass must leave this list)
-NOT_ON_DEVICE_YET = {"Lgamma": "distributions._special calls NumPy on the array",
-                     "Digamma": "distributions._special calls NumPy on the array",
-                     "Cholesky": "numpy.linalg.cholesky on the array (no xp.cholesky yet)",
-                     "SolveTril": "numpy.linalg.solve on the array (no xp.solve yet)"}
+NOT_ON_DEVICE_YET: dict = {}
 
 
 def device_case_params():

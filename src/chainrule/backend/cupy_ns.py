@@ -89,6 +89,43 @@ def erf(x):
     return _erf_kernel(x)
 
 
+def lgamma(x):
+    """log Gamma(x) elementwise (cupyx.scipy.special.gammaln), in x's dtype."""
+    import cupyx.scipy.special
+
+    return cupyx.scipy.special.gammaln(x).astype(x.dtype, copy=False)
+
+
+def digamma(x):
+    """psi(x) (x > 0): the CPU's recurrence and series (numpy_ns.digamma_code) on CuPy arrays,
+    so both devices give the same values."""
+    return numpy_ns.digamma_code(sys.modules[__name__], x).astype(x.dtype)
+
+
+def trigamma(x):
+    """psi'(x) (x > 0): the CPU's code (numpy_ns.trigamma_code) on CuPy arrays."""
+    return numpy_ns.trigamma_code(sys.modules[__name__], x).astype(x.dtype)
+
+
+def cholesky(a):
+    """The lower Cholesky factor (cupy.linalg.cholesky, batched); a ValueError when the matrix
+    is not positive definite (CuPy gives NaNs there instead of raising: one check)."""
+    L = cupy.linalg.cholesky(a)
+    if bool(cupy.isnan(L).any()) and not bool(cupy.isnan(a).any()):
+        raise ValueError("cholesky: the matrix is not positive definite")
+    return L
+
+
+def solve(a, b):
+    """X with a X = b (cupy.linalg.solve, batched)."""
+    return cupy.linalg.solve(a, b)
+
+
+def inv(a):
+    """The inverse of a (batched) square matrix (cupy.linalg.inv)."""
+    return cupy.linalg.inv(a)
+
+
 def index_put_add(shape, index, g):
     out = cupy.zeros(shape, dtype=g.dtype)
     if is_basic_index(index):

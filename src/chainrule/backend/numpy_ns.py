@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins as _builtins
 import math
+import sys
 
 import numpy
 from numpy import (  # noqa: F401  (re-exported: the namespace)
@@ -190,14 +191,17 @@ from . import numpy_kernels
 from .numpy_kernels import *  # noqa: F403  (the kernels: see numpy_kernels.__all__)
 
 NUMPY_NAMES = tuple(n for n in dir() if not n.startswith("_") and n not in (
-    "annotations", "math", "numpy", "numpy_kernels", "sliding_window_view"))
+    "annotations", "math", "numpy", "numpy_kernels", "sliding_window_view", "sys"))
 EXTENSIONS = ("erf", "index_put_add", "scatter_add_zeros", "put_along_dim",
-              "sliding_window_view", "is_basic_index")
+              "sliding_window_view", "is_basic_index", "lgamma", "digamma", "trigamma",
+              "cholesky", "solve", "inv")
 KERNELS = tuple(numpy_kernels.__all__)
 RANDOM = ("random_uniform",)
 NUMPY_NAMES = tuple(n for n in NUMPY_NAMES if n not in KERNELS)
+_self = sys.modules[__name__]
 
 _erf = numpy.frompyfunc(math.erf, 1, 1)
+_lgamma = numpy.frompyfunc(math.lgamma, 1, 1)
 
 
 def erf(x):
@@ -212,6 +216,69 @@ def erf(x):
             -0.82215223 + t * 0.17087277))))))))
     r = 1 - t * exp(poly)
     return r * sign(x)  # erf is odd (and sign(0) = 0 gives erf(0) = 0 exactly)
+
+
+def lgamma(x):
+    """log Gamma(x) elementwise, in x's dtype (math.lgamma: exact in float64)."""
+    return asarray(_lgamma(x), dtype=x.dtype)
+
+
+def digamma_code(xp, x):
+    """psi(x) for x > 0 with the functions of namespace ``xp``, in float64: the recurrence
+    psi(x) = psi(x + 1) - 1/x up to x >= 10, then the asymptotic series log x - 1/(2x) -
+    sum B_2k / (2k x^2k) (error below 1e-15). Every namespace runs this same code."""
+    x = x.astype(float64)
+    acc = xp.zeros_like(x)
+    for _ in range(10):
+        small = x < 10
+        acc = acc - xp.where(small, 1.0 / xp.where(small, x, 1.0), 0.0)
+        x = xp.where(small, x + 1, x)
+    r = 1.0 / (x * x)
+    series = r * (1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r * (1 / 132)))))
+    return acc + xp.log(x) - 0.5 / x - series
+
+
+def trigamma_code(xp, x):
+    """psi'(x) for x > 0 with the functions of namespace ``xp``, in float64: psi'(x) =
+    psi'(x + 1) + 1/x^2 up to x >= 10, then 1/x + 1/(2x^2) + sum B_2k / x^(2k+1)."""
+    x = x.astype(float64)
+    acc = xp.zeros_like(x)
+    for _ in range(10):
+        small = x < 10
+        acc = acc + xp.where(small, 1.0 / xp.where(small, x, 1.0) ** 2, 0.0)
+        x = xp.where(small, x + 1, x)
+    r = 1.0 / (x * x)
+    series = (1 + r * (1 / 6 - r * (1 / 30 - r * (1 / 42 - r * (1 / 30))))) / x
+    return acc + series + 0.5 * r
+
+
+def digamma(x):
+    """psi(x) = d log Gamma(x) / dx elementwise (x > 0), in x's dtype (see digamma_code)."""
+    return digamma_code(_self, x).astype(x.dtype)
+
+
+def trigamma(x):
+    """psi'(x) elementwise (x > 0), in x's dtype (see trigamma_code)."""
+    return trigamma_code(_self, x).astype(x.dtype)
+
+
+def cholesky(a):
+    """The lower Cholesky factor of a (batched) symmetric positive definite matrix; a
+    ValueError when it is not positive definite."""
+    try:
+        return numpy.linalg.cholesky(a)
+    except numpy.linalg.LinAlgError:
+        raise ValueError("cholesky: the matrix is not positive definite") from None
+
+
+def solve(a, b):
+    """X with a X = b (batched, broadcast; numpy.linalg.solve)."""
+    return numpy.linalg.solve(a, b)
+
+
+def inv(a):
+    """The inverse of a (batched) square matrix (numpy.linalg.inv)."""
+    return numpy.linalg.inv(a)
 
 
 def random_uniform(generator, shape, float_dtype):

@@ -4,47 +4,25 @@ its implicit reparameterization gradient. Each is an op with its rule beside it.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..autograd import Op
-from ..tensor import Tensor
-
-_lgamma = np.frompyfunc(math.lgamma, 1, 1)
+from ..backend import numpy_ns
 
 
 def lgamma_array(x):
     x = np.asarray(x)
-    return np.asarray(_lgamma(x), dtype=x.dtype)
+    return numpy_ns.lgamma(x)
 
 
 def digamma_array(x):
-    """psi(x) for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then the
-    asymptotic series log x - 1/(2x) - sum B_2k / (2k x^2k) (error below 1e-15)."""
-    x = np.asarray(x, dtype=np.float64)
-    acc = np.zeros_like(x)
-    for _ in range(10):
-        small = x < 10
-        acc = acc - np.where(small, 1.0 / np.where(small, x, 1.0), 0.0)
-        x = np.where(small, x + 1, x)
-    r = 1.0 / (x * x)
-    series = r * (1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r * (1 / 132)))))
-    return acc + np.log(x) - 0.5 / x - series
+    """psi(x) for x > 0 in float64 (see numpy_ns.digamma_code)."""
+    return numpy_ns.digamma_code(numpy_ns, np.asarray(x, dtype=np.float64))
 
 
 def trigamma_array(x):
-    """psi'(x) for x > 0: psi'(x) = psi'(x + 1) + 1/x^2 up to x >= 10, then 1/x + 1/(2x^2) +
-    sum B_2k / x^(2k+1)."""
-    x = np.asarray(x, dtype=np.float64)
-    acc = np.zeros_like(x)
-    for _ in range(10):
-        small = x < 10
-        acc = acc + np.where(small, 1.0 / np.where(small, x, 1.0) ** 2, 0.0)
-        x = np.where(small, x + 1, x)
-    r = 1.0 / (x * x)
-    series = (1 + r * (1 / 6 - r * (1 / 30 - r * (1 / 42 - r * (1 / 30))))) / x
-    return acc + series + 0.5 * r
+    """psi'(x) for x > 0 in float64 (see numpy_ns.trigamma_code)."""
+    return numpy_ns.trigamma_code(numpy_ns, np.asarray(x, dtype=np.float64))
 
 
 class Lgamma(Op):
@@ -53,13 +31,11 @@ class Lgamma(Op):
 
     def forward(self, x):
         self.save(x)
-        return lgamma_array(x)
+        return self.xp.lgamma(x)
 
     def backward(self, g):
         (x,) = self.saved
-        if isinstance(x, Tensor):
-            return (g * Digamma.apply(x),)
-        return (g * digamma_array(x).astype(x.dtype),)
+        return (g * self.xp.digamma(x),)
 
 
 class Digamma(Op):
@@ -67,11 +43,11 @@ class Digamma(Op):
 
     def forward(self, x):
         self.save(x)
-        return digamma_array(x).astype(x.dtype)
+        return self.xp.digamma(x)
 
     def backward(self, g):
         (x,) = self.saved
-        return (g * trigamma_array(x).astype(x.dtype),)
+        return (g * self.xp.trigamma(x),)
 
 
 def lgamma(x):
@@ -88,20 +64,18 @@ class Cholesky(Op):
     halved (Murray 2016, "Differentiation of the Cholesky decomposition")."""
 
     def forward(self, A):
-        try:
-            L = np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            raise ValueError("cholesky: the matrix is not positive definite") from None
+        L = self.xp.cholesky(A)
         self.save(L)
         return L
 
     def backward(self, g):
         (L,) = self.saved
-        P = np.swapaxes(L, -1, -2) @ g
-        P = np.tril(P) - 0.5 * np.eye(L.shape[-1], dtype=L.dtype) * P
-        Linv = np.linalg.inv(L)
-        S = np.swapaxes(Linv, -1, -2) @ P @ Linv
-        return (0.5 * (S + np.swapaxes(S, -1, -2)),)
+        xp = self.xp
+        P = xp.swapaxes(L, -1, -2) @ g
+        P = xp.tril(P) - 0.5 * xp.eye(L.shape[-1], dtype=L.dtype) * P
+        Linv = xp.inv(L)
+        S = xp.swapaxes(Linv, -1, -2) @ P @ Linv
+        return (0.5 * (S + xp.swapaxes(S, -1, -2)),)
 
 
 class SolveTril(Op):
@@ -109,14 +83,15 @@ class SolveTril(Op):
     dL = -tril(dB X^T)."""
 
     def forward(self, L, B):
-        X = np.linalg.solve(L, B)
+        X = self.xp.solve(L, B)
         self.save(L, X)
         return X
 
     def backward(self, g):
         L, X = self.saved
-        gB = np.linalg.solve(np.swapaxes(L, -1, -2), g)
-        gL = -np.tril(gB @ np.swapaxes(X, -1, -2)) if self.needs[0] else None
+        xp = self.xp
+        gB = xp.solve(xp.swapaxes(L, -1, -2), g)
+        gL = -xp.tril(gB @ xp.swapaxes(X, -1, -2)) if self.needs[0] else None
         return gL, gB
 
 

@@ -7,6 +7,7 @@ NumPy names that the ops' backward rules use."""
 from __future__ import annotations
 
 import math
+import sys
 
 from .. import backend
 from .. import ops as F
@@ -154,6 +155,54 @@ def sliding_window_view(x, window_shape, axis=None):
     positions = xp.arange(x._data.size).reshape(x._data.shape)
     index = xp.sliding_window_view(positions, window_shape, axis=axis)
     return F.getitem(F.reshape(x, (-1,)), index)
+
+
+def lgamma(x):
+    from ..distributions._special import Lgamma
+
+    return Lgamma.apply(x)
+
+
+def digamma(x):
+    from ..distributions._special import Digamma
+
+    return Digamma.apply(x)
+
+
+def trigamma(x):
+    """psi'(x) with differentiable ops: the array namespaces' code (numpy_ns.trigamma_code)."""
+    return numpy_ns.trigamma_code(sys.modules[__name__], x).to(x.dtype)
+
+
+def cholesky(a):
+    from ..distributions._special import Cholesky
+
+    return Cholesky.apply(a)
+
+
+class _Solve(Op):
+    """X = a^-1 b (batched);  db = a^-T g, da = -db X^T."""
+
+    def forward(self, a, b):
+        X = self.xp.solve(a, b)
+        self.save(a, X)
+        return X
+
+    def backward(self, g):
+        a, X = self.saved
+        xp = self.xp
+        gb = xp.solve(xp.swapaxes(a, -1, -2), g)
+        ga = -(gb @ xp.swapaxes(X, -1, -2)) if self.needs[0] else None
+        return ga, gb
+
+
+def solve(a, b):
+    return _Solve.apply(_c(a), _c(b))
+
+
+def inv(a):
+    n = a.shape[-1]
+    return solve(a, F.broadcast_to(eye(n, dtype=a.dtype), tuple(a.shape)))
 
 
 # -- kernels: the fused passes of the NumPy namespace, as differentiable compositions ---------
