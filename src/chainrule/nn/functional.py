@@ -11,7 +11,7 @@ from .. import ops as P
 from ..backend import numpy_ns as _host  # Python data (lists, scalars) as host arrays
 from ..dtypes import bool_, int64
 from ..ops.activation import gelu as _gelu
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 from . import conv, fused
 from . import functional_extra as _extra
 from . import functional_resample as _resample
@@ -89,9 +89,9 @@ def linear(input, weight, bias=None):
     _float(input, "linear")
     _float(weight, "linear", "weight")
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
+        raise ShapeError(f"linear: weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
     if input.ndim == 0 or input._data.shape[-1] != weight._data.shape[1]:
-        raise ValueError(
+        raise ShapeError(
             f"linear: input of shape {tuple(input.shape)} received, expected (*, "
             f"{weight.shape[1]}) to match weight of shape {tuple(weight.shape)}"
         )
@@ -99,7 +99,7 @@ def linear(input, weight, bias=None):
     if bias is not None:
         _same_dtype(input, bias, "linear", "bias")
         if tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(
+            raise ShapeError(
                 f"linear: bias of shape {tuple(bias.shape)}, expected ({weight.shape[0]},)"
             )
     return fused.apply_present(fused.LinearOp, input, weight, bias)
@@ -147,7 +147,7 @@ def _norm_shape(normalized_shape):
 def _check_norm(input, shape, weight, bias, op):
     _float(input, op)
     if tuple(input.shape[input.ndim - len(shape):]) != shape or input.ndim < len(shape):
-        raise ValueError(
+        raise ShapeError(
             f"{op}: input of shape {tuple(input.shape)} received, expected (*, "
             f"{', '.join(map(str, shape))}) (trailing dims = normalized_shape)"
         )
@@ -155,7 +155,7 @@ def _check_norm(input, shape, weight, bias, op):
         if t is not None:
             _same_dtype(input, t, op, name)
             if tuple(t.shape) != shape:
-                raise ValueError(f"{op}: {name} of shape {tuple(t.shape)}, expected {shape}")
+                raise ShapeError(f"{op}: {name} of shape {tuple(t.shape)}, expected {shape}")
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -193,10 +193,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     for name, t in (("query", query), ("key", key), ("value", value)):
         _float(t, op, name)
         if t.ndim < 2:
-            raise ValueError(f"{op}: {name} must have at least 2 dims (..., L, E), got "
+            raise ShapeError(f"{op}: {name} must have at least 2 dims (..., L, E), got "
                              f"shape {tuple(t.shape)}")
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: query {tuple(query.shape)}, key {tuple(key.shape)}, value "
             f"{tuple(value.shape)}: expected (..., L, E), (..., S, E), (..., S, Ev)"
         )
@@ -217,7 +217,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         try:
             _host.broadcast_shapes(tuple(mask.shape), tuple(query.shape[:-2]) + (L, S))
         except ValueError:
-            raise ValueError(
+            raise ShapeError(
                 f"{op}: attn_mask of shape {tuple(mask.shape)} does not broadcast to the "
                 f"attention weights' shape {tuple(query.shape[:-2]) + (L, S)}"
             ) from None
@@ -243,7 +243,7 @@ def _weight_array(weight, C, dtype, op):
         return None
     w = weight._data if isinstance(weight, Tensor) else _host.asarray(weight)
     if w.shape != (C,):
-        raise ValueError(f"{op}: weight of shape {tuple(w.shape)}, expected ({C},) (one per "
+        raise ShapeError(f"{op}: weight of shape {tuple(w.shape)}, expected ({C},) (one per "
                          "class)")
     return w.astype(dtype, copy=False)
 
@@ -271,7 +271,7 @@ def _check_targets(input, target, op):
     else:
         expected = (input.shape[0],) + tuple(input.shape[2:])
     if tuple(t.shape) != expected:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: target of shape {tuple(t.shape)} received, expected {expected} for input of "
             f"shape {tuple(input.shape)} (class dim 1)"
         )
@@ -323,7 +323,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     tdtype = target.dtype if isinstance(target, Tensor) else _host.asarray(target).dtype
     if tdtype.kind == "f":
         if tuple(target.shape) != tuple(input.shape):
-            raise ValueError(
+            raise ShapeError(
                 f"{op}: probability target of shape {tuple(target.shape)} received, expected the "
                 f"input's shape {tuple(input.shape)}"
             )
@@ -357,7 +357,7 @@ def _batched4(input, op, what="(N, C, H, W) or (C, H, W)"):
     if input.ndim == 3:
         return input.unsqueeze(0), True
     if input.ndim != 4:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected {what}")
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, expected {what}")
     return input, False
 
 
@@ -368,13 +368,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, unbatched = _batched4(input, op)
     _float(weight, op, "weight")
     if weight.ndim != 4:
-        raise ValueError(f"{op}: weight must be 4-d (out, in/groups, kh, kw), got shape "
+        raise ShapeError(f"{op}: weight must be 4-d (out, in/groups, kh, kw), got shape "
                          f"{tuple(weight.shape)}")
     _same_dtype(x, weight, op)
     N, C, H, W = x.shape
     O, Cg, kh, kw = weight.shape
     if groups < 1 or C % groups or O % groups or C // groups != Cg:
-        raise ValueError(
+        raise ShapeError(
             f"{op}: input of shape {tuple(input.shape)} with groups={groups} received, expected "
             f"{Cg * groups} input channels for weight of shape {tuple(weight.shape)} (and out "
             f"channels divisible by groups)"
@@ -399,12 +399,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None:
         _same_dtype(x, bias, op, "bias")
         if tuple(bias.shape) != (O,):
-            raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
+            raise ShapeError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
     Hx, Wx = x.shape[2], x.shape[3]
     for n, k, s_, p_, d_ in ((Hx, kh, stride[0], padding[0], dilation[0]),
                              (Wx, kw, stride[1], padding[1], dilation[1])):
         if conv.out_size(n, k, s_, p_, d_) < 1:
-            raise ValueError(
+            raise ShapeError(
                 f"{op}: input of shape {tuple(input.shape)} received: a {kh}x{kw} kernel (dilation"
                 f" {dilation}, padding {padding}) needs spatial size at least {d_ * (k - 1) + 1}"
                 f" with padding included"
@@ -420,11 +420,31 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     op = "conv1d"
     _float(input, op)
     if input.ndim not in (2, 3):
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected (N, C, L)"
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, expected (N, C, L)"
                          " or (C, L)")
     if weight.ndim != 3:
-        raise ValueError(f"{op}: weight must be 3-d (out, in/groups, k), got shape "
+        raise ShapeError(f"{op}: weight must be 3-d (out, in/groups, k), got shape "
                          f"{tuple(weight.shape)}")
+    O, Cg, k = weight.shape
+    C = input.shape[-2]
+    if groups < 1 or C % groups or O % groups or C // groups != Cg:
+        raise ShapeError(
+            f"{op}: input of shape {tuple(input.shape)} with groups={groups} received, expected "
+            f"{Cg * groups} input channels for weight of shape {tuple(weight.shape)} (and out "
+            f"channels divisible by groups)"
+        )
+    if bias is not None and tuple(bias.shape) != (O,):
+        raise ShapeError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
+    if not isinstance(padding, str):
+        def one(v):
+            return int(v) if isinstance(v, numbers.Integral) else int(tuple(v)[0])
+
+        if conv.out_size(input.shape[-1], k, one(stride), one(padding), one(dilation)) < 1:
+            raise ShapeError(
+                f"{op}: input of shape {tuple(input.shape)} received: a kernel of size {k} "
+                f"(dilation {one(dilation)}, padding {one(padding)}) needs length at least "
+                f"{one(dilation) * (k - 1) + 1} with padding included"
+            )
 
     def along_w(v, h):  # a 1-d argument as the pair (h, v) of the 2-d convolution
         return v if isinstance(v, str) else (h, int(v) if isinstance(v, numbers.Integral)
@@ -447,7 +467,7 @@ def _pool_args(input, kernel_size, stride, padding, dilation, ceil_mode, op):
     out = (conv.out_size(H, k[0], s[0], p[0], d[0], ceil_mode),
            conv.out_size(W, k[1], s[1], p[1], d[1], ceil_mode))
     if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, too small for "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, too small for "
                          f"kernel {k} with padding {p} and dilation {d}")
     return x, unbatched, k, s, p, d, out
 
@@ -546,7 +566,7 @@ def _pointwise_pair(input, target, op):
     if not isinstance(target, Tensor):
         target = Tensor._wrap(input.xp.asarray(target, dtype=input.dtype))
     if tuple(target.shape) != tuple(input.shape):
-        raise ValueError(f"{op}: target of shape {tuple(target.shape)} received, expected the "
+        raise ShapeError(f"{op}: target of shape {tuple(target.shape)} received, expected the "
                          f"input's shape {tuple(input.shape)}")
     return target
 

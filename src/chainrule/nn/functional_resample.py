@@ -12,7 +12,7 @@ import numbers
 from .. import ops as P
 from ..autograd import enable_grad
 from ..autograd import grad as _grad
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 from . import conv, fused
 from .conv.conv3d import avg_pool3d as avg_pool3d
 from .conv.conv3d import conv3d as conv3d
@@ -34,7 +34,7 @@ def _pool_geometry(x, k, s, p, d, ceil_mode, op):
     out = (out_size(x.shape[2], k[0], s[0], p[0], d[0], ceil_mode),
            out_size(x.shape[3], k[1], s[1], p[1], d[1], ceil_mode))
     if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"{op}: input of shape {tuple(x.shape)} received, too small for "
+        raise ShapeError(f"{op}: input of shape {tuple(x.shape)} received, too small for "
                          f"kernel {k} with padding {p} and dilation {d}")
     return out
 
@@ -44,7 +44,7 @@ def _batched3(input, op):
     if input.ndim == 2:
         return input.unsqueeze(0), True
     if input.ndim != 3:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, expected "
                          "(N, C, L) or (C, L)")
     return input, False
 
@@ -77,12 +77,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     _float(input, op)
     _float(weight, op, "weight")
     if input.ndim not in (3, 4) or weight.ndim != 4:
-        raise ValueError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
+        raise ShapeError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
                          "received, expected (N, C_in, H, W) and (C_in, C_out/groups, kh, kw)")
     unbatched = input.ndim == 3
     x = input.unsqueeze(0) if unbatched else input
     if x.shape[1] != weight.shape[0] or weight.shape[0] % groups:
-        raise ValueError(f"{op}: input of {x.shape[1]} channels received, expected "
+        raise ShapeError(f"{op}: input of {x.shape[1]} channels received, expected "
                          f"{weight.shape[0]} (weight's dim 0, divisible by groups={groups})")
     s, p = _tuple(stride, 2, "stride", op), _tuple(padding, 2, "padding", op)
     o, d = _tuple(output_padding, 2, "output_padding", op), _tuple(dilation, 2, "dilation", op)
@@ -91,7 +91,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
             raise ValueError(f"{op}: output_padding {o} must be smaller than stride {s} or "
                              f"dilation {d}")
     if bias is not None and tuple(bias.shape) != (weight.shape[1] * groups,):
-        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected "
+        raise ShapeError(f"{op}: bias of shape {tuple(bias.shape)}, expected "
                          f"({weight.shape[1] * groups},)")
     y = conv_transpose2d_nchw(x, weight, bias, s, p, o, groups, d, _conv2d)
     return y.squeeze(0) if unbatched else y
@@ -103,7 +103,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
     op = "conv_transpose1d"
     _float(input, op)
     if input.ndim not in (2, 3) or weight.ndim != 3:
-        raise ValueError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
+        raise ShapeError(f"{op}: input {tuple(input.shape)} and weight {tuple(weight.shape)} "
                          "received, expected (N, C_in, L) and (C_in, C_out/groups, k)")
 
     def pair(v, h):

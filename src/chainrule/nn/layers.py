@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import ops as P
-from ..tensor import Tensor, as_dtype, float32
+from ..tensor import ShapeError, Tensor, as_dtype, float32
 from . import functional as F
 from . import fused, init
 from .module import Module, module_error
@@ -34,7 +34,7 @@ def check_input(module, x, ndims=None, last=None, dtype=None, expected=None):
         bad = len(shape) < len(last) or shape[len(shape) - len(last):] != tuple(last)
     if bad:
         raise module_error(
-            module, ValueError, f"input of shape {tuple(shape)} received, expected {expected}"
+            module, ShapeError, f"input of shape {tuple(shape)} received, expected {expected}"
         )
     if dtype is not None and x._data.dtype != dtype:
         raise module_error(
@@ -458,7 +458,7 @@ class _ConvNd(Module):
                         expected=f"({dims[0]}, {self.in_channels}, {spatial}) or "
                                  f"({self.in_channels}, {spatial}) (C = in_channels)")
             raise module_error(
-                self, ValueError,
+                self, ShapeError,
                 f"input of shape {tuple(x.shape)} received, expected ({dims[0]}, "
                 f"{self.in_channels}, {spatial}) or ({self.in_channels}, {spatial}) "
                 "(C = in_channels)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..autograd import Op
 from ..dtypes import bool_
-from ..tensor import Tensor
+from ..tensor import ShapeError, Tensor
 from ._args import _array, _binary, _promote, _shape, _t
 from ._methods import tensor_method
 
@@ -131,7 +131,7 @@ def where(condition, a, b):
     try:
         return Where.apply(c, a, b)
     except ValueError:
-        raise ValueError(
+        raise ShapeError(
             f"where: condition {tuple(c.shape)}, input {_shape(a)} and other {_shape(b)} cannot "
             "be broadcast together (each dim must match, or be 1, counting from the right)"
         ) from None

@@ -16,7 +16,7 @@ import numbers
 
 from ... import ops as P
 from ...autograd import no_grad
-from ...tensor import Tensor
+from ...tensor import ShapeError, Tensor
 from .conv2d import Conv2dOp
 from .geometry import out_size
 from .pool import AvgPool2dOp, MaxPool2dOp
@@ -45,7 +45,7 @@ def _batched5(input, op):
     if input.ndim == 4:
         return input.unsqueeze(0), True
     if input.ndim != 5:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, expected "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, expected "
                          "(N, C, D, H, W) or (C, D, H, W)")
     return input, False
 
@@ -77,7 +77,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, unbatched = _batched5(input, op)
     _float(weight, op, "weight")
     if weight.ndim != 5:
-        raise ValueError(f"{op}: weight must be 5-d (out, in/groups, kd, kh, kw), got shape "
+        raise ShapeError(f"{op}: weight must be 5-d (out, in/groups, kd, kh, kw), got shape "
                          f"{tuple(weight.shape)}")
     if x._data.dtype != weight._data.dtype:
         raise TypeError(f"{op}: input dtype {x.dtype} differs from weight dtype "
@@ -85,7 +85,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     N, C = x.shape[0], x.shape[1]
     O, Cg, kd, kh, kw = weight.shape
     if groups < 1 or C % groups or O % groups or C // groups != Cg:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} with groups={groups} "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} with groups={groups} "
                          f"received, expected {Cg * groups} input channels for weight of shape "
                          f"{tuple(weight.shape)} (and out channels divisible by groups)")
     s, d = _triple(stride, "stride", op), _triple(dilation, "dilation", op)
@@ -104,12 +104,12 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None:
         _float(bias, op, "bias")
         if tuple(bias.shape) != (O,):
-            raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
+            raise ShapeError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({O},)")
     D, H, W = x.shape[2:]
     outs = [out_size(n, k, si, pi, di) for n, k, si, pi, di in
             zip((D, H, W), (kd, kh, kw), s, p, d)]
     if min(outs) < 1:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, too small for a "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, too small for a "
                          f"{kd}x{kh}x{kw} kernel (dilation {d}, padding {p})")
     Do, G = outs[0], groups
     taps = _depth_taps(x, kd, s[0], p[0], d[0], Do)
@@ -137,11 +137,11 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
     x, unbatched = _batched5(input, op)
     _float(weight, op, "weight")
     if weight.ndim != 5:
-        raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} received, expected "
+        raise ShapeError(f"{op}: weight of shape {tuple(weight.shape)} received, expected "
                          "(C_in, C_out/groups, kd, kh, kw)")
     cin, cog = weight.shape[0], weight.shape[1]
     if x.shape[1] != cin or cin % groups:
-        raise ValueError(f"{op}: input of {x.shape[1]} channels received, expected {cin} "
+        raise ShapeError(f"{op}: input of {x.shape[1]} channels received, expected {cin} "
                          f"(weight's dim 0, divisible by groups={groups})")
     s, p = _triple(stride, "stride", op), _triple(padding, "padding", op)
     o, d = _triple(output_padding, "output_padding", op), _triple(dilation, "dilation", op)
@@ -150,7 +150,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
             raise ValueError(f"{op}: output_padding {o} must be smaller than stride {s} or "
                              f"dilation {d}")
     if bias is not None and tuple(bias.shape) != (cog * groups,):
-        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({cog * groups},)")
+        raise ShapeError(f"{op}: bias of shape {tuple(bias.shape)}, expected ({cog * groups},)")
     k = tuple(weight.shape[2:])
     for dim in range(3):
         x = _spread(x, dim + 2, s[dim])
@@ -177,7 +177,7 @@ def _pool3d_args(input, kernel_size, stride, padding, dilation, ceil_mode, op):
     outs = tuple(out_size(n, ki, si, pi, di, ceil_mode)
                  for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d))
     if min(outs) < 1:
-        raise ValueError(f"{op}: input of shape {tuple(input.shape)} received, too small for "
+        raise ShapeError(f"{op}: input of shape {tuple(input.shape)} received, too small for "
                          f"kernel {k} with padding {p} and dilation {d}")
     D = x.shape[2]
     # padding past the right edge that the last (ceil_mode) depth window reads
