@@ -419,3 +419,42 @@ def test_hostile_gguf_in_bounded_memory():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, env=env)
     assert "refused" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_a_header_over_the_cap_is_refused_from_its_length_field(tmp_path):
+    """A file long enough for its claimed 100 MB + 8 header (sparse: nothing on disk) is
+    refused before a byte of the header is read."""
+    path = tmp_path / "big.safetensors"
+    n = 100_000_008
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", n) + b"{")
+        f.truncate(8 + n + 16)
+    with pytest.raises(CheckpointError, match=r"big.safetensors: the header claims 100000008 "
+                                              r"bytes, more than the 100000000"):
+        cr.load(path)
+
+
+def test_a_large_hostile_header_is_refused_in_bounded_memory():
+    """A 20 MB header of 340,000 empty tensors (as many entries as the bytes allow) is parsed
+    and refused in a process limited to 1.5 GiB of address space (about 10x the header, as
+    safetensors' own reader takes, on top of the interpreter and NumPy)."""
+    script = textwrap.dedent(f"""
+        import os, resource, struct, tempfile
+        resource.setrlimit(resource.RLIMIT_AS, ({int(1.5 * 2**30)}, {int(1.5 * 2**30)}))
+        import chainrule as cr
+        ent = '"t%d":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}'
+        body = ("{{" + ",".join(ent % i for i in range(340000)) + "}}").encode()
+        body += b" " * (-len(body) % 8)
+        p = os.path.join(tempfile.mkdtemp(), "h.safetensors")
+        open(p, "wb").write(struct.pack("<Q", len(body)) + body)
+        del body
+        try:
+            cr.load(p)
+        except cr.serialization.CheckpointError as e:
+            print("refused", e)
+    """)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert "refused" in proc.stdout and "without chainrule's metadata" in proc.stdout, \
+        proc.stderr[-3000:]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import chainrule as cr
@@ -303,3 +304,150 @@ def test_sample_refuses_unusable_values_in_one_line(base_run, capsys, arg):
     rc = cli.main(["sample", base_run, "--max-new-tokens=2", arg])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and arg.split("=")[0].lstrip("-") in err, err
+
+
+# ----------------------------------------------------------------------------- two processes
+
+_CLI = "import sys; from chainrule import cli; sys.exit(cli.main(sys.argv[1:]))"
+
+
+def test_two_chainrule_train_processes_on_one_run_folder_cannot_both_write(tmp_path,
+                                                                           text_file):
+    """A real `chainrule train` holds the run; a second `train` of the same name and a
+    `--resume` of it (real processes too) are refused with the holder's pid, and write
+    nothing; once the first is killed (SIGKILL: the kernel drops its lock) a resume works."""
+    import signal
+    import time
+
+    args = [f"--{k}={v}" for k, v in dict(TINY, max_iters=100000, eval_interval=100000,
+                                          checkpoint_interval=2).items()]
+    argv = ["train", f"--data={text_file}", f"--out_dir={tmp_path}", "--name=r"] + args
+    first = subprocess.Popen([sys.executable, "-c", _CLI, *argv], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "r"
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoint.safetensors").exists():
+            assert first.poll() is None, first.stderr.read()[-2000:]
+            assert time.time() < deadline
+            time.sleep(0.2)
+        held = f"in use by another chainrule process (pid {first.pid})"
+        for second, why in ((argv, "already exists"),
+                            (["train", "--resume", str(run), "--max_iters=5"], held)):
+            proc = subprocess.run([sys.executable, "-c", _CLI, *second], capture_output=True,
+                                  text=True, timeout=120)
+            err = proc.stderr.strip()
+            assert proc.returncode != 0 and err.count("\n") == 0, err
+            assert why in err, err
+        assert first.poll() is None  # the first never noticed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    done = train(resume=str(run), explicit={"max_iters": int(cr.load(
+        str(run / "checkpoint.safetensors"))["step"]) + 2})
+    steps = [r["step"] for r in read_metrics(str(run / "metrics.jsonl")) if "loss" in r]
+    assert steps == list(range(1, done.step + 1))  # one writer at a time: no step twice
+
+
+# ----------------------------------------------------------------------------- the doctor's files
+
+
+def test_the_doctors_files_are_never_written_through_a_planted_link(tmp_path):
+    from chainrule import diagnostics, nn, optim
+
+    pytest.importorskip("matplotlib")
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    w = diagnostics.watch(model, opt, interval=1)
+    for _ in range(3):
+        opt.zero_grad()
+        model(cr.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+    run = tmp_path / "run"
+    run.mkdir()
+    victim = _victim(tmp_path)
+    from chainrule.diagnostics import plots
+
+    names = ["diagnostics.jsonl", *plots.PLOTS]
+    for name in names:
+        os.symlink(victim, run / name)
+    written = w.save(str(run))
+    w.close()
+    assert victim.read_bytes() == VICTIM
+    assert sorted(os.path.basename(p) for p in written) == sorted(names)
+    for name in names:
+        assert not os.path.islink(run / name) and os.path.getsize(run / name) > 0
+    assert open(run / "diagnostics.jsonl").readline().startswith("{")
+    assert open(run / "gradient_flow.png", "rb").read(4) == b"\x89PNG"
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- kills and full disks
+
+_SAVER = textwrap.dedent("""
+    import sys, numpy as np, chainrule as cr
+    path, i = sys.argv[1], 0
+    while True:
+        i += 1
+        cr.save({"step": i, "w": np.full((512, 1024), float(i), np.float32),
+                 "b": np.full(1000, float(i))}, path)
+        print(i, flush=True)
+""")
+
+
+def test_sigkill_during_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    """A process saving 2 MB checkpoints in a loop is killed by SIGKILL at varied moments
+    (most land inside a write); each time the file loads whole, holding one save's values,
+    and the temporaries left behind are recognised and removed."""
+    import signal
+    import time
+
+    from chainrule.serialization import remove_temporaries
+
+    path = tmp_path / "c.safetensors"
+    for k in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        first = int(proc.stdout.readline())  # one whole save exists
+        time.sleep(0.013 * k)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = cr.load(path)
+        i = ckpt["step"]
+        assert i >= first
+        assert (np.asarray(ckpt["w"]) == i).all() and (ckpt["b"] == i).all()
+        remove_temporaries(tmp_path)
+        assert os.listdir(tmp_path) == ["c.safetensors"]
+
+
+def test_disk_full_in_save_is_an_os_error_and_keeps_the_old_checkpoint(tmp_path,
+                                                                       monkeypatch):
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    path = tmp_path / "c.safetensors"
+    cr.save({"step": 1, "w": np.ones(4)}, path)
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                              "StorageFull, message: \"No space left on device\" }) "
+                              "(os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    with pytest.raises(OSError) as e:
+        cr.save({"step": 2, "w": np.zeros(4)}, path)
+    assert e.value.errno == errno.ENOSPC and str(path) in str(e.value)
+    assert cr.load(path)["step"] == 1 and os.listdir(tmp_path) == ["c.safetensors"]
+
+    def enospc(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "fsync", enospc)  # the data written, the flush to disk fails
+    with pytest.raises(OSError) as e:
+        cr.save({"step": 3, "w": np.zeros(4)}, path)
+    assert e.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert cr.load(path)["step"] == 1 and os.listdir(tmp_path) == ["c.safetensors"]

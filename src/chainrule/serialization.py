@@ -39,7 +39,10 @@ from .tensor import Tensor
 
 FORMAT = "chainrule-checkpoint"
 VERSION = 1
-_MAX_HEADER = 100_000_000  # the safetensors format's own limit on its JSON header
+# The safetensors format's own limit on its JSON header. A header that large (millions of
+# entries) parses in about the time and memory safetensors' own reader takes for it (about
+# 10x its size in memory); anything larger is refused from the length field alone.
+_MAX_HEADER = 100_000_000
 _TAGS = ("__tensor__", "__ndarray__", "__scalar__", "__tuple__", "__dict__", "__float__",
          "__dtype__")
 
@@ -171,16 +174,24 @@ def open_append(path, encoding: str = "utf-8"):
     return os.fdopen(fd, "a", encoding=encoding)
 
 
+def _is_writer_temporary(name: str) -> bool:
+    """The name the safetensors writer gives its own temporary file (``.tmp`` and six
+    letters or digits, Rust's ``tempfile`` naming), left behind when it is killed mid-write."""
+    return len(name) == 10 and name.startswith(".tmp") and name[4:].isascii() \
+        and name[4:].isalnum()
+
+
 def remove_temporaries(folder) -> list[str]:
-    """Remove the temporary files :func:`atomic_open` and :func:`save` leave behind when a
-    process is killed mid-write (names from :func:`temporary_name` only); returns them."""
+    """Remove the temporary files :func:`atomic_open` and :func:`save` (and the safetensors
+    writer inside it) leave behind when a process is killed mid-write; returns their names."""
     removed = []
     try:
         names = os.listdir(folder)
     except OSError:
         return removed
     for name in names:
-        if is_temporary_name(name) or name.endswith(".tmp.png") or name in (
+        if is_temporary_name(name) or _is_writer_temporary(name) or name.endswith(
+                ".tmp.png") or name in (
                 "tokens.bin.tmp", "metrics.jsonl.tmp", "report.html.tmp"):
             p = os.path.join(folder, name)
             if os.path.islink(p) or os.path.isfile(p):
@@ -405,9 +416,12 @@ def _load_open(f, size, fail):
                    "safetensors files written by chainrule.save, and never unpickles (that "
                    "could run arbitrary code)")
     (n,) = struct.unpack("<Q", head)
-    if n > min(size - 8, _MAX_HEADER):
+    if n > size - 8:
         raise fail(f"the header claims {n} bytes but the file has {size - 8} after the "
                    "length field: truncated, or not a safetensors file")
+    if n > _MAX_HEADER:
+        raise fail(f"the header claims {n} bytes, more than the {_MAX_HEADER} a safetensors "
+                   "header may have: corrupted, or not a safetensors file")
     raw = f.read(n)
     if len(raw) != n:
         raise fail("the file ended inside its header: truncated")

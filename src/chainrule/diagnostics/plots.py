@@ -46,7 +46,14 @@ def _no_data(fig, text):
 
 
 def _save(fig, out):
-    fig.savefig(out, format="png", dpi=100)
+    """PNG into a file object, or into a path replaced atomically (never through a link)."""
+    if hasattr(out, "write"):
+        fig.savefig(out, format="png", dpi=100)
+        return
+    from ..serialization import atomic_open
+
+    with atomic_open(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def gradient_flow(meta, records, out):

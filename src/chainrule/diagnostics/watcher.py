@@ -808,7 +808,11 @@ def _restore(x):
 
 
 def write_jsonl(path, meta, records, steps, losses, chunk: int = 1000):
-    with open(path, "w") as f:
+    """Replace ``path`` atomically (a temporary file beside it, renamed over it: never written
+    through a link, never half there)."""
+    from ..serialization import atomic_open
+
+    with atomic_open(path, "w") as f:
         f.write(json.dumps(_clean(meta)) + "\n")
         for r in records:
             f.write(json.dumps(_clean(r)) + "\n")

@@ -27,6 +27,7 @@ import errno
 import json
 import math
 import os
+import secrets
 import shutil
 
 from ..serialization import atomic_write, open_append, remove_temporaries
@@ -45,6 +46,15 @@ class RunError(ValueError):
 
 RUN_FILES = ("config.toml", "tokenizer.json", "metrics.jsonl", "checkpoint.safetensors",
              "samples.txt", "report.png", "report.html", "data/tokens.bin", "data/tokens.json")
+
+
+def _lock_holder(fd: int) -> str:
+    """`` (pid N)`` from a held lock file, as the holder wrote it ('' when unreadable)."""
+    try:
+        pid = int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return ""
+    return f" (pid {pid})"
 
 
 class RunDir:
@@ -68,9 +78,13 @@ class RunDir:
 
     def lock(self) -> RunDir:
         """Take the run's lock for the life of this process (a second process training or
-        resuming the same run is refused with a RunError), then remove the temporary files a
-        killed process left behind. Refuses a run whose ``data`` or ``tensorboard`` folder is a
-        link (the run's files would be written elsewhere)."""
+        resuming the same run is refused with a RunError naming the holder's pid), then remove
+        the temporary files a killed process left behind. Refuses a run whose ``data`` or
+        ``tensorboard`` folder is a link (the run's files would be written elsewhere).
+
+        The lock is an ``flock`` on ``.lock``, which holds the pid: the kernel releases it
+        when its process ends however it ends (SIGKILL included), so the file a dead process
+        leaves is never a stale lock, and nothing has to guess from a pid whether it is."""
         key = os.path.realpath(self.path)
         if key not in _HELD:
             try:
@@ -84,12 +98,13 @@ class RunDir:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError as e:
+                    holder = _lock_holder(fd)
                     os.close(fd)
                     if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                         raise RunError(
                             f"the run folder {self.path!r} is in use by another chainrule "
-                            "process (its .lock is held); wait until that process ends, or "
-                            "stop it first") from None
+                            f"process{holder} (its .lock is held); wait until that process "
+                            "ends, or stop it first") from None
                     raise
             try:
                 os.ftruncate(fd, 0)
@@ -151,7 +166,9 @@ class MetricsLog:
             except ImportError:
                 pass
             else:
-                self._tb = SummaryWriter(tensorboard_dir)
+                # an unguessable event-file name: no link can be planted where it will be
+                self._tb = SummaryWriter(tensorboard_dir,
+                                         filename_suffix=f".{secrets.token_hex(6)}")
 
     def write(self, record: dict) -> None:
         rec = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
