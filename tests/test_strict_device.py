@@ -184,3 +184,40 @@ def test_chainrule_train_on_the_stand_in_end_to_end_and_resumes(fake, tmp_path):
             "--diagnose_interval=2", "--progress=false", "--dropout=0.1"]
     assert cli.main(args) == 0
     assert cli.main(["train", "--resume", str(tmp_path / "r"), "--max_iters=6"]) == 0
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_llama_forward_cache_and_generate_on_the_stand_in_equal_the_cpu(fake):
+    from chainrule.models.llama import KVCache, Llama, LlamaConfig, rope_tables
+
+    cfg = LlamaConfig(vocab_size=50, n_layer=2, n_embd=24, n_head=6, n_kv_head=2, n_hidden=40,
+                      rope_theta=1000.0, norm_eps=1e-5, block_size=32)
+    cr.manual_seed(0)
+    cpu = Llama(cfg)
+    dev = Llama(cfg)
+    dev.load_state_dict(cpu.state_dict())
+    dev.to("cuda")
+    ids = np.array([[1, 2, 3, 4, 5, 6, 7], [9, 8, 7, 6, 5, 4, 3]])
+    cos, sin = rope_tables(5, 6, 1000.0, start=2, device="cuda")
+    assert backend.is_device_array(cos) and backend.is_device_array(sin)
+    np.testing.assert_array_equal(backend.to_numpy(cos), rope_tables(5, 6, 1000.0, start=2)[0])
+    with cr.no_grad():
+        full_ref, loss_ref = cpu(cr.tensor(ids), cr.tensor(ids))
+        full, loss = dev(cr.tensor(ids, device="cuda"), cr.tensor(ids, device="cuda"))
+        assert full.device == "cuda"
+        np.testing.assert_allclose(full.cpu().numpy(), full_ref.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(loss.item(), loss_ref.item(), rtol=1e-6)
+        cache = KVCache(cfg, 2, 7, device="cuda")  # a chunked prefill through the cache
+        a, _ = dev(cr.tensor(ids[:, :4], device="cuda"), cache=cache)
+        b, _ = dev(cr.tensor(ids[:, 4:], device="cuda"), cache=cache)
+        assert all(backend.is_device_array(k) for k in cache.k + cache.v)
+    np.testing.assert_allclose(np.concatenate([a.cpu().numpy(), b.cpu().numpy()], 1),
+                               full_ref.numpy(), atol=1e-5)
+    for kw in ({"temperature": 0}, {"temperature": 0.8, "top_k": 5, "top_p": 0.9}):
+        ref = cpu.generate(ids[:, :3], 6, generator=np.random.default_rng(3), **kw)
+        out = dev.generate(cr.tensor(ids[:, :3], device="cuda"), 6,
+                           generator=np.random.default_rng(3), **kw)
+        assert out.device == "cuda"
+        np.testing.assert_array_equal(out.cpu().numpy(), ref.numpy())

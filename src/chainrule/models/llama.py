@@ -63,13 +63,16 @@ class LlamaConfig:
         return asdict(self)
 
 
-def rope_tables(T: int, d: int, theta: float, start: int = 0, dtype=np.float32):
+def rope_tables(T: int, d: int, theta: float, start: int = 0, dtype=np.float32,
+                device="cpu"):
     """cos and sin of ``pos * theta**(-2i/d)`` for positions ``start..start+T``, each ``(T, d)``
-    with the ``d/2`` frequencies repeated over both halves (the half-split layout)."""
-    inv = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    ang = np.arange(start, start + T, dtype=np.float64)[:, None] * inv[None, :]
-    ang = np.concatenate([ang, ang], axis=1)
-    return np.cos(ang).astype(dtype), np.sin(ang).astype(dtype)
+    with the ``d/2`` frequencies repeated over both halves (the half-split layout); arrays of
+    ``device``, computed there in float64."""
+    xp = backend.xp_for_device(backend.normalize_device(device))
+    inv = theta ** (-xp.arange(0, d, 2, dtype=xp.float64) / d)
+    ang = xp.arange(start, start + T, dtype=xp.float64)[:, None] * inv[None, :]
+    ang = xp.concatenate([ang, ang], axis=1)
+    return xp.cos(ang).astype(dtype), xp.sin(ang).astype(dtype)
 
 
 class Rotary(Op):
@@ -94,7 +97,7 @@ class Rotary(Op):
 
 def apply_rotary(x: Tensor, cos, sin) -> Tensor:
     """Rotate ``x`` (..., T, d) by the tables from :func:`rope_tables` (half-split pairs)."""
-    dev = backend.device_of(x._data)  # the tables are made on the host: moved to x's device
+    dev = backend.device_of(x._data)  # (tables made elsewhere are moved to x's device)
     cos, sin = (backend.to_device(t, dev).astype(x._data.dtype, copy=False) for t in (cos, sin))
     return Rotary.apply(x, cos, sin)
 
@@ -102,16 +105,18 @@ def apply_rotary(x: Tensor, cos, sin) -> Tensor:
 class KVCache:
     """Keys and values of every layer for generation: preallocated ``(B, n_kv_head, L, d)``
     arrays filled position by position, so each new token attends without recomputing the
-    prefix."""
+    prefix. The arrays live on ``device``."""
 
-    def __init__(self, config: LlamaConfig, batch: int, max_len: int, dtype=np.float32):
+    def __init__(self, config: LlamaConfig, batch: int, max_len: int, dtype=np.float32,
+                 device="cpu"):
         shape = (batch, config.n_kv_head, max_len, config.head_dim)
-        self.k = [np.zeros(shape, dtype) for _ in range(config.n_layer)]
-        self.v = [np.zeros(shape, dtype) for _ in range(config.n_layer)]
+        xp = backend.xp_for_device(backend.normalize_device(device))
+        self.k = [xp.zeros(shape, dtype) for _ in range(config.n_layer)]
+        self.v = [xp.zeros(shape, dtype) for _ in range(config.n_layer)]
         self.length = 0
         self.max_len = max_len
 
-    def update(self, layer: int, k: np.ndarray, v: np.ndarray):
+    def update(self, layer: int, k, v):
         """Write ``k, v`` (B, KV, T, d) at the current position; returns all keys and values."""
         T = k.shape[2]
         s = self.length
@@ -146,7 +151,8 @@ class Attention(nn.Module):
             ks, vs = cache.update(layer, k._data, v._data)
             S = ks.shape[2]
             # query t sits at position S - T + t and sees keys 0..S - T + t
-            mask = np.arange(S)[None, :] <= np.arange(S - T, S)[:, None]
+            xp = backend.array_module(ks)
+            mask = xp.arange(S)[None, :] <= xp.arange(S - T, S)[:, None]
             y = F.scaled_dot_product_attention(q, Tensor(ks[:, :, None]), Tensor(vs[:, :, None]),
                                                attn_mask=Tensor(mask))
         y = y.reshape(B, H, T, hd).transpose(1, 2).reshape(B, T, H * hd)  # (B, T, C)
@@ -219,8 +225,9 @@ class Llama(nn.Module):
         if start + T > max(self.config.block_size, getattr(cache, "max_len", 0)):
             raise ValueError(f"Llama: sequence of {start + T} tokens is longer than block_size "
                              f"{self.config.block_size}")
-        cos, sin = rope_tables(T, self.config.head_dim, self.config.rope_theta, start)
         x = self.embed(idx)  # (B, T, C)
+        cos, sin = rope_tables(T, self.config.head_dim, self.config.rope_theta, start,
+                               device=x.device)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, cache, i)
         if cache is not None:
@@ -243,7 +250,10 @@ class Llama(nn.Module):
         :meth:`chainrule.models.gpt.GPT.generate` (``temperature=0`` is greedy; draws from
         ``generator``, default chainrule's global one). Stops early once every row has produced
         ``eos_id`` (default ``self.eos_id``)."""
-        idx = np.asarray(idx._data if isinstance(idx, Tensor) else idx, dtype=np.int64)
+        # the tokens so far on the host (the sampler draws there from a NumPy generator); the
+        # network, its cache and each step's input on the model's device
+        idx = np.asarray(idx.detach().cpu().numpy() if isinstance(idx, Tensor) else idx,
+                         dtype=np.int64)
         if idx.ndim == 1:
             idx = idx[None]
         if idx.ndim != 2 or idx.shape[1] == 0:
@@ -252,23 +262,25 @@ class Llama(nn.Module):
         generator = _rng() if generator is None else generator
         eos_id = self.eos_id if eos_id is None else eos_id
         B, T = idx.shape
-        cache = KVCache(self.config, B, T + max_new_tokens)
+        dev = self.embed.weight.device
+        cache = KVCache(self.config, B, T + max_new_tokens, device=dev)
         was_training = self.training
         self.eval()
         out = [idx]
-        logits, _ = self(Tensor(idx), cache=cache)
+        logits, _ = self(Tensor(idx, device=dev), cache=cache)
         done = np.zeros(B, dtype=bool)
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits._data[:, -1, :], temperature, top_k, top_p, generator)
+            last = backend.to_numpy(logits._data[:, -1, :])  # (B, V), explicitly to the host
+            nxt = sample_next(last, temperature, top_k, top_p, generator)
             if eos_id is not None:
                 nxt = np.where(done, eos_id, nxt)
                 done |= nxt == eos_id
             out.append(nxt[:, None])
             if done.all():
                 break
-            logits, _ = self(Tensor(nxt[:, None]), cache=cache)
+            logits, _ = self(Tensor(nxt[:, None], device=dev), cache=cache)
         self.train(was_training)
-        return Tensor(np.concatenate(out, axis=1))
+        return Tensor(np.concatenate(out, axis=1), device=dev)
 
 
 __all__ = ["Llama", "LlamaConfig", "KVCache", "rope_tables", "apply_rotary"]
