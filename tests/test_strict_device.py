@@ -221,3 +221,11 @@ def test_llama_forward_cache_and_generate_on_the_stand_in_equal_the_cpu(fake):
                            generator=np.random.default_rng(3), **kw)
         assert out.device == "cuda"
         np.testing.assert_array_equal(out.cpu().numpy(), ref.numpy())
+
+
+def test_a_parameter_made_from_a_device_array_stays_on_the_device(fake):
+    a = cr.randn(3, 2).to("cuda")._data
+    p = cr.nn.Parameter(a)
+    assert p.device == "cuda" and p._data is a and p.requires_grad
+    (p * 2.0).sum().backward()
+    np.testing.assert_array_equal(p.grad.cpu().numpy(), np.full((3, 2), 2.0))

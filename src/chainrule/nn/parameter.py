@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor
 
 
@@ -24,6 +25,8 @@ class Parameter(Tensor):
             if data._vc is None:
                 data._vc = [0]
             arr, vc = data._data, data._vc  # shared: an in-place change through either is seen
+        elif backend.is_device_array(data):
+            arr, vc = data, None  # a device array stays where it is (wrapped, not copied)
         else:
             arr = np.asarray(data)
             if arr.dtype == np.float64 and not isinstance(data, np.ndarray):
