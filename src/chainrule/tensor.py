@@ -575,6 +575,9 @@ class Tensor:
     def __mod__(self, o):
         return _F.remainder(self, o)
 
+    def __rmod__(self, o):
+        return _F.remainder(o, self)
+
     def __lt__(self, o):
         return _F.lt(self, o)
 

@@ -415,8 +415,9 @@ class _ConvNd(Module):
         super().__init__()
         nd = self._nd
         name = type(self).__name__
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"{name}: padding_mode {padding_mode!r}; only 'zeros'")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{name}: padding_mode must be 'zeros', 'reflect', 'replicate' or "
+                             f"'circular', got {padding_mode!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must be divisible by groups ({groups})")
@@ -428,6 +429,17 @@ class _ConvNd(Module):
         self.kernel_size, self.stride, self.dilation = tup(kernel_size), tup(stride), tup(dilation)
         self.padding = padding if isinstance(padding, str) else tup(padding)
         self.groups, self.padding_mode = int(groups), padding_mode
+        # F.pad's widths (last dim first) for the non-zero padding modes, as PyTorch's
+        # _reversed_padding_repeated_twice; 'same' puts the odd extra on the right
+        if self.padding == "same":
+            self._reversed_padding_repeated_twice = tuple(
+                w for d, k in reversed(list(zip(self.dilation, self.kernel_size)))
+                for w in (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2))
+        elif self.padding == "valid":
+            self._reversed_padding_repeated_twice = (0, 0) * nd
+        else:
+            self._reversed_padding_repeated_twice = tuple(
+                w for p in reversed(self.padding) for w in (p, p))
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(_empty(shape, dtype))
         if bias:
@@ -464,16 +476,24 @@ class _ConvNd(Module):
                 "(C = in_channels)",
             )
 
+    def _padded(self, x):
+        """The input padded by padding_mode, and the padding left for the convolution."""
+        if self.padding_mode == "zeros":
+            return x, self.padding
+        return F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0
+
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding not in ((0,) * self._nd, "valid"):
+        if self.padding != (0,) * self._nd:  # PyTorch prints padding=valid too
             s += f", padding={self.padding}"
         if self.dilation != (1,) * self._nd:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        if self.bias is None:
+            s += ", bias=False"
+        return s + (f", padding_mode={self.padding_mode}" if self.padding_mode != "zeros" else "")
 
 
 class Conv2d(_ConvNd):
@@ -484,7 +504,8 @@ class Conv2d(_ConvNd):
 
     def forward(self, x):
         self._check(x)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        x, padding = self._padded(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 
@@ -495,7 +516,8 @@ class Conv1d(_ConvNd):
 
     def forward(self, x):
         self._check(x)
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        x, padding = self._padded(x)
+        return F.conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 

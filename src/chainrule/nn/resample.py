@@ -151,7 +151,8 @@ class Conv3d(_ConvNd):
 
     def forward(self, x):
         self._check(x)
-        return F.conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+        x, padding = self._padded(x)
+        return F.conv3d(x, self.weight, self.bias, self.stride, padding, self.dilation,
                         self.groups)
 
 
