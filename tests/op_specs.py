@@ -1021,18 +1021,21 @@ spec("Lgamma", lambda F, x: _dist_op("Lgamma").apply(x),
      case((3, 4)), case((), id="scalar"), case(arg((3, 2), transposed=True), id="noncontiguous"),
      domain=(0.2, 8.0), torch=False, ref=lambda x: _lgamma_ref(x))
 spec("Digamma", lambda F, x: _dist_op("Digamma").apply(x),
-     case((3, 4)), case((), id="scalar"), domain=(0.2, 8.0), torch=False, gradgrad=False,
-     why="its rule reads trigamma from the arrays",
+     case((3, 4)), case((), id="scalar"), domain=(0.2, 8.0), torch=False,
      ref=lambda x: np.vectorize(lambda v: _digamma_ref(v))(x))
 spec("Cholesky", lambda F, a: _dist_op("Cholesky").apply(_spd(F, a)),
-     case((3, 3)), case((2, 4, 4), id="batched"), torch=False, gradgrad=False,
-     why="its rule runs on the arrays", ref=lambda a: np.linalg.cholesky(_spd_ref(a)))
+     case((3, 3)), case((2, 4, 4), id="batched"), torch=False,
+     ref=lambda a: np.linalg.cholesky(_spd_ref(a)))
 spec("SolveTril",
      lambda F, a, b: _dist_op("SolveTril").apply(
          a.tril() + 3.0 * F.tensor(np.eye(a.shape[-1])).to(a.dtype), b),
      case((3, 3), (3, 2)), case((2, 4, 4), (2, 4, 1), id="batched"), torch=False,
-     gradgrad=False, why="its rule runs on the arrays",
      ref=lambda a, b: np.linalg.solve(np.tril(a) + 3.0 * np.eye(a.shape[-1]), b))
+spec("Solve",
+     lambda F, a, b: _dist_op("Solve").apply(a + 3.0 * F.tensor(np.eye(a.shape[-1])).to(a.dtype),
+                                             b),
+     case((3, 3), (3, 2)), case((2, 4, 4), (2, 4, 1), id="batched"), torch=False,
+     ref=lambda a, b: np.linalg.solve(a + 3.0 * np.eye(a.shape[-1]), b))
 
 
 def _lgamma_ref(x):

@@ -158,13 +158,13 @@ def sliding_window_view(x, window_shape, axis=None):
 
 
 def lgamma(x):
-    from ..distributions._special import Lgamma
+    from .special import Lgamma
 
     return Lgamma.apply(x)
 
 
 def digamma(x):
-    from ..distributions._special import Digamma
+    from .special import Digamma
 
     return Digamma.apply(x)
 
@@ -175,29 +175,15 @@ def trigamma(x):
 
 
 def cholesky(a):
-    from ..distributions._special import Cholesky
+    from .special import Cholesky
 
     return Cholesky.apply(a)
 
 
-class _Solve(Op):
-    """X = a^-1 b (batched);  db = a^-T g, da = -db X^T."""
-
-    def forward(self, a, b):
-        X = self.xp.solve(a, b)
-        self.save(a, X)
-        return X
-
-    def backward(self, g):
-        a, X = self.saved
-        xp = self.xp
-        gb = xp.solve(xp.swapaxes(a, -1, -2), g)
-        ga = -(gb @ xp.swapaxes(X, -1, -2)) if self.needs[0] else None
-        return ga, gb
-
-
 def solve(a, b):
-    return _Solve.apply(_c(a), _c(b))
+    from .special import Solve
+
+    return Solve.apply(_c(a), _c(b))
 
 
 def inv(a):
