@@ -95,7 +95,8 @@ _S2PI = "0.7978845608028654"  # sqrt(2 / pi)
 _SELU_A, _SELU_S = "1.6732632423543772", "1.0507009873554805"
 
 TABLE = (
-    Row("relu", "Relu", "where(x < 0, 0, x)", "where(y > 0, g, 0)", reads="y"),
+    # (each derivative's comparisons are PyTorch's, so that a NaN input takes the same branch)
+    Row("relu", "Relu", "where(x < 0, 0, x)", "where(y <= 0, 0, g)", reads="y"),
     Row("leaky_relu", "LeakyRelu", "where(x > 0, x, x * negative_slope)",
         "where(x > 0, g, g * negative_slope)", params=("negative_slope",)),
     Row("sigmoid", "Sigmoid", "sigmoid(x)", "y * (1 - y)", reads="y"),
@@ -107,12 +108,12 @@ TABLE = (
         # (NaN where x^3 overflows or x is infinite, as PyTorch's)
         f"0.5 * (1 + t) + 0.5 * x * (1 - t * t) * {_S2PI} * (1 + 0.134145 * x * x)",
         defs=(("t", f"tanh({_S2PI} * (x + 0.044715 * x * x * x))"),), keep="t"),
-    Row("elu", "Elu", "where(x > 0, x, alpha * expm1(x))", "where(x > 0, 1, alpha * exp(x))",
+    Row("elu", "Elu", "where(x > 0, x, alpha * expm1(x))", "where(x <= 0, alpha * exp(x), 1)",
         params=("alpha",)),
     Row("selu", "Selu", f"{_SELU_S} * where(x > 0, x, {_SELU_A} * expm1(x))",
-        f"{_SELU_S} * where(x > 0, 1, {_SELU_A} * exp(x))"),
+        f"{_SELU_S} * where(x <= 0, {_SELU_A} * exp(x), 1)"),
     Row("celu", "Celu", "where(x > 0, x, alpha * expm1(x / alpha))",
-        "where(x > 0, 1, exp(x / alpha))", params=("alpha",)),
+        "where(x <= 0, exp(x / alpha), 1)", params=("alpha",)),
     Row("softplus", "Softplus", "where(x * beta > threshold, x, log1p(exp(x * beta)) / beta)",
         "where(x * beta > threshold, 1, sigmoid(x * beta))", params=("beta", "threshold")),
     Row("mish", "Mish", "x * t", "t + x * (1 - t * t) * sigmoid(x)",
@@ -122,7 +123,7 @@ TABLE = (
     Row("hardtanh", "Hardtanh", "where(x < min_val, min_val, where(x > max_val, max_val, x))",
         "where(x <= min_val, 0, where(x >= max_val, 0, g))", params=("min_val", "max_val")),
     Row("hardsigmoid", "Hardsigmoid", "where(x + 3 < 0, 0, where(x + 3 > 6, 6, x + 3)) / 6",
-        "where(x <= -3, 0, where(x >= 3, 0, g * 0.16666666666666666))"),
+        "where(x > -3, where(x < 3, g * 0.16666666666666666, 0), 0)"),
     Row("hardswish", "Hardswish", "x * where(x + 3 < 0, 0, where(x + 3 > 6, 6, x + 3)) / 6",
         "where(x <= -3, 0, where(x >= 3, g, g * (x / 3 + 0.5)))"),
     Row("softsign", "Softsign", "x / (1 + abs(x))", "1 / ((1 + abs(x)) * (1 + abs(x)))"),

@@ -21,14 +21,16 @@ _LN10 = float(math.log(10.0))
 
 
 class Abs(Op):
-    """y = |x|;  dx = g * sign(x) (0 at x = 0, as PyTorch)."""
+    """y = |x|;  dx = g * sign(x) (0 at x = 0 and at NaN, as PyTorch)."""
 
     def forward(self, x):
         self.save(x)
         return self.xp.abs(x)
 
     def backward(self, g):
-        return (g * self.xp.sign(self.saved[0]),)
+        x = self.saved[0]
+        xp = self.xp
+        return (xp.where(x > 0, g, xp.where(x < 0, -g, 0.0)),)
 
 
 class Sin(Op):
